@@ -1,0 +1,54 @@
+"""metajax: exact and first-order gradient-based meta-learning in JAX.
+
+The public API; the code lives in ``metajax._src``.
+"""
+
+from metajax._src.anil import anil
+from metajax._src.base import InnerResult, MetaLearner, MetaState, Task
+from metajax._src.inner import (
+    SAFE_EPS_ROOT,
+    AbstractMetaGradient,
+    Exact,
+    FirstOrder,
+    adam,
+    combine,
+    inner_loop,
+    make_inner_opt,
+    partition,
+    select_mask,
+)
+from metajax._src.maml import fomaml, maml
+from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
+from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
+from metajax._src.reptile import reptile
+from metajax._src.validation import check_task, task_spec_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SAFE_EPS_ROOT",
+    "AbstractMetaGradient",
+    "Exact",
+    "FirstOrder",
+    "InnerResult",
+    "MetaLearner",
+    "MetaSGDParams",
+    "MetaState",
+    "MetaStep",
+    "Task",
+    "adam",
+    "anil",
+    "check_task",
+    "combine",
+    "fomaml",
+    "inner_loop",
+    "make_inner_opt",
+    "make_meta_step",
+    "make_train_loop",
+    "maml",
+    "meta_sgd",
+    "partition",
+    "reptile",
+    "select_mask",
+    "task_spec_of",
+]

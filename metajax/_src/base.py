@@ -1,0 +1,151 @@
+"""Core types of metajax: tasks, losses, learners and the meta-training state.
+
+Everything is a pytree. A *batch* is any pytree whose leaves share a leading
+example axis (usually ``(x, y)``); a :class:`Task` is a ``(support, query)``
+pair of batches; a task batch is a :class:`Task` whose leaves carry one more
+leading axis, the task axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import optax
+
+Params = Any
+"""A pytree of model parameters."""
+MetaParams = Any
+"""A pytree of meta-parameters (model parameters plus, e.g., Meta-SGD rates)."""
+Batch = Any
+"""A pytree of arrays sharing a leading example axis, usually ``(x, y)``."""
+Aux = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Task(NamedTuple):
+    """One task: a support batch to adapt on and a query batch to score on.
+
+    For a task batch every leaf carries a leading task axis in front of the
+    example axis.
+    """
+
+    support: Batch
+    query: Batch
+
+
+class LossFn(Protocol):
+    """``loss_fn(params, batch) -> loss`` or ``(loss, aux)`` with ``has_aux``."""
+
+    def __call__(self, params: Params, batch: Batch) -> Any: ...
+
+
+class QueryLossFn(Protocol):
+    """``query_loss_fn(params, query, support) -> (loss, aux)``.
+
+    Gives the query loss access to the task's support batch, which
+    non-transductive batch normalisation needs (query examples are normalised
+    with support statistics).
+    """
+
+    def __call__(self, params: Params, query: Batch, support: Batch) -> tuple[jax.Array, Aux]: ...
+
+
+class InnerResult(NamedTuple):
+    """What an inner loop returns.
+
+    Attributes:
+      params: the adapted model parameters (the full pytree).
+      losses: support loss before each inner step, shape ``(num_steps,)``.
+      trace: ``eval_fn`` evaluated before every step and after the last one,
+        leading axis ``num_steps + 1``; ``None`` when no ``eval_fn`` was given.
+    """
+
+    params: Params
+    losses: jax.Array
+    trace: Any
+
+
+class MetaLearner(NamedTuple):
+    """An algorithm: a named tuple of pure functions built by a factory.
+
+    Attributes:
+      init: ``init(params) -> meta_params`` wraps model parameters into the
+        algorithm's meta-parameters (identity except for Meta-SGD).
+      model_params: ``model_params(meta_params) -> params``, the initial model.
+      adapt: ``adapt(meta_params, support, *, num_steps=None, eval_fn=None)
+        -> InnerResult`` runs the inner loop on one task. Its derivative with
+        respect to ``meta_params`` is the one the algorithm's meta-gradient
+        choice prescribes.
+      task_direction: ``task_direction(meta_params, task) -> (direction,
+        metrics)`` for one task: the meta-gradient (MAML family) or
+        ``params - adapted`` (Reptile), a pytree shaped like ``meta_params``.
+      meta_grad: ``meta_grad(meta_params, tasks) -> (direction, metrics)``
+        averaged over a task batch (leading task axis).
+      query_loss: ``query_loss(params, query, support) -> (loss, aux)`` used to
+        score adapted parameters.
+      name: the algorithm's name.
+      num_inner_steps: the inner steps used in training (and, by default, in
+        evaluation).
+    """
+
+    init: Callable[[Params], MetaParams]
+    model_params: Callable[[MetaParams], Params]
+    adapt: Callable[..., InnerResult]
+    task_direction: Callable[[MetaParams, Task], tuple[Any, Metrics]]
+    meta_grad: Callable[[MetaParams, Task], tuple[Any, Metrics]]
+    query_loss: QueryLossFn
+    name: str
+    num_inner_steps: int
+
+
+class MetaState(NamedTuple):
+    """Outer-loop state: the outer optimiser's state and the step count."""
+
+    opt_state: optax.OptState
+    step: jax.Array
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as int or raise ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | jax.numpy.integer):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_learning_rate(name: str, value: Any) -> None:
+    """Raise ``ValueError`` if a static learning rate is negative or non-finite.
+
+    Traced values, callables (schedules) and arrays with more than one element
+    are accepted as they are; a learning-rate pytree (Meta-SGD) is checked leaf
+    by leaf when concrete.
+    """
+    if callable(value):
+        return
+    leaves = jax.tree_util.tree_leaves(value)
+    if not leaves:
+        raise ValueError(f"{name} must be a finite number >= 0, got an empty value {value!r}.")
+    for leaf in leaves:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        try:
+            import numpy as np
+
+            arr = np.asarray(leaf, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.") from err
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite, got {value!r}.")
+        if np.any(arr < 0):
+            raise ValueError(f"{name} must be >= 0, got {value!r}.")
+
+
+def is_finite_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,75 @@
+"""Reptile (serial and batched)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task, check_positive_int
+from metajax._src.inner import Exact, Selector, make_inner_opt, normalize_loss, select_mask
+from metajax._src.learner import batch_over_tasks, check_task_chunk, identity, query_loss_from
+from metajax._src.validation import check_task
+
+
+def reptile(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | None = None, num_inner_steps: int = 5,
+            *, inner_lr: Any = 0.01, has_aux: bool = False, query_loss_fn: QueryLossFn | None = None,
+            head: Selector | None = None, task_chunk: int | None = None,
+            task_spec: Task | None = None) -> MetaLearner:
+    r"""Reptile: the outer direction is :math:`\phi - \tilde\phi_i`.
+
+    :math:`\tilde\phi_i` is ``num_inner_steps`` steps of ``inner_opt`` on task
+    *i*'s support batch (Reptile has no support/query split: put all of a
+    task's training data in ``support``; ``query`` is only scored for
+    monitoring). ``meta_grad`` returns the mean over the task batch, so with
+    the outer optimiser ``optax.sgd(epsilon)`` one meta-step is
+    :math:`\phi \leftarrow \phi + \epsilon\,\mathrm{mean}_i(\tilde\phi_i - \phi)`
+    (batched Reptile); a meta-batch of one task is serial Reptile. Nothing is
+    differentiated through the inner loop.
+
+    Args:
+      loss_fn, inner_opt, inner_lr, has_aux, query_loss_fn, head, task_chunk,
+      task_spec: as in :func:`maml`.
+      num_inner_steps: inner steps k (the paper uses 5 to 10 for training).
+
+    >>> import jax.numpy as jnp
+    >>> reptile(lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2), "sgd", 5).name
+    'reptile'
+
+    References:
+      Nichol, Achiam, Schulman (2018). On First-Order Meta-Learning
+      Algorithms. arXiv:1803.02999.
+    """
+    num_inner_steps = check_positive_int("num_inner_steps", num_inner_steps)
+    task_chunk = check_task_chunk(task_chunk)
+    opt = make_inner_opt(inner_opt, inner_lr)
+    loss = normalize_loss(loss_fn, has_aux)
+    qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
+    loop = Exact()
+
+    def adapt(params, support, *, num_steps=None, eval_fn=None):
+        mask = None if head is None else select_mask(params, head)
+        steps = num_inner_steps if num_steps is None else num_steps
+        return loop.inner_loop(loss, opt, params, support, steps, mask=mask, eval_fn=eval_fn)
+
+    def task_direction(params, task):
+        check_task(task, "task", spec=task_spec)
+        params = jax.lax.stop_gradient(params)
+        res = adapt(params, task.support)
+        direction = jax.tree_util.tree_map(lambda p, a: p - a, params, res.params)
+        qval, aux = qloss(res.params, task.query, task.support)
+        metrics = {"query_loss": qval, "support_loss": res.losses[0], **{f"query_{k}": v for k, v in aux.items()}}
+        return direction, metrics
+
+    def meta_grad(params, tasks):
+        check_task(tasks, "tasks", batched=True, spec=task_spec)
+        return batch_over_tasks(task_direction, params, tasks, task_chunk)
+
+    def init(params):
+        if head is not None:
+            select_mask(params, head)
+        return params
+
+    return MetaLearner(init=init, model_params=identity, adapt=adapt, task_direction=task_direction,
+                       meta_grad=meta_grad, query_loss=qloss, name="reptile", num_inner_steps=num_inner_steps)

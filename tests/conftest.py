@@ -1,0 +1,51 @@
+"""Test configuration: float64 numerics and strict rank promotion.
+
+Rank promotion raises (implicit broadcasting of mismatched ranks hides bugs).
+Strict *dtype* promotion is not used: optax's own Adam bias correction
+(``1 - decay**count`` with an int32 count) fails under it.
+"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def tanh_mlp_init(key, sizes=(2, 6, 6, 1)):
+    """A tiny smooth MLP (tanh), float64: finite differences need smoothness."""
+    params = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        kw, _ = jax.random.split(jax.random.fold_in(key, i))
+        params.append({"w": jax.random.normal(kw, (a, b), jnp.float64) / jnp.sqrt(a),
+                       "b": 0.1 * jnp.ones((b,), jnp.float64)})
+    return params
+
+
+def tanh_mlp_apply(params, x):
+    for layer in params[:-1]:
+        x = jnp.tanh(x @ layer["w"] + layer["b"][None, :])
+    return x @ params[-1]["w"] + params[-1]["b"][None, :]
+
+
+def mlp_loss(params, batch):
+    x, y = batch
+    return jnp.mean(jnp.square(tanh_mlp_apply(params, x) - y))
+
+
+def regression_tasks(key, num_tasks=3, shots=5, query=7, din=2):
+    """Random smooth regression tasks (x, y) with y a task-specific function."""
+    from metajax import Task
+
+    k1, k2, k3 = jax.random.split(key, 3)
+    xs = jax.random.normal(k1, (num_tasks, shots, din), jnp.float64)
+    xq = jax.random.normal(k2, (num_tasks, query, din), jnp.float64)
+    w = jax.random.normal(k3, (num_tasks, din, 1), jnp.float64)
+    f = lambda x: jnp.sin(jnp.einsum("tnd,tdo->tno", x, w))  # noqa: E731
+    return Task((xs, f(xs)), (xq, f(xq)))
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)
