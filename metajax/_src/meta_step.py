@@ -60,7 +60,7 @@ def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation
         direction, metrics = learner.meta_grad(meta_params, tasks)
         updates, opt_state = outer_opt.update(direction, state.opt_state, meta_params)
         meta_params = optax.apply_updates(meta_params, updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(direction))
+        metrics = dict(metrics, grad_norm=global_norm(direction))
         return meta_params, MetaState(opt_state, state.step + 1), metrics
 
     return MetaStep(init, step)
@@ -96,6 +96,11 @@ def make_train_loop(meta_step: MetaStep, sample_tasks: Callable[[jax.Array], Tas
         return meta_params, state, metrics
 
     return run
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """L2 norm of all leaves together."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def tree_mean(tree: Any) -> Any:
