@@ -1,0 +1,84 @@
+"""Models: Flax modules through a pure apply, the batch-norm policy, conv-net meta-gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_maml import directional_fd_check
+
+import metajax as mj
+from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss, mlp
+
+
+def f64(tree):
+    return jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), tree)
+
+
+@pytest.fixture(scope="module")
+def small_conv():
+    model = conv4(ways=3, filters=4, image_size=16)
+    return model, f64(model.init(jax.random.PRNGKey(0)))
+
+
+def image_tasks(key, num_tasks=2, ways=3, shots=1, query=2, size=16):
+    k1, k2 = jax.random.split(key)
+    xs = jax.random.normal(k1, (num_tasks, ways * shots, size, size, 1), jnp.float64)
+    xq = jax.random.normal(k2, (num_tasks, ways * query, size, size, 1), jnp.float64)
+    ys = jnp.tile(jnp.repeat(jnp.arange(ways), shots), (num_tasks, 1))
+    yq = jnp.tile(jnp.repeat(jnp.arange(ways), query), (num_tasks, 1))
+    return mj.Task((xs, ys), (xq, yq))
+
+
+def test_mlp_shapes():
+    m = mlp()
+    p = m.init(jax.random.PRNGKey(0))
+    assert m.apply(p, jnp.zeros((7, 1))).shape == (7, 1)
+    assert [x.shape for x in jax.tree_util.tree_leaves(p)] == [(40,), (1, 40), (40,), (40, 40), (1,), (40, 1)]
+
+
+@pytest.mark.parametrize("size,flat", [(28, 64), (84, 5 * 5 * 32)])
+def test_conv4_input_sizes(size, flat):
+    filters = 64 if size == 28 else 32
+    model = conv4(ways=5, filters=filters, image_size=size, channels=1 if size == 28 else 3)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    assert shapes["params"]["head"]["kernel"].shape == (flat, 5)
+
+
+def test_batchnorm_policy(small_conv):
+    model, params = small_conv
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 16, 16, 1), jnp.float64)
+    ref = jax.random.normal(jax.random.PRNGKey(2), (3, 16, 16, 1), jnp.float64)
+    # non-transductive: each example's output depends only on itself and the reference batch
+    full = model.apply(params, x, reference=ref)
+    one_by_one = jnp.concatenate([model.apply(params, x[i:i + 1], reference=ref) for i in range(6)])
+    np.testing.assert_allclose(full, one_by_one, rtol=1e-10, atol=1e-12)
+    # transductive: changing other examples changes an example's output
+    trans = model.apply(params, x)
+    trans2 = model.apply(params, x.at[1:].multiply(3.0))
+    assert not np.allclose(trans[0], trans2[0])
+    nontrans2 = model.apply(params, x.at[1:].multiply(3.0), reference=ref)
+    np.testing.assert_allclose(full[0], nontrans2[0], rtol=1e-10, atol=1e-12)
+
+
+def test_conv4_exact_meta_gradient_matches_finite_differences_k2(small_conv):
+    """Conv + batch norm + ReLU + reduce_window max-pool, two inner steps (float64)."""
+    model, params = small_conv
+    tasks = image_tasks(jax.random.PRNGKey(3))
+    learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 2, inner_lr=0.4, has_aux=True)
+    grad, metrics = jax.jit(learner.meta_grad)(params, tasks)
+    assert set(metrics) == {"query_loss", "support_loss", "query_accuracy"}
+    directional_fd_check(learner, params, tasks, grad, jax.random.PRNGKey(4), eps=1e-6, num_dirs=2, rtol=1e-5)
+
+
+def test_non_transductive_query_loss_is_used(small_conv):
+    model, params = small_conv
+    tasks = image_tasks(jax.random.PRNGKey(5))
+    trans = mj.maml(cross_entropy_loss(model.apply), "sgd", 1, inner_lr=0.4, has_aux=True)
+    nontrans = mj.maml(cross_entropy_loss(model.apply), "sgd", 1, inner_lr=0.4, has_aux=True,
+                       query_loss_fn=cross_entropy_query_loss(model.apply, bn="support"))
+    _, m1 = jax.jit(trans.meta_grad)(params, tasks)
+    _, m2 = jax.jit(nontrans.meta_grad)(params, tasks)
+    np.testing.assert_allclose(m1["support_loss"], m2["support_loss"])
+    assert not np.allclose(m1["query_loss"], m2["query_loss"])
+    with pytest.raises(ValueError, match="bn must be"):
+        cross_entropy_query_loss(model.apply, bn="running")
