@@ -82,3 +82,18 @@ def test_non_transductive_query_loss_is_used(small_conv):
     assert not np.allclose(m1["query_loss"], m2["query_loss"])
     with pytest.raises(ValueError, match="bn must be"):
         cross_entropy_query_loss(model.apply, bn="running")
+
+
+def test_patch_conv_equals_xla_conv():
+    xla = conv4(ways=3, filters=4, image_size=16, conv="xla")
+    patches = conv4(ways=3, filters=4, image_size=16, conv="patches")
+    params = f64(xla.init(jax.random.PRNGKey(0)))
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
+        patches.init(jax.random.PRNGKey(0)))
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)
+    np.testing.assert_allclose(xla.apply(params, x), patches.apply(params, x), rtol=1e-10, atol=1e-12)
+    g1 = jax.grad(lambda p: jnp.sum(xla.apply(p, x) ** 2))(params)
+    g2 = jax.grad(lambda p: jnp.sum(patches.apply(p, x) ** 2))(params)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), g1, g2)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        conv4(conv="winograd")

@@ -103,16 +103,56 @@ class RefBatchNorm(nn.Module):
         return y * scale.astype(x.dtype).reshape(shape) + bias.astype(x.dtype).reshape(shape)
 
 
+class PatchConv3x3(nn.Module):
+    """3x3 SAME convolution as nine shifted slices and one matmul (im2col).
+
+    Same parameters (``kernel`` of shape (3, 3, C, F), ``bias``) and the same
+    result as ``nn.Conv(F, (3, 3), padding="SAME")``. On XLA:CPU its forward,
+    backward and second-order passes are all matmuls, slices and pads, which
+    run ~10x faster than XLA:CPU's convolution kernels on the MAML workload
+    (benchmarks/README.md); on GPU/TPU the native convolution is better.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        n, h, w, _ = x.shape
+        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
+        y = cols.reshape(n * h * w, 9 * c) @ kernel.astype(x.dtype).reshape(9 * c, self.features)
+        return y.reshape(n, h, w, self.features) + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+
+
+CONV_IMPLS = ("auto", "patches", "xla")
+
+
+def resolve_conv_impl(conv: str) -> str:
+    """``"auto"`` is ``"patches"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere."""
+    if conv not in CONV_IMPLS:
+        raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}.")
+    if conv == "auto":
+        return "patches" if jax.default_backend() == "cpu" else "xla"
+    return conv
+
+
 class Conv4Module(nn.Module):
     """Four blocks of 3x3 conv (SAME), batch norm, ReLU and 2x2 max-pool, then a linear head."""
 
     ways: int = 5
     filters: int = 64
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x, num_ref=None):
-        for _ in range(4):
-            x = nn.Conv(self.filters, (3, 3), padding="SAME")(x)
+        for i in range(4):
+            if self.conv == "patches":
+                x = PatchConv3x3(self.filters, name=f"Conv_{i}")(x)
+            else:
+                x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"Conv_{i}")(x)
             x = RefBatchNorm()(x, num_ref)
             x = nn.relu(x)
             # reduce_window max-pool: its gradient goes to one element per
@@ -123,7 +163,7 @@ class Conv4Module(nn.Module):
         return nn.Dense(self.ways, name="head")(x)
 
 
-def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int = 1) -> Model:
+def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int = 1, conv: str = "auto") -> Model:
     """The standard 4-block conv net of MAML (Omniglot 28x28x1, Mini-ImageNet 84x84x3).
 
     Args:
@@ -131,6 +171,9 @@ def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int 
       filters: filters per conv layer (64 for Omniglot, 32 for Mini-ImageNet).
       image_size: input height and width.
       channels: input channels.
+      conv: ``"patches"`` (im2col matmuls), ``"xla"`` (``lax.conv``) or
+        ``"auto"`` (patches on CPU, XLA elsewhere). Both have the same
+        parameters and agree to float rounding.
 
     Returns:
       A :class:`Model` whose ``apply(params, x, reference=None)`` follows the
@@ -142,7 +185,7 @@ def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int 
     >>> m.apply(m.init(jax.random.PRNGKey(0)), jax.numpy.zeros((2, 28, 28, 1))).shape
     (2, 5)
     """
-    module = Conv4Module(ways=ways, filters=filters)
+    module = Conv4Module(ways=ways, filters=filters, conv=resolve_conv_impl(conv))
     shape = (image_size, image_size, channels)
 
     def init(key):

@@ -1,0 +1,7 @@
+"""``python -m metajax`` is the ``metajax`` command."""
+
+import sys
+
+from metajax.cli import main
+
+sys.exit(main())
