@@ -135,7 +135,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     exp_summary = f"{config.algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
     print(f"metajax train: {exp_summary} -> {run_dir}", file=sys.stderr, flush=True)
     progress = False if args.no_progress else None
-    train.run(config, run_dir, progress=progress)
+    try:
+        train.run(config, run_dir, progress=progress)
+    except FloatingPointError as err:
+        print(f"metajax train: {err}. Lower outer.lr or inner.lr; the metrics up to this point are in "
+              f"{run_dir / 'metrics.jsonl'}.", file=sys.stderr)
+        return 1
     print(f"wrote {run_dir}/ (metrics.jsonl, eval.md, eval.json, adaptation.png, meta_params.msgpack)",
           file=sys.stderr)
     return 0

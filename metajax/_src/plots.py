@@ -14,27 +14,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from metajax._src.data import sinusoid  # noqa: E402
+from metajax._src.evaluation import summarize  # noqa: E402
 
 COLORS = {"random": "tab:gray", "pretrained": "tab:orange"}
 
 
 def plot_sinusoid(path: Path, exp: Any, inits: dict[str, tuple[Any, Any]], tasks: Any, tp: Any,
-                  curves: dict[str, np.ndarray], num_examples: int = 3) -> None:
-    """Adaptation curves (mean with 95% CI band) and example fits, as in the MAML/Reptile papers."""
+                  curves: dict[str, np.ndarray], num_examples: int = 3, diverged_above: float = np.inf) -> None:
+    """Adaptation curves and example fits, as in the MAML and Reptile papers.
+
+    Curves show the mean with a 95% CI band over the tasks that did not
+    diverge (as in ``eval.md``, which also counts the diverged ones).
+    """
     num_examples = max(0, min(num_examples, curves[next(iter(curves))].shape[0]))
     fig, axes = plt.subplots(1, 1 + num_examples, figsize=(4.2 * (1 + num_examples), 3.6))
     axes = np.atleast_1d(axes)
     ax = axes[0]
     for name, c in curves.items():
         steps = np.arange(c.shape[1])
-        mean = c.mean(axis=0)
-        ci = 1.96 * c.std(axis=0, ddof=1) / np.sqrt(c.shape[0])
+        rows = summarize(c, steps, diverged_above)
+        mean = np.array([r["mean"] for r in rows])
+        ci = np.array([r["ci95"] for r in rows])
         color = COLORS.get(name, "tab:blue")
         ax.plot(steps, mean, label=name, color=color)
         ax.fill_between(steps, mean - ci, mean + ci, color=color, alpha=0.25)
     ax.set_yscale("log")
     ax.set_xlabel("inner steps")
-    ax.set_ylabel(f"query MSE ({curves[next(iter(curves))].shape[0]} tasks)")
+    ax.set_ylabel(f"query MSE, mean ± 95% CI ({curves[next(iter(curves))].shape[0]} tasks)")
     ax.set_title("adaptation on held-out tasks")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -207,7 +207,7 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[
     try:
         from metajax._src.plots import plot_sinusoid
 
-        plot_sinusoid(run_dir / "adaptation.png", exp, inits, tasks, tp, curves, ev.num_examples)
+        plot_sinusoid(run_dir / "adaptation.png", exp, inits, tasks, tp, curves, ev.num_examples, ev.diverged_above)
     except ImportError as err:  # matplotlib is a dependency, but do not lose the numbers over a plot
         print(f"plot skipped: {err}", file=sys.stderr)
     return {"results": results, "table": table}

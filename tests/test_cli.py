@@ -1,0 +1,82 @@
+"""The command line: configs, overrides, the smoke run and its outputs."""
+
+import json
+import os
+
+import pytest
+
+from metajax import cli
+
+ALGOS = ["sinusoid_maml", "sinusoid_fomaml", "sinusoid_reptile", "sinusoid_meta_sgd", "sinusoid_anil"]
+
+
+def test_every_sinusoid_config_loads_and_builds():
+    from metajax._src import train
+
+    assert set(ALGOS) <= set(cli.available_configs())
+    for name in ALGOS:
+        cfg = cli.load_config(name, smoke=True)
+        exp = train.build(cfg)
+        assert exp.learner.name == cfg.algorithm
+
+
+def test_overrides_and_their_errors():
+    cfg = cli.load_config("sinusoid_maml")
+    cli.apply_overrides(cfg, ["inner.lr=0.1", "inner.steps=3", "model.hidden=[8, 8]", "outer.lr=1"])
+    assert cfg.inner.lr == 0.1 and cfg.inner.steps == 3 and cfg.model.hidden == (8, 8) and cfg.outer.lr == 1.0
+    with pytest.raises(ValueError, match=r"unknown config key 'inner.rate': 'inner' has keys \["):
+        cli.apply_overrides(cfg, ["inner.rate=0.1"])
+    with pytest.raises(ValueError, match="inner.steps expects a value of type int"):
+        cli.apply_overrides(cfg, ["inner.steps=fast"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        cli.apply_overrides(cfg, ["inner.steps"])
+    with pytest.raises(ValueError, match="unknown config 'nope'"):
+        cli.load_config("nope")
+
+
+def test_bad_values_fail_before_training(tmp_path, capsys):
+    rc = cli.main(["train", "--smoke", "--run-dir", str(tmp_path / "r"), "--set", "inner.lr=-1.0",
+                   "--set", "runtime.cpu_threads=0"])
+    assert rc == 2
+    assert "inner_lr must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "metrics.jsonl").exists()
+    rc = cli.main(["train", "--smoke", "--run-dir", str(tmp_path / "r"), "--set", "data.meta_batch_size=0",
+                   "--set", "runtime.cpu_threads=0"])
+    assert rc == 2
+    assert "data.meta_batch_size must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_run_dir(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert cli.main(["train", "--smoke", "--run-dir", str(ro / "x")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_unwritable_run_dir_is_a_file(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["train", "--smoke", "--run-dir", str(blocker / "x"), "--set", "runtime.cpu_threads=0"]) == 2
+    assert "--run-dir: cannot write" in capsys.readouterr().err
+
+
+def test_smoke_run_writes_everything(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    rc = cli.main(["train", "--smoke", "--run-dir", str(run_dir), "--no-progress",
+                   "--set", "runtime.cpu_threads=0", "--set", "train.num_steps=250"])
+    assert rc == 0
+    for name in ("metrics.jsonl", "eval.json", "eval.md", "adaptation.png", "meta_params.msgpack", "config.json",
+                 "versions.json", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [100, 200, 250]  # remainder chunk included
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["results"]) == {"maml", "random", "pretrained"}
+    assert [r["steps"] for r in summary["results"]["maml"]] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 32]
+    err = capsys.readouterr().err
+    assert "meta-train 250/250" in err and "it/s" in err and "eta" in err
+    assert (run_dir / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["train"]["num_steps"] == 250
