@@ -58,20 +58,25 @@ def worker(spec: dict) -> dict:
         learner = factories[alg](mse_loss(model.apply), "sgd", k, inner_lr=0.01)
         ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(0.1))
         steps = spec["steps_per_call"]
-        fn = jax.jit(mj.make_train_loop(ms, lambda kk: sinusoid.sample_tasks(kk, spec["meta_batch"], 10), steps),
-                     donate_argnums=(0, 1))
+        fn = jax.jit(
+            mj.make_train_loop(ms, lambda kk: sinusoid.sample_tasks(kk, spec["meta_batch"], 10), steps),
+            donate_argnums=(0, 1),
+        )
         params = model.init(key)
         args = (params, ms.init(params), key)
     else:
         model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
         chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
-        learner = factories[alg](cross_entropy_loss(model.apply), "sgd", k, inner_lr=0.4, has_aux=True,
-                                 task_chunk=chunk)
+        learner = factories[alg](
+            cross_entropy_loss(model.apply), "sgd", k, inner_lr=0.4, has_aux=True, task_chunk=chunk
+        )
         ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0))
         t = spec["meta_batch"]
         ks, kq = jax.random.split(key)
-        tasks = mj.Task((jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
-                        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))))
+        tasks = mj.Task(
+            (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
+            (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
+        )
         fn = jax.jit(ms.step, donate_argnums=(0, 1))
         steps = 1
         params = model.init(key)
@@ -94,10 +99,17 @@ def worker(spec: dict) -> dict:
         args = call(args)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {**spec, "median_s_per_call": med, "times_s": times, "it_per_s": steps / med, "s_per_it": med / steps,
-            "compile_s": compile_s, "xla_temp_mb": temp_mb,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "backend": jax.default_backend()}
+    return {
+        **spec,
+        "median_s_per_call": med,
+        "times_s": times,
+        "it_per_s": steps / med,
+        "s_per_it": med / steps,
+        "compile_s": compile_s,
+        "xla_temp_mb": temp_mb,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backend": jax.default_backend(),
+    }
 
 
 def variants(full: bool, only: str | None) -> list[dict]:
@@ -105,8 +117,17 @@ def variants(full: bool, only: str | None) -> list[dict]:
     if only in (None, "sinusoid"):
         for alg, k in (("maml", 1), ("fomaml", 1), ("reptile", 5), ("maml", 5)):
             for threads in (1, 0):
-                out.append({"workload": "sinusoid", "algorithm": alg, "k": k, "meta_batch": 25, "cpu_threads": threads,
-                            "steps_per_call": 500, "repeats": 7 if full else 5})
+                out.append(
+                    {
+                        "workload": "sinusoid",
+                        "algorithm": alg,
+                        "k": k,
+                        "meta_batch": 25,
+                        "cpu_threads": threads,
+                        "steps_per_call": 500,
+                        "repeats": 7 if full else 5,
+                    }
+                )
     if only in (None, "omniglot"):
         reps = 5 if full else 3
         base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
@@ -116,9 +137,17 @@ def variants(full: bool, only: str | None) -> list[dict]:
         if full:
             strategies += [("patches", 8), ("patches", 16)]
         for conv, chunk in strategies:
-            for alg, k in ((("maml", 1), ("fomaml", 1), ("maml", 5)) if full else (("maml", 1),)):
-                out.append({**base, "algorithm": alg, "k": k, "conv": conv, "task_chunk": chunk,
-                            "repeats": 1 if conv == "xla" else reps})
+            for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5)) if full else (("maml", 1),):
+                out.append(
+                    {
+                        **base,
+                        "algorithm": alg,
+                        "k": k,
+                        "conv": conv,
+                        "task_chunk": chunk,
+                        "repeats": 1 if conv == "xla" else reps,
+                    }
+                )
     return out
 
 
@@ -134,8 +163,14 @@ def machine() -> dict:
     import jax
     import optax
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-            "optax": optax.__version__, "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "os": platform.platform(),
+    }
 
 
 def label(r: dict) -> str:
@@ -145,15 +180,21 @@ def label(r: dict) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| workload | algorithm | k | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
-             "XLA temp MB | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | algorithm | k | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
+        "XLA temp MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | failed: {r['error']} "
-                         "| | | | |")
+            lines.append(
+                f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | failed: {r['error']} | | | | |"
+            )
             continue
-        lines.append(f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | {r['s_per_it']:.4g} | "
-                     f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | {r['s_per_it']:.4g} | "
+            f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +214,12 @@ def main() -> int:
     for i, spec in enumerate(specs):
         print(f"[{i + 1}/{len(specs)}] {json.dumps(spec)}", file=sys.stderr, flush=True)
         try:
-            proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                  text=True, timeout=args.timeout)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+            )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 results.append({**spec, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]})
@@ -183,15 +228,24 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             results.append({**spec, "error": f"timeout after {args.timeout:.0f} s"})
         r = results[-1]
-        print("   " + (r.get("error") or f"{r['s_per_it']:.4g} s/it, compile {r['compile_s']:.1f} s, "
-                                        f"peak RSS {r['peak_rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
+        print(
+            "   "
+            + (
+                r.get("error")
+                or f"{r['s_per_it']:.4g} s/it, compile {r['compile_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     info = machine()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     (out / f"{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
-    md = f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, " \
-         f"optax {info['optax']}.\n\n" + table(results)
+    md = (
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
+        f"optax {info['optax']}.\n\n" + table(results)
+    )
     (out / f"{stamp}.md").write_text(md)
     print(md)
     return 0

@@ -18,13 +18,23 @@ def sinusoid_config(algorithm: str, smoke: bool = False) -> ConfigDict:
     c.seed = 0
     c.model = ConfigDict({"hidden": (40, 40)})
     c.data = ConfigDict({"shots": 10, "query_shots": 10, "meta_batch_size": 25})
-    c.inner = ConfigDict({"opt": "sgd", "lr": 0.01, "steps": 1, "gradient": "exact",
-                          "granularity": "parameter", "head": "Dense_2"})
+    c.inner = ConfigDict(
+        {"opt": "sgd", "lr": 0.01, "steps": 1, "gradient": "exact", "granularity": "parameter", "head": "Dense_2"}
+    )
     c.outer = ConfigDict({"opt": "adam", "lr": 1e-3, "anneal": False})
     c.train = ConfigDict({"num_steps": 70_000, "steps_per_call": 1_000})
-    c.eval = ConfigDict({"num_tasks": 600, "query_shots": 100, "max_steps": 32,
-                         "report_steps": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 32),
-                         "pretrain_steps": 10_000, "diverged_above": 100.0, "seed": 12345, "num_examples": 3})
+    c.eval = ConfigDict(
+        {
+            "num_tasks": 600,
+            "query_shots": 100,
+            "max_steps": 32,
+            "report_steps": (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 32),
+            "pretrain_steps": 10_000,
+            "diverged_above": 100.0,
+            "seed": 12345,
+            "num_examples": 3,
+        }
+    )
     # Pin to one core on CPU: this workload is too small for XLA's intra-op
     # threads, which cost a third of the speed on 2 cores (benchmarks/README.md).
     c.runtime = ConfigDict({"cpu_threads": 1})

@@ -43,8 +43,10 @@ def load_config(name: str, smoke: bool = False) -> Any:
         try:
             module = importlib.import_module(f"metajax.configs.{name}")
         except ModuleNotFoundError as err:
-            raise ValueError(f"--config: unknown config {name!r}; available: {', '.join(available_configs())}, "
-                             "or a path to a .py file defining get_config().") from err
+            raise ValueError(
+                f"--config: unknown config {name!r}; available: {', '.join(available_configs())}, "
+                "or a path to a .py file defining get_config()."
+            ) from err
     if not hasattr(module, "get_config"):
         raise ValueError(f"--config: {name!r} defines no get_config().")
     return module.get_config(smoke)
@@ -88,8 +90,10 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
         try:
             node[parts[-1]] = value
         except TypeError as err:
-            raise ValueError(f"--set: {key} expects a value of type {type(old).__name__} (now {old!r}), got "
-                             f"{value!r} ({type(value).__name__}).") from err
+            raise ValueError(
+                f"--set: {key} expects a value of type {type(old).__name__} (now {old!r}), got "
+                f"{value!r} ({type(value).__name__})."
+            ) from err
     return config
 
 
@@ -106,7 +110,8 @@ def pin_cpu_threads(n: int) -> str:
     if os.environ.get("JAX_PLATFORMS", "").lower() not in ("", "cpu"):
         return "all cores (JAX_PLATFORMS is not cpu)"
     if os.environ.get("JAX_PLATFORMS", "").lower() != "cpu" and any(
-            importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS):
+        importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS
+    ):
         return "all cores (an accelerator plugin is installed)"
     if not hasattr(os, "sched_setaffinity"):
         return "all cores (no sched_setaffinity on this OS)"
@@ -118,16 +123,20 @@ def pin_cpu_threads(n: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config, args.smoke), args.set or [])
     name = Path(args.config).stem
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
-        f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    run_dir = (
+        Path(args.run_dir)
+        if args.run_dir
+        else Path("runs") / (f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"--run-dir: cannot write to {str(run_dir)!r}: {err.strerror}. Choose a writable "
-                         "directory.") from err
+        raise ValueError(
+            f"--run-dir: cannot write to {str(run_dir)!r}: {err.strerror}. Choose a writable directory."
+        ) from err
     threads = config.get("runtime", {}).get("cpu_threads", 0)
     where = pin_cpu_threads(int(threads))
     from metajax._src import train  # imports jax's runtime only now, after pinning
@@ -138,27 +147,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train.run(config, run_dir, progress=progress)
     except FloatingPointError as err:
-        print(f"metajax train: {err}. Lower outer.lr or inner.lr; the metrics up to this point are in "
-              f"{run_dir / 'metrics.jsonl'}.", file=sys.stderr)
+        print(
+            f"metajax train: {err}. Lower outer.lr or inner.lr; the metrics up to this point are in "
+            f"{run_dir / 'metrics.jsonl'}.",
+            file=sys.stderr,
+        )
         return 1
-    print(f"wrote {run_dir}/ (metrics.jsonl, eval.md, eval.json, adaptation.png, meta_params.msgpack)",
-          file=sys.stderr)
+    print(f"wrote {run_dir}/ (metrics.jsonl, eval.md, eval.json, adaptation.png, meta_params.msgpack)", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metajax", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="metajax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="meta-train from a config, then evaluate and plot",
-                       description="Meta-train from a config, evaluate on held-out tasks, write metrics.jsonl, "
-                                   "eval.md/eval.json, adaptation.png and the meta-parameters into the run "
-                                   "directory.")
-    t.add_argument("--config", default=DEFAULT_CONFIG,
-                   help=f"config name in configs/ (default {DEFAULT_CONFIG}) or a path to a .py file with "
-                        "get_config(smoke)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set inner.lr=0.1 --set train.num_steps=1000 (repeatable)")
+    t = sub.add_parser(
+        "train",
+        help="meta-train from a config, then evaluate and plot",
+        description="Meta-train from a config, evaluate on held-out tasks, write metrics.jsonl, "
+        "eval.md/eval.json, adaptation.png and the meta-parameters into the run "
+        "directory.",
+    )
+    t.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"config name in configs/ (default {DEFAULT_CONFIG}) or a path to a .py file with get_config(smoke)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set inner.lr=0.1 --set train.num_steps=1000 (repeatable)",
+    )
     t.add_argument("--smoke", action="store_true", help="the config's tiny version (seconds; for CI)")
     t.add_argument("--run-dir", help="output directory (default runs/CONFIG-TIMESTAMP)")
     t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")

@@ -18,8 +18,9 @@ def tanh_mlp_init(key, sizes=(2, 6, 6, 1)):
     params = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         kw, _ = jax.random.split(jax.random.fold_in(key, i))
-        params.append({"w": jax.random.normal(kw, (a, b), jnp.float64) / jnp.sqrt(a),
-                       "b": 0.1 * jnp.ones((b,), jnp.float64)})
+        params.append(
+            {"w": jax.random.normal(kw, (a, b), jnp.float64) / jnp.sqrt(a), "b": 0.1 * jnp.ones((b,), jnp.float64)}
+        )
     return params
 
 

@@ -92,10 +92,13 @@ def test_meta_sgd_rate_gradient_matches_finite_differences(key, granularity):
     f = lambda lrs: _objective(learner, lr_only(lrs), tasks)  # noqa: E731
     v = jax.tree_util.tree_map(lambda x: jnp.ones_like(x), mp.lrs)
     h = 1e-6
-    fd = (f(jax.tree_util.tree_map(lambda a, d: a + h * d, mp.lrs, v))
-          - f(jax.tree_util.tree_map(lambda a, d: a - h * d, mp.lrs, v))) / (2 * h)
-    an = sum(jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(grad.lrs), jax.tree_util.tree_leaves(v),
-                                             strict=True))
+    fd = (
+        f(jax.tree_util.tree_map(lambda a, d: a + h * d, mp.lrs, v))
+        - f(jax.tree_util.tree_map(lambda a, d: a - h * d, mp.lrs, v))
+    ) / (2 * h)
+    an = sum(
+        jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(grad.lrs), jax.tree_util.tree_leaves(v), strict=True)
+    )
     np.testing.assert_allclose(an, fd, rtol=1e-6)
 
 
@@ -125,8 +128,9 @@ def test_anil_is_maml_with_body_frozen_in_inner_loop(key, gradient):
             head = jax.tree_util.tree_map(lambda h, gg: h - alpha * gg, head, g)
         return mlp_loss(body + [head], task.query)
 
-    ref = jax.tree_util.tree_map(lambda *g: sum(g) / len(g),
-                                 *[jax.grad(objective)(params, t) for t in task_list(tasks)])
+    ref = jax.tree_util.tree_map(
+        lambda *g: sum(g) / len(g), *[jax.grad(objective)(params, t) for t in task_list(tasks)]
+    )
     allclose(grad, ref)
     # the body does receive a meta-gradient
     assert float(jnp.abs(grad[0]["w"]).sum()) > 0

@@ -35,13 +35,33 @@ def test_overrides_and_their_errors():
 
 
 def test_bad_values_fail_before_training(tmp_path, capsys):
-    rc = cli.main(["train", "--smoke", "--run-dir", str(tmp_path / "r"), "--set", "inner.lr=-1.0",
-                   "--set", "runtime.cpu_threads=0"])
+    rc = cli.main(
+        [
+            "train",
+            "--smoke",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "inner.lr=-1.0",
+            "--set",
+            "runtime.cpu_threads=0",
+        ]
+    )
     assert rc == 2
     assert "inner_lr must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
-    rc = cli.main(["train", "--smoke", "--run-dir", str(tmp_path / "r"), "--set", "data.meta_batch_size=0",
-                   "--set", "runtime.cpu_threads=0"])
+    rc = cli.main(
+        [
+            "train",
+            "--smoke",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "data.meta_batch_size=0",
+            "--set",
+            "runtime.cpu_threads=0",
+        ]
+    )
     assert rc == 2
     assert "data.meta_batch_size must be an integer >= 1" in capsys.readouterr().err
 
@@ -64,11 +84,30 @@ def test_unwritable_run_dir_is_a_file(tmp_path, capsys):
 
 def test_smoke_run_writes_everything(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    rc = cli.main(["train", "--smoke", "--run-dir", str(run_dir), "--no-progress",
-                   "--set", "runtime.cpu_threads=0", "--set", "train.num_steps=250"])
+    rc = cli.main(
+        [
+            "train",
+            "--smoke",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--set",
+            "runtime.cpu_threads=0",
+            "--set",
+            "train.num_steps=250",
+        ]
+    )
     assert rc == 0
-    for name in ("metrics.jsonl", "eval.json", "eval.md", "adaptation.png", "meta_params.msgpack", "config.json",
-                 "versions.json", "summary.json"):
+    for name in (
+        "metrics.jsonl",
+        "eval.json",
+        "eval.md",
+        "adaptation.png",
+        "meta_params.msgpack",
+        "config.json",
+        "versions.json",
+        "summary.json",
+    ):
         assert (run_dir / name).is_file(), name
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [100, 200, 250]  # remainder chunk included

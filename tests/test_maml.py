@@ -1,12 +1,14 @@
 """Exact MAML meta-gradients against closed forms and finite differences (float64)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.test_util import check_grads
 from conftest import mlp_loss, regression_tasks, tanh_mlp_init
+from jax.test_util import check_grads
 
 import metajax as mj
 
@@ -79,6 +81,7 @@ def test_one_d_closed_form_exact_fomaml_and_second_order_term():
 
 def meta_objective(learner, meta_params, tasks):
     """F(theta): mean post-adaptation query loss, evaluated without derivatives."""
+
     def one(task):
         res = learner.adapt(meta_params, task.support)
         return learner.query_loss(res.params, task.query, task.support)[0]
@@ -92,13 +95,15 @@ def directional_fd_check(learner, meta_params, tasks, grad, key, eps=1e-5, num_d
     f = jax.jit(lambda mp: meta_objective(learner, mp, tasks))
     for i in range(num_dirs):
         keys = jax.random.split(jax.random.fold_in(key, i), len(leaves))
-        v = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in
-                                                   zip(keys, leaves, strict=True)])
+        v = jax.tree_util.tree_unflatten(
+            treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
+        )
         plus = jax.tree_util.tree_map(lambda p, d: p + eps * d, meta_params, v)
         minus = jax.tree_util.tree_map(lambda p, d: p - eps * d, meta_params, v)
         fd = (f(plus) - f(minus)) / (2 * eps)
-        an = sum(jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(v),
-                                                 strict=True))
+        an = sum(
+            jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(v), strict=True)
+        )
         np.testing.assert_allclose(an, fd, rtol=rtol, atol=1e-9)
 
 
@@ -154,7 +159,8 @@ def test_adam_inner_loop_safe_eps_root_avoids_nan(key):
     def loss(p, b):
         return jnp.mean(jnp.square(relu_net(p, b[0]) - b[1]))
 
-    unsafe = mj.maml(loss, optax.adam(0.01), 2)
+    with pytest.warns(UserWarning, match="eps_root"):
+        unsafe = mj.maml(loss, optax.adam(0.01), 2)
     g_unsafe, _ = unsafe.meta_grad(params, tasks)
     assert not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(g_unsafe))
     safe = mj.maml(loss, "adam", 2, inner_lr=0.01)
@@ -170,3 +176,16 @@ def test_maml_with_schedule_and_custom_optax_chain(key):
     learner = mj.maml(mlp_loss, opt, 3)
     grad, _ = jax.jit(learner.meta_grad)(params, tasks)
     directional_fd_check(learner, params, tasks, grad, key)
+
+
+def test_unsafe_inner_optimiser_probe():
+    from metajax._src.inner import has_nan_derivative_at_zero_gradient
+
+    assert has_nan_derivative_at_zero_gradient(optax.adam(0.1))
+    assert not has_nan_derivative_at_zero_gradient(optax.adam(0.1, eps_root=1e-12))
+    assert not has_nan_derivative_at_zero_gradient(mj.adam(0.1))
+    assert not has_nan_derivative_at_zero_gradient(optax.sgd(0.1, momentum=0.9))
+    # first-order mode does not differentiate the optimiser: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mj.fomaml(quad_loss, optax.adam(0.1), 1)

@@ -50,7 +50,7 @@ def test_batchnorm_policy(small_conv):
     ref = jax.random.normal(jax.random.PRNGKey(2), (3, 16, 16, 1), jnp.float64)
     # non-transductive: each example's output depends only on itself and the reference batch
     full = model.apply(params, x, reference=ref)
-    one_by_one = jnp.concatenate([model.apply(params, x[i:i + 1], reference=ref) for i in range(6)])
+    one_by_one = jnp.concatenate([model.apply(params, x[i : i + 1], reference=ref) for i in range(6)])
     np.testing.assert_allclose(full, one_by_one, rtol=1e-10, atol=1e-12)
     # transductive: changing other examples changes an example's output
     trans = model.apply(params, x)
@@ -74,8 +74,14 @@ def test_non_transductive_query_loss_is_used(small_conv):
     model, params = small_conv
     tasks = image_tasks(jax.random.PRNGKey(5))
     trans = mj.maml(cross_entropy_loss(model.apply), "sgd", 1, inner_lr=0.4, has_aux=True)
-    nontrans = mj.maml(cross_entropy_loss(model.apply), "sgd", 1, inner_lr=0.4, has_aux=True,
-                       query_loss_fn=cross_entropy_query_loss(model.apply, bn="support"))
+    nontrans = mj.maml(
+        cross_entropy_loss(model.apply),
+        "sgd",
+        1,
+        inner_lr=0.4,
+        has_aux=True,
+        query_loss_fn=cross_entropy_query_loss(model.apply, bn="support"),
+    )
     _, m1 = jax.jit(trans.meta_grad)(params, tasks)
     _, m2 = jax.jit(nontrans.meta_grad)(params, tasks)
     np.testing.assert_allclose(m1["support_loss"], m2["support_loss"])
@@ -88,8 +94,7 @@ def test_patch_conv_equals_xla_conv():
     xla = conv4(ways=3, filters=4, image_size=16, conv="xla")
     patches = conv4(ways=3, filters=4, image_size=16, conv="patches")
     params = f64(xla.init(jax.random.PRNGKey(0)))
-    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
-        patches.init(jax.random.PRNGKey(0)))
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(patches.init(jax.random.PRNGKey(0)))
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)
     np.testing.assert_allclose(xla.apply(params, x), patches.apply(params, x), rtol=1e-10, atol=1e-12)
     g1 = jax.grad(lambda p: jnp.sum(xla.apply(p, x) ** 2))(params)
@@ -97,3 +102,36 @@ def test_patch_conv_equals_xla_conv():
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11), g1, g2)
     with pytest.raises(ValueError, match="conv must be one of"):
         conv4(conv="winograd")
+
+
+def test_nnx_and_linen_modules_work_through_pure_apply():
+    import flax.linen as nn
+    from flax import nnx
+
+    from metajax._src.data import sinusoid
+    from metajax._src.models import from_linen, from_nnx, mse_loss
+
+    class NNXMLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(1, 8, rngs=rngs)
+            self.l2 = nnx.Linear(8, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))
+
+    class LinenMLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1)(jnp.tanh(nn.Dense(8)(x)))
+
+    tasks = sinusoid.sample_tasks(jax.random.PRNGKey(1), 3, 5)
+    for model in (from_nnx(NNXMLP, (1,)), from_linen(LinenMLP(), (1,))):
+        params = f64(model.init(jax.random.PRNGKey(0)))
+        other = f64(model.init(jax.random.PRNGKey(1)))
+        assert not all(
+            np.allclose(a, b)
+            for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(other), strict=True)
+        )
+        learner = mj.maml(mse_loss(model.apply), "sgd", 2, inner_lr=0.05)
+        grad, _ = jax.jit(learner.meta_grad)(params, tasks)
+        directional_fd_check(learner, params, tasks, grad, jax.random.PRNGKey(2))

@@ -11,8 +11,13 @@ from metajax._src.inner import Selector
 from metajax._src.maml import maml
 
 
-def anil(loss_fn: LossFn, head: Selector, inner_opt: str | optax.GradientTransformation | None = None,
-         num_inner_steps: int = 1, **kwargs: Any) -> MetaLearner:
+def anil(
+    loss_fn: LossFn,
+    head: Selector,
+    inner_opt: str | optax.GradientTransformation | None = None,
+    num_inner_steps: int = 1,
+    **kwargs: Any,
+) -> MetaLearner:
     """ANIL: MAML whose inner loop adapts only the ``head`` subtree.
 
     The body is meta-learned (it receives meta-gradients, exact ones through

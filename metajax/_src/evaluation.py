@@ -23,8 +23,9 @@ from metajax._src.base import Params, Task, check_positive_int
 from metajax._src.inner import Exact, normalize_loss
 
 
-def adaptation_curves(adapt: Callable, meta_params: Any, query_loss: Callable, tasks: Task, num_steps: int,
-                      task_chunk: int | None = 100) -> np.ndarray:
+def adaptation_curves(
+    adapt: Callable, meta_params: Any, query_loss: Callable, tasks: Task, num_steps: int, task_chunk: int | None = 100
+) -> np.ndarray:
     """Query loss of every task before and after each of ``num_steps`` inner steps.
 
     Args:
@@ -44,8 +45,9 @@ def adaptation_curves(adapt: Callable, meta_params: Any, query_loss: Callable, t
     @jax.jit
     def run(mp, tasks):
         def one(task):
-            res = adapt(mp, task.support, num_steps=num_steps,
-                        eval_fn=lambda p: query_loss(p, task.query, task.support)[0])
+            res = adapt(
+                mp, task.support, num_steps=num_steps, eval_fn=lambda p: query_loss(p, task.query, task.support)[0]
+            )
             return res.trace
 
         return jax.lax.map(one, tasks, batch_size=task_chunk)
@@ -89,8 +91,17 @@ def summarize(curves: np.ndarray, steps: Sequence[int], diverged_above: float = 
         ok = col[~diverged]
         mean = float(np.mean(ok)) if ok.size else float("nan")
         ci = float(1.96 * np.std(ok, ddof=1) / math.sqrt(ok.size)) if ok.size > 1 else float("nan")
-        rows.append({"steps": int(s), "mean": mean, "ci95": ci, "mean_all": float(np.mean(col)),
-                     "median": float(np.median(col)), "diverged": int(diverged.sum()), "num_tasks": int(col.size)})
+        rows.append(
+            {
+                "steps": int(s),
+                "mean": mean,
+                "ci95": ci,
+                "mean_all": float(np.mean(col)),
+                "median": float(np.median(col)),
+                "diverged": int(diverged.sum()),
+                "num_tasks": int(col.size),
+            }
+        )
     return rows
 
 
@@ -113,9 +124,16 @@ def markdown_table(results: dict[str, list[dict[str, Any]]], metric: str = "MSE"
     return "\n".join(lines) + "\n"
 
 
-def joint_training(loss_fn: Callable, params: Params, sample_tasks: Callable[[jax.Array], Task], num_steps: int,
-                   key: jax.Array, opt: optax.GradientTransformation | None = None, has_aux: bool = False,
-                   steps_per_call: int = 1000) -> Params:
+def joint_training(
+    loss_fn: Callable,
+    params: Params,
+    sample_tasks: Callable[[jax.Array], Task],
+    num_steps: int,
+    key: jax.Array,
+    opt: optax.GradientTransformation | None = None,
+    has_aux: bool = False,
+    steps_per_call: int = 1000,
+) -> Params:
     """The "pretrained" baseline: minimise the loss pooled over tasks, no adaptation.
 
     Each step draws a task batch and takes an optimiser step on the mean loss

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +43,9 @@ with |g| below ~1e-6, where Adam's own ``eps`` (1e-8) already dominates.
 """
 
 
-def adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-         eps_root: float = SAFE_EPS_ROOT) -> optax.GradientTransformation:
+def adam(
+    learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = SAFE_EPS_ROOT
+) -> optax.GradientTransformation:
     """Adam for inner loops: ``optax.adam`` with a non-zero ``eps_root``.
 
     Args:
@@ -66,8 +68,45 @@ def adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
-def make_inner_opt(inner_opt: str | optax.GradientTransformation | None, inner_lr: Any,
-                   momentum: float = 0.9) -> optax.GradientTransformation:
+def has_nan_derivative_at_zero_gradient(opt: optax.GradientTransformation) -> bool:
+    """Whether d(update)/d(gradient) is non-finite where a gradient entry is zero.
+
+    True for ``optax.adam`` (and relatives) with ``eps_root=0``: exact
+    meta-gradients through such an inner loop turn NaN as soon as one
+    inner-gradient entry is exactly zero. The probe differentiates the first
+    update at the gradient (0, 1): one zero entry, as a dead ReLU unit gives,
+    and a non-zero one (an all-zero gradient would also flag harmless global
+    norm clipping). Transformations the probe cannot run on a plain vector are
+    reported as fine.
+    """
+    p = jnp.zeros((2,), jnp.float32)
+
+    def first_update(g):
+        updates, _ = opt.update(g, opt.init(p), p)
+        return jnp.sum(updates)
+
+    try:
+        d = jax.grad(first_update)(jnp.array([0.0, 1.0], jnp.float32))
+    except Exception:  # noqa: BLE001 - a structured transform that needs its own pytree
+        return False
+    return not bool(jnp.all(jnp.isfinite(d)))
+
+
+def warn_if_unsafe_for_exact(opt: optax.GradientTransformation, stacklevel: int = 3) -> None:
+    """Warn when exact meta-gradients through ``opt`` will be NaN at zero inner gradients."""
+    if has_nan_derivative_at_zero_gradient(opt):
+        warnings.warn(
+            "inner_opt has an infinite derivative at zero gradients (optax.adam and relatives with eps_root=0): "
+            "exact meta-gradients will be NaN whenever an inner-gradient entry is exactly 0 (dead ReLU units). "
+            f"Use inner_opt='adam' or metajax.adam(...), which set eps_root={SAFE_EPS_ROOT}, or pass eps_root > 0.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def make_inner_opt(
+    inner_opt: str | optax.GradientTransformation | None, inner_lr: Any, momentum: float = 0.9
+) -> optax.GradientTransformation:
     """Build an inner optimiser from a name, or pass a transformation through.
 
     Args:
@@ -86,7 +125,8 @@ def make_inner_opt(inner_opt: str | optax.GradientTransformation | None, inner_l
         inner_opt = "sgd"
     if not isinstance(inner_opt, str) or inner_opt not in INNER_OPTIMIZERS:
         raise ValueError(
-            f"inner_opt must be one of {INNER_OPTIMIZERS} or an optax.GradientTransformation, got {inner_opt!r}.")
+            f"inner_opt must be one of {INNER_OPTIMIZERS} or an optax.GradientTransformation, got {inner_opt!r}."
+        )
     check_learning_rate("inner_lr", inner_lr)
     if inner_opt == "sgd":
         return optax.sgd(inner_lr)
@@ -98,6 +138,7 @@ def make_inner_opt(inner_opt: str | optax.GradientTransformation | None, inner_l
 # ---------------------------------------------------------------------------
 # Selecting the adapted subtree (ANIL, or any user-chosen subset).
 # ---------------------------------------------------------------------------
+
 
 def path_str(path: tuple[Any, ...]) -> str:
     """Render a pytree key path as ``a/b/c``."""
@@ -136,6 +177,7 @@ def select_mask(params: Params, selector: Selector, argname: str = "head") -> An
             del leaf
             return bool(pattern.search(path_str(path)))
     elif callable(selector):
+
         def pick(path, leaf):
             return bool(selector(path_str(path), leaf))
     else:
@@ -144,8 +186,7 @@ def select_mask(params: Params, selector: Selector, argname: str = "head") -> An
     picked = jax.tree_util.tree_leaves(mask)
     paths = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     if not any(picked):
-        raise ValueError(
-            f"{argname}={selector!r} matches no parameter; expected at least one of the paths {paths}.")
+        raise ValueError(f"{argname}={selector!r} matches no parameter; expected at least one of the paths {paths}.")
     return mask
 
 
@@ -164,6 +205,7 @@ def combine(a: Params, b: Params) -> Params:
 # ---------------------------------------------------------------------------
 # How gradients cross the inner loop.
 # ---------------------------------------------------------------------------
+
 
 def normalize_loss(loss_fn: Callable, has_aux: bool) -> Callable[[Params, Batch], tuple[jax.Array, Any]]:
     """Return a loss that always yields ``(loss, aux)``."""
@@ -195,9 +237,17 @@ class AbstractMetaGradient:
         """Applied to the scan body (e.g. rematerialisation)."""
         return step
 
-    def inner_loop(self, loss_fn: Callable, inner_opt: optax.GradientTransformation, params: Params,
-                   batch: Batch, num_steps: int, *, mask: Any = None,
-                   eval_fn: Callable[[Params], Any] | None = None) -> InnerResult:
+    def inner_loop(
+        self,
+        loss_fn: Callable,
+        inner_opt: optax.GradientTransformation,
+        params: Params,
+        batch: Batch,
+        num_steps: int,
+        *,
+        mask: Any = None,
+        eval_fn: Callable[[Params], Any] | None = None,
+    ) -> InnerResult:
         """Run ``num_steps`` steps of ``inner_opt`` on ``loss_fn(., batch)``.
 
         Args:
@@ -217,10 +267,12 @@ class AbstractMetaGradient:
         num_steps = check_positive_int("num_inner_steps", num_steps)
         if mask is None:
             adapted, frozen = params, None
+
             def full(p):
                 return p
         else:
             adapted, frozen = partition(params, mask)
+
             def full(p):
                 return combine(p, frozen)
 
@@ -243,7 +295,7 @@ class AbstractMetaGradient:
         trace = None
         if eval_fn is not None:
             last = eval_fn(result)
-            trace = jax.tree_util.tree_map(lambda r, l: jnp.concatenate([r, l[None]], axis=0), records, last)
+            trace = jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]], axis=0), records, last)
         return InnerResult(result, losses, trace)
 
 
@@ -304,12 +356,22 @@ def make_meta_gradient(gradient: str | AbstractMetaGradient) -> AbstractMetaGrad
     if isinstance(gradient, str) and gradient in META_GRADIENTS:
         return META_GRADIENTS[gradient]()
     raise ValueError(
-        f"gradient must be one of {sorted(META_GRADIENTS)} or an AbstractMetaGradient instance, got {gradient!r}.")
+        f"gradient must be one of {sorted(META_GRADIENTS)} or an AbstractMetaGradient instance, got {gradient!r}."
+    )
 
 
-def inner_loop(loss_fn: LossFn, inner_opt: optax.GradientTransformation, params: Params, batch: Batch,
-               num_steps: int, *, gradient: str | AbstractMetaGradient = "exact", has_aux: bool = False,
-               mask: Any = None, eval_fn: Callable[[Params], Any] | None = None) -> InnerResult:
+def inner_loop(
+    loss_fn: LossFn,
+    inner_opt: optax.GradientTransformation,
+    params: Params,
+    batch: Batch,
+    num_steps: int,
+    *,
+    gradient: str | AbstractMetaGradient = "exact",
+    has_aux: bool = False,
+    mask: Any = None,
+    eval_fn: Callable[[Params], Any] | None = None,
+) -> InnerResult:
     """Adapt ``params`` on ``batch`` for ``num_steps`` steps of ``inner_opt``.
 
     Public convenience wrapper around ``AbstractMetaGradient.inner_loop``.
@@ -336,4 +398,5 @@ def inner_loop(loss_fn: LossFn, inner_opt: optax.GradientTransformation, params:
     (3,)
     """
     return make_meta_gradient(gradient).inner_loop(
-        normalize_loss(loss_fn, has_aux), inner_opt, params, batch, num_steps, mask=mask, eval_fn=eval_fn)
+        normalize_loss(loss_fn, has_aux), inner_opt, params, batch, num_steps, mask=mask, eval_fn=eval_fn
+    )

@@ -58,11 +58,21 @@ def batch_over_tasks(task_fn: Callable, meta_params: Any, tasks: Task, task_chun
     return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), out)
 
 
-def gradient_learner(*, name: str, loss_fn: Callable, has_aux: bool, query_loss_fn: Callable | None,
-                     num_inner_steps: int, gradient: AbstractMetaGradient,
-                     inner_opt_of: Callable[[Any], optax.GradientTransformation],
-                     init: Callable, model_params: Callable, head: Any, task_chunk: int | None,
-                     task_spec: Task | None = None) -> MetaLearner:
+def gradient_learner(
+    *,
+    name: str,
+    loss_fn: Callable,
+    has_aux: bool,
+    query_loss_fn: Callable | None,
+    num_inner_steps: int,
+    gradient: AbstractMetaGradient,
+    inner_opt_of: Callable[[Any], optax.GradientTransformation],
+    init: Callable,
+    model_params: Callable,
+    head: Any,
+    task_chunk: int | None,
+    task_spec: Task | None = None,
+) -> MetaLearner:
     """Build a learner whose direction is the gradient of the post-adaptation query loss.
 
     Args:
@@ -81,8 +91,7 @@ def gradient_learner(*, name: str, loss_fn: Callable, has_aux: bool, query_loss_
         params = model_params(meta_params)
         mask = None if head is None else select_mask(params, head)
         steps = num_inner_steps if num_steps is None else num_steps
-        return gradient.inner_loop(loss, inner_opt_of(meta_params), params, support, steps, mask=mask,
-                                   eval_fn=eval_fn)
+        return gradient.inner_loop(loss, inner_opt_of(meta_params), params, support, steps, mask=mask, eval_fn=eval_fn)
 
     def objective(meta_params, task):
         res = adapt(meta_params, task.support)
@@ -99,8 +108,16 @@ def gradient_learner(*, name: str, loss_fn: Callable, has_aux: bool, query_loss_
         check_task(tasks, "tasks", batched=True, spec=task_spec)
         return batch_over_tasks(task_direction, meta_params, tasks, task_chunk)
 
-    return MetaLearner(init=init, model_params=model_params, adapt=adapt, task_direction=task_direction,
-                       meta_grad=meta_grad, query_loss=qloss, name=name, num_inner_steps=num_inner_steps)
+    return MetaLearner(
+        init=init,
+        model_params=model_params,
+        adapt=adapt,
+        task_direction=task_direction,
+        meta_grad=meta_grad,
+        query_loss=qloss,
+        name=name,
+        num_inner_steps=num_inner_steps,
+    )
 
 
 def identity(x):

@@ -7,14 +7,30 @@ from typing import Any
 import optax
 
 from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task
-from metajax._src.inner import AbstractMetaGradient, FirstOrder, Selector, make_inner_opt, make_meta_gradient
+from metajax._src.inner import (
+    AbstractMetaGradient,
+    FirstOrder,
+    Selector,
+    make_inner_opt,
+    make_meta_gradient,
+    warn_if_unsafe_for_exact,
+)
 from metajax._src.learner import gradient_learner, identity
 
 
-def maml(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | None = None, num_inner_steps: int = 1,
-         *, inner_lr: Any = 0.01, gradient: str | AbstractMetaGradient = "exact", has_aux: bool = False,
-         query_loss_fn: QueryLossFn | None = None, head: Selector | None = None, task_chunk: int | None = None,
-         task_spec: Task | None = None) -> MetaLearner:
+def maml(
+    loss_fn: LossFn,
+    inner_opt: str | optax.GradientTransformation | None = None,
+    num_inner_steps: int = 1,
+    *,
+    inner_lr: Any = 0.01,
+    gradient: str | AbstractMetaGradient = "exact",
+    has_aux: bool = False,
+    query_loss_fn: QueryLossFn | None = None,
+    head: Selector | None = None,
+    task_chunk: int | None = None,
+    task_spec: Task | None = None,
+) -> MetaLearner:
     r"""Model-Agnostic Meta-Learning.
 
     Meta-objective :math:`F(\theta) = \frac1T \sum_i f^q_i(u_i(\theta))` where
@@ -58,15 +74,31 @@ def maml(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | None =
     """
     opt = make_inner_opt(inner_opt, inner_lr)
     grad = make_meta_gradient(gradient)
+    if isinstance(inner_opt, optax.GradientTransformation) and not isinstance(grad, FirstOrder):
+        warn_if_unsafe_for_exact(opt, stacklevel=3)
     name = "maml" if grad.name == "exact" else ("fomaml" if grad.name == "first_order" else f"maml-{grad.name}")
-    return gradient_learner(name=name, loss_fn=loss_fn, has_aux=has_aux, query_loss_fn=query_loss_fn,
-                            num_inner_steps=num_inner_steps, gradient=grad, inner_opt_of=lambda mp: opt,
-                            init=identity, model_params=identity, head=head, task_chunk=task_chunk,
-                            task_spec=task_spec)
+    return gradient_learner(
+        name=name,
+        loss_fn=loss_fn,
+        has_aux=has_aux,
+        query_loss_fn=query_loss_fn,
+        num_inner_steps=num_inner_steps,
+        gradient=grad,
+        inner_opt_of=lambda mp: opt,
+        init=identity,
+        model_params=identity,
+        head=head,
+        task_chunk=task_chunk,
+        task_spec=task_spec,
+    )
 
 
-def fomaml(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | None = None, num_inner_steps: int = 1,
-           **kwargs: Any) -> MetaLearner:
+def fomaml(
+    loss_fn: LossFn,
+    inner_opt: str | optax.GradientTransformation | None = None,
+    num_inner_steps: int = 1,
+    **kwargs: Any,
+) -> MetaLearner:
     """First-order MAML: :func:`maml` with ``gradient=FirstOrder()``.
 
     The meta-gradient is the query gradient at the adapted parameters,

@@ -43,10 +43,19 @@ def scale_by_learned_rates(lrs: Any, granularity: str) -> optax.GradientTransfor
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def meta_sgd(loss_fn: LossFn, num_inner_steps: int = 1, *, init_lr: float = 0.01, granularity: str = "parameter",
-             gradient: str | AbstractMetaGradient = "exact", has_aux: bool = False,
-             query_loss_fn: QueryLossFn | None = None, head: Selector | None = None, task_chunk: int | None = None,
-             task_spec: Task | None = None) -> MetaLearner:
+def meta_sgd(
+    loss_fn: LossFn,
+    num_inner_steps: int = 1,
+    *,
+    init_lr: float = 0.01,
+    granularity: str = "parameter",
+    gradient: str | AbstractMetaGradient = "exact",
+    has_aux: bool = False,
+    query_loss_fn: QueryLossFn | None = None,
+    head: Selector | None = None,
+    task_chunk: int | None = None,
+    task_spec: Task | None = None,
+) -> MetaLearner:
     r"""Meta-SGD: the inner update is :math:`\theta' = \theta - a \circ \nabla f^s(\theta)`.
 
     Both :math:`\theta` and the learning rates :math:`a` are meta-learned;
@@ -95,7 +104,17 @@ def meta_sgd(loss_fn: LossFn, num_inner_steps: int = 1, *, init_lr: float = 0.01
             lrs, _ = partition(lrs, select_mask(meta_params.params, head))
         return scale_by_learned_rates(lrs, granularity)
 
-    return gradient_learner(name="meta_sgd", loss_fn=loss_fn, has_aux=has_aux, query_loss_fn=query_loss_fn,
-                            num_inner_steps=num_inner_steps, gradient=make_meta_gradient(gradient),
-                            inner_opt_of=inner_opt_of, init=init, model_params=lambda mp: mp.params, head=head,
-                            task_chunk=task_chunk, task_spec=task_spec)
+    return gradient_learner(
+        name="meta_sgd",
+        loss_fn=loss_fn,
+        has_aux=has_aux,
+        query_loss_fn=query_loss_fn,
+        num_inner_steps=num_inner_steps,
+        gradient=make_meta_gradient(gradient),
+        inner_opt_of=inner_opt_of,
+        init=init,
+        model_params=lambda mp: mp.params,
+        head=head,
+        task_chunk=task_chunk,
+        task_spec=task_spec,
+    )

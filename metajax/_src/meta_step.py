@@ -66,8 +66,11 @@ def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation
     return MetaStep(init, step)
 
 
-def make_train_loop(meta_step: MetaStep, sample_tasks: Callable[[jax.Array], Task], num_steps: int,
-                    ) -> Callable[[MetaParams, MetaState, jax.Array], tuple[MetaParams, MetaState, Metrics]]:
+def make_train_loop(
+    meta_step: MetaStep,
+    sample_tasks: Callable[[jax.Array], Task],
+    num_steps: int,
+) -> Callable[[MetaParams, MetaState, jax.Array], tuple[MetaParams, MetaState, Metrics]]:
     """Fuse ``num_steps`` meta-steps with on-device task sampling into one scan.
 
     Small workloads (sinusoid) are dominated by per-call dispatch; running a

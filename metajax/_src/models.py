@@ -47,6 +47,64 @@ class Model(NamedTuple):
     module: Any
 
 
+def from_linen(module: nn.Module, input_shape: tuple[int, ...]) -> Model:
+    """Wrap any Flax Linen module: ``init(key)``, ``apply(params, x)``.
+
+    Args:
+      module: a Linen module called as ``module(x)``.
+      input_shape: the per-example input shape (used by ``init``).
+
+    >>> m = from_linen(nn.Dense(3), (2,))
+    >>> m.apply(m.init(jax.random.PRNGKey(0)), jnp.ones((4, 2))).shape
+    (4, 3)
+    """
+
+    def init(key):
+        return module.init(key, jnp.zeros((1, *input_shape)))
+
+    def apply(params, x, reference=None):
+        del reference
+        return module.apply(params, x)
+
+    return Model(init, apply, tuple(input_shape), module)
+
+
+def from_nnx(factory: Callable[[Any], Any], input_shape: tuple[int, ...]) -> Model:
+    """Wrap a Flax NNX module as a pure model.
+
+    NNX modules hold their parameters; metajax needs them as a pytree it can
+    adapt per task. ``init(key)`` builds ``factory(nnx.Rngs(key))`` and returns
+    its ``nnx.Param`` variables as a plain nested dict; ``apply(params, x)``
+    merges such a dict back into the module's graph and calls it. Other state
+    (e.g. batch-norm running averages) is kept constant.
+
+    Args:
+      factory: ``factory(rngs) -> nnx.Module``.
+      input_shape: the per-example input shape.
+
+    >>> from flax import nnx
+    >>> m = from_nnx(lambda rngs: nnx.Linear(2, 3, rngs=rngs), (2,))
+    >>> m.apply(m.init(jax.random.PRNGKey(0)), jnp.ones((4, 2))).shape
+    (4, 3)
+    """
+    from flax import nnx
+
+    # The graph, the Param template and the non-Param state from one instance;
+    # only the Param values change per call.
+    graphdef, template, rest = nnx.split(factory(nnx.Rngs(0)), nnx.Param, ...)
+
+    def init(key):
+        return nnx.to_pure_dict(nnx.split(factory(nnx.Rngs(key)), nnx.Param, ...)[1])
+
+    def apply(params, x, reference=None):
+        del reference
+        state = jax.tree_util.tree_map(lambda v: v, template)
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(graphdef, state, rest)(x)
+
+    return Model(init, apply, tuple(input_shape), graphdef)
+
+
 class MLPModule(nn.Module):
     """Fully connected ReLU network."""
 
@@ -122,7 +180,7 @@ class PatchConv3x3(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         n, h, w, _ = x.shape
         xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
+        cols = jnp.concatenate([xp[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
         y = cols.reshape(n * h * w, 9 * c) @ kernel.astype(x.dtype).reshape(9 * c, self.features)
         return y.reshape(n, h, w, self.features) + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
 
@@ -203,6 +261,7 @@ def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int 
 # ---------------------------------------------------------------------------
 # Task losses: loss_fn(params, (x, y)) for the inner loop, and query losses.
 # ---------------------------------------------------------------------------
+
 
 def mse_loss(apply: Callable) -> Callable:
     """``loss(params, (x, y)) = mean((apply(params, x) - y)^2)``."""

@@ -19,8 +19,16 @@ from metajax._src.evaluation import summarize  # noqa: E402
 COLORS = {"random": "tab:gray", "pretrained": "tab:orange"}
 
 
-def plot_sinusoid(path: Path, exp: Any, inits: dict[str, tuple[Any, Any]], tasks: Any, tp: Any,
-                  curves: dict[str, np.ndarray], num_examples: int = 3, diverged_above: float = np.inf) -> None:
+def plot_sinusoid(
+    path: Path,
+    exp: Any,
+    inits: dict[str, tuple[Any, Any]],
+    tasks: Any,
+    tp: Any,
+    curves: dict[str, np.ndarray],
+    num_examples: int = 3,
+    diverged_above: float = np.inf,
+) -> None:
     """Adaptation curves and example fits, as in the MAML and Reptile papers.
 
     Curves show the mean with a 95% CI band over the tasks that did not
@@ -51,16 +59,19 @@ def plot_sinusoid(path: Path, exp: Any, inits: dict[str, tuple[Any, Any]], tasks
     for j in range(num_examples):
         ax = axes[1 + j]
         support = jax.tree_util.tree_map(lambda x, j=j: x[j], tasks.support)
-        truth = sinusoid.sinusoid(jax.tree_util.tree_map(lambda a, j=j: a[j:j + 1], tp), grid[None])[0]
+        truth = sinusoid.sinusoid(jax.tree_util.tree_map(lambda a, j=j: a[j : j + 1], tp), grid[None])[0]
         ax.plot(grid[:, 0], truth[:, 0], color="k", lw=2, label="true")
         ax.scatter(support[0][:, 0], support[1][:, 0], color="k", marker="^", zorder=5, label="support")
         for name, (adapt, params) in inits.items():
             if name == "random":
                 continue
             res = adapt(params, support, num_steps=max(shown), eval_fn=lambda p: exp.model.apply(p, grid))
-            for s in (shown if name == meta_name else (10,)):
-                style = {"color": COLORS.get(name, "tab:blue"), "alpha": 0.35 + 0.065 * s,
-                         "ls": "--" if s == 0 else "-"}
+            for s in shown if name == meta_name else (10,):
+                style = {
+                    "color": COLORS.get(name, "tab:blue"),
+                    "alpha": 0.35 + 0.065 * s,
+                    "ls": "--" if s == 0 else "-",
+                }
                 ax.plot(grid[:, 0], res.trace[s][:, 0], label=f"{name}, {s} steps", **style)
         ax.set_ylim(-6, 6)
         ax.set_title(f"task {j}: A={float(tp.amplitude[j]):.2f}, phase={float(tp.phase[j]):.2f}")

@@ -13,10 +13,18 @@ from metajax._src.learner import batch_over_tasks, check_task_chunk, identity, q
 from metajax._src.validation import check_task
 
 
-def reptile(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | None = None, num_inner_steps: int = 5,
-            *, inner_lr: Any = 0.01, has_aux: bool = False, query_loss_fn: QueryLossFn | None = None,
-            head: Selector | None = None, task_chunk: int | None = None,
-            task_spec: Task | None = None) -> MetaLearner:
+def reptile(
+    loss_fn: LossFn,
+    inner_opt: str | optax.GradientTransformation | None = None,
+    num_inner_steps: int = 5,
+    *,
+    inner_lr: Any = 0.01,
+    has_aux: bool = False,
+    query_loss_fn: QueryLossFn | None = None,
+    head: Selector | None = None,
+    task_chunk: int | None = None,
+    task_spec: Task | None = None,
+) -> MetaLearner:
     r"""Reptile: the outer direction is :math:`\phi - \tilde\phi_i`.
 
     :math:`\tilde\phi_i` is ``num_inner_steps`` steps of ``inner_opt`` on task
@@ -71,5 +79,13 @@ def reptile(loss_fn: LossFn, inner_opt: str | optax.GradientTransformation | Non
             select_mask(params, head)
         return params
 
-    return MetaLearner(init=init, model_params=identity, adapt=adapt, task_direction=task_direction,
-                       meta_grad=meta_grad, query_loss=qloss, name="reptile", num_inner_steps=num_inner_steps)
+    return MetaLearner(
+        init=init,
+        model_params=identity,
+        adapt=adapt,
+        task_direction=task_direction,
+        meta_grad=meta_grad,
+        query_loss=qloss,
+        name="reptile",
+        num_inner_steps=num_inner_steps,
+    )

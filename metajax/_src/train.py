@@ -41,8 +41,14 @@ class Experiment:
     inner_opt: optax.GradientTransformation
 
 
-def build_learner(algorithm: str, loss_fn: Callable, inner: Any, task_spec: mj.Task | None = None,
-                  has_aux: bool = False, query_loss_fn: Callable | None = None) -> mj.MetaLearner:
+def build_learner(
+    algorithm: str,
+    loss_fn: Callable,
+    inner: Any,
+    task_spec: mj.Task | None = None,
+    has_aux: bool = False,
+    query_loss_fn: Callable | None = None,
+) -> mj.MetaLearner:
     """Build one of :data:`ALGORITHMS` from an ``inner`` config section."""
     common = {"has_aux": has_aux, "query_loss_fn": query_loss_fn, "task_spec": task_spec}
     if algorithm == "maml":
@@ -52,11 +58,13 @@ def build_learner(algorithm: str, loss_fn: Callable, inner: Any, task_spec: mj.T
     if algorithm == "reptile":
         return mj.reptile(loss_fn, inner.opt, inner.steps, inner_lr=inner.lr, **common)
     if algorithm == "meta_sgd":
-        return mj.meta_sgd(loss_fn, inner.steps, init_lr=inner.lr, granularity=inner.granularity,
-                           gradient=inner.gradient, **common)
+        return mj.meta_sgd(
+            loss_fn, inner.steps, init_lr=inner.lr, granularity=inner.granularity, gradient=inner.gradient, **common
+        )
     if algorithm == "anil":
-        return mj.anil(loss_fn, inner.head, inner.opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient,
-                       **common)
+        return mj.anil(
+            loss_fn, inner.head, inner.opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common
+        )
     raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
 
 
@@ -74,8 +82,9 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
 def build(config: Any) -> Experiment:
     """Validate a config and build the experiment (nothing is compiled yet)."""
     if config.task != "sinusoid":
-        raise ValueError(f"task must be 'sinusoid' (classification arrives with the few-shot data), "
-                         f"got {config.task!r}.")
+        raise ValueError(
+            f"task must be 'sinusoid' (classification arrives with the few-shot data), got {config.task!r}."
+        )
     d = config.data
     for name in ("shots", "query_shots", "meta_batch_size"):
         mj._src.base.check_positive_int(f"data.{name}", d[name])
@@ -90,8 +99,9 @@ def build(config: Any) -> Experiment:
     def sample_tasks(key):
         return sinusoid.sample_tasks(key, d.meta_batch_size, d.shots, d.query_shots)
 
-    return Experiment(config, model, learner, build_outer_opt(config.outer, config.train.num_steps), loss_fn,
-                      sample_tasks, inner_opt)
+    return Experiment(
+        config, model, learner, build_outer_opt(config.outer, config.train.num_steps), loss_fn, sample_tasks, inner_opt
+    )
 
 
 class Progress:
@@ -130,11 +140,18 @@ class Progress:
 def versions() -> dict[str, str]:
     import flax
 
-    return {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__
-            if hasattr(jax.lib, "__version__") else jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "metajax": mj.__version__, "platform": jax.default_backend(),
-            "device": str(jax.devices()[0].device_kind), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "metajax": mj.__version__,
+        "platform": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
@@ -165,8 +182,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
             if compile_s is None:
                 compile_s = dt
             done += n
-            rec = {"step": done, "time_s": round(time.perf_counter() - t0, 3), "it_per_s": round(n / dt, 1),
-                   **metrics}
+            rec = {"step": done, "time_s": round(time.perf_counter() - t0, 3), "it_per_s": round(n / dt, 1), **metrics}
             f.write(json.dumps(rec) + "\n")
             f.flush()
             if not math.isfinite(metrics["query_loss"]):
@@ -175,8 +191,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
             bar.update(done, n, {"query_loss": metrics["query_loss"]})
     bar.close()
     wall = time.perf_counter() - t0
-    return meta_params, {"train_wall_s": round(wall, 2), "first_call_s": round(compile_s or 0.0, 2),
-                         "steps": total}
+    return meta_params, {"train_wall_s": round(wall, 2), "first_call_s": round(compile_s or 0.0, 2), "steps": total}
 
 
 def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[str, Any]:
@@ -188,21 +203,29 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[
     tasks = sinusoid.tasks_from_params(kx, tp, cfg.data.shots, ev.query_shots)
     random_init = exp.model.init(kr)
     d = cfg.data
-    pretrained = joint_training(exp.loss_fn, exp.model.init(kr), lambda k: sinusoid.sample_tasks(
-        k, d.meta_batch_size, d.shots, d.query_shots), ev.pretrain_steps, kj)
+    pretrained = joint_training(
+        exp.loss_fn,
+        exp.model.init(kr),
+        lambda k: sinusoid.sample_tasks(k, d.meta_batch_size, d.shots, d.query_shots),
+        ev.pretrain_steps,
+        kj,
+    )
     baseline = plain_adapter(exp.loss_fn, exp.inner_opt)
     query_loss = exp.learner.query_loss
-    inits = {exp.learner.name: (exp.learner.adapt, meta_params), "random": (baseline, random_init),
-             "pretrained": (baseline, pretrained)}
-    curves = {name: adaptation_curves(adapt, p, query_loss, tasks, ev.max_steps) for name, (adapt, p) in
-              inits.items()}
+    inits = {
+        exp.learner.name: (exp.learner.adapt, meta_params),
+        "random": (baseline, random_init),
+        "pretrained": (baseline, pretrained),
+    }
+    curves = {name: adaptation_curves(adapt, p, query_loss, tasks, ev.max_steps) for name, (adapt, p) in inits.items()}
     results = {name: summarize(c, ev.report_steps, ev.diverged_above) for name, c in curves.items()}
     (run_dir / "eval.json").write_text(json.dumps({"num_tasks": ev.num_tasks, "results": results}, indent=1))
     table = markdown_table(results)
     (run_dir / "eval.md").write_text(
         f"Sinusoid, {ev.num_tasks} held-out tasks, K={d.shots} support / {ev.query_shots} query points, inner "
         f"{cfg.inner.opt} lr={cfg.inner.lr}; query MSE after n inner steps. Diverged: non-finite or MSE > "
-        f"{ev.diverged_above}.\n\n{table}")
+        f"{ev.diverged_above}.\n\n{table}"
+    )
     np.savez_compressed(run_dir / "curves.npz", **curves)
     try:
         from metajax._src.plots import plot_sinusoid
@@ -230,8 +253,12 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
     ev = evaluate_sinusoid(exp, meta_params, run_dir)
-    summary = {"algorithm": exp.learner.name, **train_info, "eval_wall_s": round(time.perf_counter() - t, 2),
-               "results": ev["results"]}
+    summary = {
+        "algorithm": exp.learner.name,
+        **train_info,
+        "eval_wall_s": round(time.perf_counter() - t, 2),
+        "results": ev["results"],
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(ev["table"])
     return summary

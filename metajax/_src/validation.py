@@ -12,8 +12,9 @@ from metajax._src.base import Task
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...]]]:
     from metajax._src.inner import path_str
 
-    return [(path_str(p), tuple(getattr(leaf, "shape", ()))) for p, leaf in
-            jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return [
+        (path_str(p), tuple(getattr(leaf, "shape", ()))) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
 
 
 def task_spec_of(task: Task) -> Task:
@@ -47,41 +48,50 @@ def check_task(task: Any, argname: str = "task", batched: bool = False, spec: Ta
         raise ValueError(f"{argname} must be a metajax.Task(support, query), got {type(task).__name__}.")
     sup, qry = _shapes(task.support), _shapes(task.query)
     if not sup or not qry:
-        raise ValueError(f"{argname}: support and query must each hold at least one array; got support {sup}, "
-                         f"query {qry}.")
+        raise ValueError(
+            f"{argname}: support and query must each hold at least one array; got support {sup}, query {qry}."
+        )
     if len(sup) != len(qry) or [p for p, _ in sup] != [p for p, _ in qry]:
-        raise ValueError(f"{argname}: support and query must have the same structure, got support {sup} and "
-                         f"query {qry}.")
+        raise ValueError(
+            f"{argname}: support and query must have the same structure, got support {sup} and query {qry}."
+        )
     lead = 2 if batched else 1
     what = "(meta_batch, examples, ...)" if batched else "(examples, ...)"
     for part, shapes in (("support", sup), ("query", qry)):
         for path, shape in shapes:
             if len(shape) < lead:
-                raise ValueError(f"{argname}.{part}[{path}] has shape {shape}; expected {what}"
-                                 + (": is the task axis missing?" if batched else "."))
+                raise ValueError(
+                    f"{argname}.{part}[{path}] has shape {shape}; expected {what}"
+                    + (": is the task axis missing?" if batched else ".")
+                )
     num_tasks = None
     if batched:
         axes = {shape[0] for _, shape in sup + qry}
         if len(axes) != 1:
             raise ValueError(
                 f"{argname}: every array of a task batch must share the leading task axis; got support {sup} and "
-                f"query {qry}. Is the task axis missing? Expected shapes {what}.")
+                f"query {qry}. Is the task axis missing? Expected shapes {what}."
+            )
         num_tasks = axes.pop()
     for part, shapes in (("support", sup), ("query", qry)):
         examples = {shape[lead - 1] for _, shape in shapes}
         if len(examples) != 1:
-            raise ValueError(f"{argname}.{part}: every array must share the example axis (axis {lead - 1}); got "
-                             f"{shapes}.")
+            raise ValueError(
+                f"{argname}.{part}: every array must share the example axis (axis {lead - 1}); got {shapes}."
+            )
     for (path, s), (_, q) in zip(sup, qry, strict=True):
         if s[lead:] != q[lead:]:
-            raise ValueError(f"{argname}: support[{path}] has per-example shape {s[lead:]} but query[{path}] has "
-                             f"{q[lead:]}; they must match.")
+            raise ValueError(
+                f"{argname}: support[{path}] has per-example shape {s[lead:]} but query[{path}] has "
+                f"{q[lead:]}; they must match."
+            )
     if spec is not None:
         want = _shapes(spec)
-        got = [(p, s[lead - 1:]) for p, s in sup + qry]
+        got = [(p, s[lead - 1 :]) for p, s in sup + qry]
         want_all = [(p, s) for p, s in want]
         if [s for _, s in got] != [s for _, s in want_all]:
             raise ValueError(
                 f"{argname}: per-task shapes {got} do not match the expected task shapes {want_all}"
-                + (" (a task batch needs a leading task axis: (meta_batch, examples, ...))." if batched else "."))
+                + (" (a task batch needs a leading task axis: (meta_batch, examples, ...))." if batched else ".")
+            )
     return num_tasks

@@ -24,12 +24,15 @@ class SinusoidConfig(NamedTuple):
     x_range: tuple[float, float] = (-5.0, 5.0)
 
 
+MAML_SINUSOID = SinusoidConfig()
+
+
 class SinusoidTaskParams(NamedTuple):
     amplitude: jax.Array
     phase: jax.Array
 
 
-def sample_task_params(key: jax.Array, num_tasks: int, cfg: SinusoidConfig = SinusoidConfig()) -> SinusoidTaskParams:
+def sample_task_params(key: jax.Array, num_tasks: int, cfg: SinusoidConfig = MAML_SINUSOID) -> SinusoidTaskParams:
     """Draw ``num_tasks`` amplitudes and phases."""
     ka, kp = jax.random.split(key)
     amp = jax.random.uniform(ka, (num_tasks,), minval=cfg.amp_range[0], maxval=cfg.amp_range[1])
@@ -42,8 +45,9 @@ def sinusoid(tp: SinusoidTaskParams, x: jax.Array) -> jax.Array:
     return tp.amplitude[:, None, None] * jnp.sin(x - tp.phase[:, None, None])
 
 
-def tasks_from_params(key: jax.Array, tp: SinusoidTaskParams, shots: int, query_shots: int,
-                      cfg: SinusoidConfig = SinusoidConfig()) -> Task:
+def tasks_from_params(
+    key: jax.Array, tp: SinusoidTaskParams, shots: int, query_shots: int, cfg: SinusoidConfig = MAML_SINUSOID
+) -> Task:
     """Draw support and query points for given task parameters."""
     n = tp.amplitude.shape[0]
     ks, kq = jax.random.split(key)
@@ -52,8 +56,13 @@ def tasks_from_params(key: jax.Array, tp: SinusoidTaskParams, shots: int, query_
     return Task((xs, sinusoid(tp, xs)), (xq, sinusoid(tp, xq)))
 
 
-def sample_tasks(key: jax.Array, meta_batch_size: int, shots: int = 10, query_shots: int | None = None,
-                 cfg: SinusoidConfig = SinusoidConfig()) -> Task:
+def sample_tasks(
+    key: jax.Array,
+    meta_batch_size: int,
+    shots: int = 10,
+    query_shots: int | None = None,
+    cfg: SinusoidConfig = MAML_SINUSOID,
+) -> Task:
     """A batch of sinusoid tasks.
 
     Args:
