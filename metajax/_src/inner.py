@@ -247,6 +247,7 @@ class AbstractMetaGradient:
         *,
         mask: Any = None,
         eval_fn: Callable[[Params], Any] | None = None,
+        batch_size: int | None = None,
     ) -> InnerResult:
         """Run ``num_steps`` steps of ``inner_opt`` on ``loss_fn(., batch)``.
 
@@ -260,11 +261,19 @@ class AbstractMetaGradient:
           eval_fn: optional ``eval_fn(params) -> pytree`` recorded before each
             step and after the last (e.g. the query loss, for adaptation
             curves).
+          batch_size: ``None`` (every step sees the whole batch) or ``b``: step
+            ``t`` sees examples ``t*b .. t*b+b-1`` (modulo the batch size),
+            i.e. consecutive minibatches cycling through the batch (Reptile's
+            inner minibatches; order the examples so that consecutive ones mix
+            classes).
 
         Returns:
           An :class:`InnerResult`.
         """
         num_steps = check_positive_int("num_inner_steps", num_steps)
+        if batch_size is not None:
+            batch_size = check_positive_int("inner_batch_size", batch_size)
+            n = jax.tree_util.tree_leaves(batch)[0].shape[0]
         if mask is None:
             adapted, frozen = params, None
 
@@ -276,13 +285,17 @@ class AbstractMetaGradient:
             def full(p):
                 return combine(p, frozen)
 
-        def inner_loss(p):
-            loss, _ = loss_fn(full(p), batch)
+        def inner_loss(p, t):
+            data = batch
+            if batch_size is not None:
+                idx = (t * batch_size + jnp.arange(batch_size)) % n
+                data = jax.tree_util.tree_map(lambda x: x[idx], batch)
+            loss, _ = loss_fn(full(p), data)
             return loss
 
-        def step(carry, _):
+        def step(carry, t):
             p, opt_state = carry
-            loss, grads = jax.value_and_grad(inner_loss)(p)
+            loss, grads = jax.value_and_grad(inner_loss)(p, t)
             grads = self.grad_hook(grads)
             record = eval_fn(full(p)) if eval_fn is not None else None
             updates, opt_state = inner_opt.update(grads, opt_state, p)
@@ -290,7 +303,7 @@ class AbstractMetaGradient:
             return (p, opt_state), (loss, record)
 
         carry = (adapted, inner_opt.init(adapted))
-        (p, _), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, None, length=num_steps)
+        (p, _), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
         result = full(p)
         trace = None
         if eval_fn is not None:

@@ -14,6 +14,10 @@ from metajax._src.inner import AbstractMetaGradient, normalize_loss, select_mask
 from metajax._src.validation import check_task
 
 
+AS_TRAINED = "as_trained"
+"""``adapt(..., batch_size=AS_TRAINED)`` uses the learner's ``inner_batch_size``."""
+
+
 def query_loss_from(loss_fn: Callable, query_loss_fn: Callable | None, has_aux: bool) -> Callable:
     """``query_loss(params, query, support) -> (loss, aux)`` with defaults."""
     if query_loss_fn is not None:
@@ -72,6 +76,7 @@ def gradient_learner(
     head: Any,
     task_chunk: int | None,
     task_spec: Task | None = None,
+    inner_batch_size: int | None = None,
 ) -> MetaLearner:
     """Build a learner whose direction is the gradient of the post-adaptation query loss.
 
@@ -83,15 +88,20 @@ def gradient_learner(
       head: ``None`` (adapt everything) or a selector of the adapted subtree.
     """
     num_inner_steps = check_positive_int("num_inner_steps", num_inner_steps)
+    if inner_batch_size is not None:
+        check_positive_int("inner_batch_size", inner_batch_size)
     task_chunk = check_task_chunk(task_chunk)
     loss = normalize_loss(loss_fn, has_aux)
     qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
 
-    def adapt(meta_params, support, *, num_steps: int | None = None, eval_fn=None) -> InnerResult:
+    def adapt(meta_params, support, *, num_steps: int | None = None, eval_fn=None, batch_size=AS_TRAINED) -> InnerResult:
         params = model_params(meta_params)
         mask = None if head is None else select_mask(params, head)
         steps = num_inner_steps if num_steps is None else num_steps
-        return gradient.inner_loop(loss, inner_opt_of(meta_params), params, support, steps, mask=mask, eval_fn=eval_fn)
+        size = inner_batch_size if batch_size is AS_TRAINED else batch_size
+        return gradient.inner_loop(
+            loss, inner_opt_of(meta_params), params, support, steps, mask=mask, eval_fn=eval_fn, batch_size=size
+        )
 
     def objective(meta_params, task):
         res = adapt(meta_params, task.support)

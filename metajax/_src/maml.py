@@ -30,6 +30,7 @@ def maml(
     head: Selector | None = None,
     task_chunk: int | None = None,
     task_spec: Task | None = None,
+    inner_batch_size: int | None = None,
 ) -> MetaLearner:
     r"""Model-Agnostic Meta-Learning.
 
@@ -58,6 +59,8 @@ def maml(
         rest is meta-learned but frozen inside it); see :func:`anil`.
       task_chunk: ``None`` vmaps over the task batch; an int maps over chunks.
       task_spec: optional per-task shapes checked against every task batch.
+      inner_batch_size: ``None`` (each inner step sees the whole support
+        batch) or the size of consecutive inner minibatches.
 
     Returns:
       A :class:`MetaLearner`.
@@ -90,6 +93,7 @@ def maml(
         head=head,
         task_chunk=task_chunk,
         task_spec=task_spec,
+        inner_batch_size=inner_batch_size,
     )
 
 

@@ -9,7 +9,7 @@ import optax
 
 from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task, check_positive_int
 from metajax._src.inner import Exact, Selector, make_inner_opt, normalize_loss, select_mask
-from metajax._src.learner import batch_over_tasks, check_task_chunk, identity, query_loss_from
+from metajax._src.learner import AS_TRAINED, batch_over_tasks, check_task_chunk, identity, query_loss_from
 from metajax._src.validation import check_task
 
 
@@ -24,6 +24,7 @@ def reptile(
     head: Selector | None = None,
     task_chunk: int | None = None,
     task_spec: Task | None = None,
+    inner_batch_size: int | None = None,
 ) -> MetaLearner:
     r"""Reptile: the outer direction is :math:`\phi - \tilde\phi_i`.
 
@@ -40,6 +41,9 @@ def reptile(
       loss_fn, inner_opt, inner_lr, has_aux, query_loss_fn, head, task_chunk,
       task_spec: as in :func:`maml`.
       num_inner_steps: inner steps k (the paper uses 5 to 10 for training).
+      inner_batch_size: ``None`` (full-batch steps) or the size of the
+        consecutive minibatches each inner step takes from the support batch
+        (the paper's ``inner_batch``; see ``AbstractMetaGradient.inner_loop``).
 
     >>> import jax.numpy as jnp
     >>> reptile(lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2), "sgd", 5).name
@@ -50,16 +54,19 @@ def reptile(
       Algorithms. arXiv:1803.02999.
     """
     num_inner_steps = check_positive_int("num_inner_steps", num_inner_steps)
+    if inner_batch_size is not None:
+        check_positive_int("inner_batch_size", inner_batch_size)
     task_chunk = check_task_chunk(task_chunk)
     opt = make_inner_opt(inner_opt, inner_lr)
     loss = normalize_loss(loss_fn, has_aux)
     qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
     loop = Exact()
 
-    def adapt(params, support, *, num_steps=None, eval_fn=None):
+    def adapt(params, support, *, num_steps=None, eval_fn=None, batch_size=AS_TRAINED):
         mask = None if head is None else select_mask(params, head)
         steps = num_inner_steps if num_steps is None else num_steps
-        return loop.inner_loop(loss, opt, params, support, steps, mask=mask, eval_fn=eval_fn)
+        size = inner_batch_size if batch_size is AS_TRAINED else batch_size
+        return loop.inner_loop(loss, opt, params, support, steps, mask=mask, eval_fn=eval_fn, batch_size=size)
 
     def task_direction(params, task):
         check_task(task, "task", spec=task_spec)
