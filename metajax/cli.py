@@ -122,6 +122,10 @@ def pin_cpu_threads(n: int) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config, args.smoke), args.set or [])
+    if args.data_dir is not None:
+        if "data_dir" not in config.get("data", {}):
+            raise ValueError(f"--data-dir: config {args.config!r} reads no data directory.")
+        config.data.data_dir = args.data_dir
     name = Path(args.config).stem
     run_dir = (
         Path(args.run_dir)
@@ -153,7 +157,44 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"wrote {run_dir}/ (metrics.jsonl, eval.md, eval.json, adaptation.png, meta_params.msgpack)", file=sys.stderr)
+    print(f"wrote {run_dir}/: {', '.join(sorted(p.name for p in run_dir.iterdir()))}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ml_collections import ConfigDict
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no config.json; pass a directory written by metajax train.")
+    config = ConfigDict(json.loads((run_dir / "config.json").read_text()))
+    config = apply_overrides(config, args.set or [])
+    if args.data_dir is not None and "data_dir" in config.get("data", {}):
+        config.data.data_dir = args.data_dir
+    name = args.checkpoint or ("best" if (run_dir / "best.msgpack").is_file() else "meta_params")
+    ckpt = run_dir / f"{name}.msgpack"
+    if not ckpt.is_file():
+        found = sorted(p.name for p in run_dir.glob("*.msgpack"))
+        raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
+    where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
+    from metajax._src import train
+
+    print(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}", file=sys.stderr, flush=True)
+    exp = train.build(config)
+    import jax
+
+    template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
+    try:
+        meta_params = train.load_params(ckpt, template)
+    except Exception as err:  # noqa: BLE001 - msgpack/flax raise several types for bad files
+        raise ValueError(f"--checkpoint: cannot read {str(ckpt)!r} as this config's parameters: {err}") from err
+    out = run_dir / "eval" if args.out is None else Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ev = exp.evaluate(meta_params, out, name)
+    print(ev["table"])
+    print(f"wrote {out}/", file=sys.stderr)
     return 0
 
 
@@ -180,19 +221,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set inner.lr=0.1 --set train.num_steps=1000 (repeatable)",
     )
+    t.add_argument(
+        "--data-dir",
+        help="TFDS data directory holding omniglot/3.0.0 (default: $METAJAX_DATA_DIR, then ~/tensorflow_datasets)",
+    )
     t.add_argument("--smoke", action="store_true", help="the config's tiny version (seconds; for CI)")
     t.add_argument("--run-dir", help="output directory (default runs/CONFIG-TIMESTAMP)")
     t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     t.set_defaults(func=cmd_train)
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a trained run's meta-parameters on held-out tasks",
+        description="Rebuild a run from RUN_DIR/config.json, load a checkpoint and evaluate it with the config's "
+        "protocol (override with --set, e.g. --set eval.num_tasks=1000 --set eval.steps=10).",
+    )
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by metajax train")
+    e.add_argument(
+        "--checkpoint",
+        help="best (best validation; the default when the run has one) or meta_params (the final parameters)",
+    )
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    e.add_argument(
+        "--data-dir", help="TFDS data directory (default: the run's, $METAJAX_DATA_DIR, ~/tensorflow_datasets)"
+    )
+    e.add_argument("--out", help="output directory (default RUN_DIR/eval)")
+    e.set_defaults(func=cmd_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from metajax._src.data.omniglot import DataNotFoundError
+
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, DataNotFoundError) as err:
         print(f"metajax {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -13,7 +13,6 @@ from metajax._src.base import InnerResult, MetaLearner, Metrics, Task, check_pos
 from metajax._src.inner import AbstractMetaGradient, normalize_loss, select_mask
 from metajax._src.validation import check_task
 
-
 AS_TRAINED = "as_trained"
 """``adapt(..., batch_size=AS_TRAINED)`` uses the learner's ``inner_batch_size``."""
 
@@ -94,7 +93,9 @@ def gradient_learner(
     loss = normalize_loss(loss_fn, has_aux)
     qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
 
-    def adapt(meta_params, support, *, num_steps: int | None = None, eval_fn=None, batch_size=AS_TRAINED) -> InnerResult:
+    def adapt(
+        meta_params, support, *, num_steps: int | None = None, eval_fn=None, batch_size=AS_TRAINED
+    ) -> InnerResult:
         params = model_params(meta_params)
         mask = None if head is None else select_mask(params, head)
         steps = num_inner_steps if num_steps is None else num_steps

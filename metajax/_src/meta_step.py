@@ -68,9 +68,9 @@ def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation
 
 def make_train_loop(
     meta_step: MetaStep,
-    sample_tasks: Callable[[jax.Array], Task],
+    sample_tasks: Callable[..., Task],
     num_steps: int,
-) -> Callable[[MetaParams, MetaState, jax.Array], tuple[MetaParams, MetaState, Metrics]]:
+) -> Callable[..., tuple[MetaParams, MetaState, Metrics]]:
     """Fuse ``num_steps`` meta-steps with on-device task sampling into one scan.
 
     Small workloads (sinusoid) are dominated by per-call dispatch; running a
@@ -78,20 +78,22 @@ def make_train_loop(
 
     Args:
       meta_step: from :func:`make_meta_step`.
-      sample_tasks: ``sample_tasks(key) -> Task`` batch, traceable.
+      sample_tasks: ``sample_tasks(key, *data) -> Task`` batch, traceable.
       num_steps: meta-steps per call.
 
     Returns:
-      ``run(meta_params, state, key) -> (meta_params, state, metrics)`` with
+      ``run(meta_params, state, key, *data) -> (meta_params, state, metrics)``
+      (``data``, e.g. the device-resident image array, is passed as an
+      argument rather than closed over, so it is not baked into the program) with
       metrics stacked along a leading axis of length ``num_steps``; the key of
       step ``s`` is ``fold_in(key, s)``, so chunking does not change results.
     """
     num_steps = check_positive_int("num_steps", num_steps)
 
-    def run(meta_params, state, key):
+    def run(meta_params, state, key, *data):
         def body(carry, _):
             mp, st = carry
-            tasks = sample_tasks(jax.random.fold_in(key, st.step))
+            tasks = sample_tasks(jax.random.fold_in(key, st.step), *data)
             mp, st, metrics = meta_step.step(mp, st, tasks)
             return (mp, st), metrics
 

@@ -30,15 +30,24 @@ ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil")
 
 @dataclasses.dataclass
 class Experiment:
-    """Everything a run needs, built from a config."""
+    """Everything a run needs, built from a config.
+
+    ``sample_tasks(key, *data)`` draws a training task batch (``data`` holds
+    device arrays passed into the compiled loop); ``evaluate(meta_params,
+    run_dir, tag)`` writes and returns the evaluation; ``validate(meta_params)``
+    (optional) returns a score to maximise for best-checkpoint selection.
+    """
 
     config: Any
     model: Model
     learner: mj.MetaLearner
     outer_opt: optax.GradientTransformation
     loss_fn: Callable
-    sample_tasks: Callable[[jax.Array], mj.Task]
+    sample_tasks: Callable[..., mj.Task]
     inner_opt: optax.GradientTransformation
+    evaluate: Callable[..., dict[str, Any]]
+    data: tuple = ()
+    validate: Callable[[Any], float] | None = None
 
 
 def build_learner(
@@ -48,22 +57,28 @@ def build_learner(
     task_spec: mj.Task | None = None,
     has_aux: bool = False,
     query_loss_fn: Callable | None = None,
+    task_chunk: int | None = None,
 ) -> mj.MetaLearner:
     """Build one of :data:`ALGORITHMS` from an ``inner`` config section."""
-    common = {"has_aux": has_aux, "query_loss_fn": query_loss_fn, "task_spec": task_spec}
+    common = {"has_aux": has_aux, "query_loss_fn": query_loss_fn, "task_spec": task_spec, "task_chunk": task_chunk}
+    batch = {"inner_batch_size": inner.get("batch_size")}
+    opt = inner.opt
+    if opt == "adam" and inner.get("b1", 0.9) != 0.9:  # Reptile's inner Adam uses beta1 = 0
+        mj._src.base.check_learning_rate("inner.lr", inner.lr)
+        opt = mj.adam(inner.lr, b1=inner.b1)
     if algorithm == "maml":
-        return mj.maml(loss_fn, inner.opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common)
+        return mj.maml(loss_fn, opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common, **batch)
     if algorithm == "fomaml":
-        return mj.fomaml(loss_fn, inner.opt, inner.steps, inner_lr=inner.lr, **common)
+        return mj.fomaml(loss_fn, opt, inner.steps, inner_lr=inner.lr, **common, **batch)
     if algorithm == "reptile":
-        return mj.reptile(loss_fn, inner.opt, inner.steps, inner_lr=inner.lr, **common)
+        return mj.reptile(loss_fn, opt, inner.steps, inner_lr=inner.lr, **common, **batch)
     if algorithm == "meta_sgd":
         return mj.meta_sgd(
             loss_fn, inner.steps, init_lr=inner.lr, granularity=inner.granularity, gradient=inner.gradient, **common
         )
     if algorithm == "anil":
         return mj.anil(
-            loss_fn, inner.head, inner.opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common
+            loss_fn, inner.head, opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common, **batch
         )
     raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
 
@@ -79,17 +94,26 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
     raise ValueError(f"outer.opt must be 'adam' or 'sgd', got {outer.opt!r}.")
 
 
+TASKS = ("sinusoid", "omniglot", "miniimagenet")
+
+
 def build(config: Any) -> Experiment:
-    """Validate a config and build the experiment (nothing is compiled yet)."""
-    if config.task != "sinusoid":
-        raise ValueError(
-            f"task must be 'sinusoid' (classification arrives with the few-shot data), got {config.task!r}."
-        )
-    d = config.data
-    for name in ("shots", "query_shots", "meta_batch_size"):
-        mj._src.base.check_positive_int(f"data.{name}", d[name])
+    """Validate a config and build the experiment (data loaded, nothing compiled yet)."""
+    if config.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {config.task!r}.")
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}.")
     mj._src.base.check_positive_int("train.num_steps", config.train.num_steps)
     mj._src.base.check_positive_int("train.steps_per_call", config.train.steps_per_call)
+    mj._src.base.check_positive_int("data.meta_batch_size", config.data.meta_batch_size)
+    outer_opt = build_outer_opt(config.outer, config.train.num_steps)
+    return build_sinusoid(config, outer_opt) if config.task == "sinusoid" else build_fewshot(config, outer_opt)
+
+
+def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Experiment:
+    d = config.data
+    for name in ("shots", "query_shots"):
+        mj._src.base.check_positive_int(f"data.{name}", d[name])
     model = mlp(hidden=tuple(config.model.hidden))
     loss_fn = mse_loss(model.apply)
     spec = sinusoid.task_spec(d.shots, d.query_shots)
@@ -99,8 +123,32 @@ def build(config: Any) -> Experiment:
     def sample_tasks(key):
         return sinusoid.sample_tasks(key, d.meta_batch_size, d.shots, d.query_shots)
 
+    exp = Experiment(config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=lambda *a: {})
+    exp.evaluate = lambda mp, run_dir, tag="final": evaluate_sinusoid(exp, mp, run_dir)
+    return exp
+
+
+def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Experiment:
+    from metajax._src.fewshot import FewShot
+
+    chunk = config.data.task_chunk
+    fs = FewShot(
+        config,
+        lambda loss_fn, **kw: build_learner(
+            config.algorithm, loss_fn, config.inner, task_chunk=None if chunk == "vmap" else chunk, **kw
+        ),
+    )
     return Experiment(
-        config, model, learner, build_outer_opt(config.outer, config.train.num_steps), loss_fn, sample_tasks, inner_opt
+        config,
+        fs.model,
+        fs.learner,
+        outer_opt,
+        fs.loss_fn,
+        fs.sample_train,
+        mj.make_inner_opt(config.inner.opt, config.inner.lr),
+        evaluate=lambda mp, run_dir, tag="final": fs.evaluate(mp, run_dir, tag=tag),
+        data=(fs.images["train"],),
+        validate=fs.validate,
     )
 
 
@@ -155,7 +203,12 @@ def versions() -> dict[str, str]:
 
 
 def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
-    """Meta-train; metrics go to ``run_dir/metrics.jsonl`` (one line per compiled chunk)."""
+    """Meta-train; one JSON line per compiled chunk in ``run_dir/metrics.jsonl``.
+
+    With ``exp.validate`` and ``train.eval_every > 0`` the meta-parameters are
+    scored every ``eval_every`` steps; the best are saved to
+    ``best.msgpack`` (and returned in the info dict as ``best_step``).
+    """
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
@@ -163,6 +216,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     ms = mj.make_meta_step(exp.learner, exp.outer_opt)
     state = ms.init(meta_params)
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
+    eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
     runners: dict[int, Callable] = {}
 
     def runner(n):
@@ -172,26 +226,44 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
 
     bar = Progress(total, progress)
     done, t0, compile_s = 0, time.perf_counter(), None
+    best = {"score": -math.inf, "step": None}
     with open(run_dir / "metrics.jsonl", "w") as f:
         while done < total:
             n = min(chunk, total - done)
+            if eval_every:
+                n = min(n, eval_every - done % eval_every)
             t = time.perf_counter()
-            meta_params, state, metrics = runner(n)(meta_params, state, train_key)
+            meta_params, state, metrics = runner(n)(meta_params, state, train_key, *exp.data)
             metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             dt = time.perf_counter() - t
             if compile_s is None:
                 compile_s = dt
             done += n
-            rec = {"step": done, "time_s": round(time.perf_counter() - t0, 3), "it_per_s": round(n / dt, 1), **metrics}
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
+            rec = {"step": done, "time_s": round(time.perf_counter() - t0, 3), "it_per_s": round(n / dt, 3), **metrics}
             if not math.isfinite(metrics["query_loss"]):
+                f.write(json.dumps(rec) + "\n")
                 bar.close()
                 raise FloatingPointError(f"meta-training diverged at step {done}: query_loss={metrics['query_loss']}")
-            bar.update(done, n, {"query_loss": metrics["query_loss"]})
+            if eval_every and (done % eval_every == 0 or done == total):
+                score = exp.validate(meta_params)
+                rec["val_accuracy"] = score
+                if score > best["score"]:
+                    best = {"score": score, "step": done}
+                    save_params(run_dir / "best.msgpack", meta_params)
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            shown = {"query_loss": metrics["query_loss"]}
+            if "query_accuracy" in metrics:
+                shown["acc"] = metrics["query_accuracy"]
+            if "val_accuracy" in rec:
+                shown["val_acc"] = rec["val_accuracy"]
+            bar.update(done, n, shown)
     bar.close()
     wall = time.perf_counter() - t0
-    return meta_params, {"train_wall_s": round(wall, 2), "first_call_s": round(compile_s or 0.0, 2), "steps": total}
+    info = {"train_wall_s": round(wall, 2), "first_call_s": round(compile_s or 0.0, 2), "steps": total}
+    if best["step"] is not None:
+        info.update(best_step=best["step"], best_val_accuracy=best["score"])
+    return meta_params, info
 
 
 def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[str, Any]:
@@ -242,6 +314,12 @@ def save_params(path: Path, tree: Any) -> None:
     path.write_bytes(serialization.to_bytes(jax.device_get(tree)))
 
 
+def load_params(path: Path, template: Any) -> Any:
+    from flax import serialization
+
+    return serialization.from_bytes(template, path.read_bytes())
+
+
 def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, Any]:
     """Build, meta-train, save, evaluate. Returns the summary written to ``summary.json``."""
     exp = build(config)
@@ -252,13 +330,22 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    ev = evaluate_sinusoid(exp, meta_params, run_dir)
+    evals = {"final": exp.evaluate(meta_params, run_dir, "final")}
+    if "best_step" in train_info:
+        evals["best"] = exp.evaluate(load_params(run_dir / "best.msgpack", meta_params), run_dir, "best")
     summary = {
         "algorithm": exp.learner.name,
         **train_info,
         "eval_wall_s": round(time.perf_counter() - t, 2),
-        "results": ev["results"],
+        **(
+            {"results": evals["final"]["results"]}
+            if len(evals) == 1
+            else {"results": {k: v["results"] for k, v in evals.items()}}
+        ),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(ev["table"])
+    for tag, ev in evals.items():
+        if len(evals) > 1:
+            print(f"{tag} meta-parameters" + (f" (step {train_info['best_step']})" if tag == "best" else ""))
+        print(ev["table"])
     return summary

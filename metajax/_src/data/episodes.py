@@ -21,8 +21,10 @@ def check_episode_args(num_classes: int, examples_per_class: int, ways: int, sho
     if ways > num_classes:
         raise ValueError(f"ways={ways} exceeds the {num_classes} classes available in this split.")
     if shots + queries > examples_per_class:
-        raise ValueError(f"shots + queries = {shots} + {queries} = {shots + queries} exceeds the "
-                         f"{examples_per_class} examples per class; lower shots or queries.")
+        raise ValueError(
+            f"shots + queries = {shots} + {queries} = {shots + queries} exceeds the "
+            f"{examples_per_class} examples per class; lower shots or queries."
+        )
 
 
 def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, queries: int) -> Task:
@@ -45,7 +47,8 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, que
     kc, ke = jax.random.split(key)
     classes = jax.random.choice(kc, images.shape[0], (ways,), replace=False)
     picks = jax.vmap(lambda k: jax.random.permutation(k, images.shape[1])[: shots + queries])(
-        jax.random.split(ke, ways))
+        jax.random.split(ke, ways)
+    )
     x = images[classes[:, None], picks]  # (ways, shots + queries, H, W[, C])
     if x.ndim == 4:
         x = x[..., None]
@@ -58,8 +61,9 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, que
     return Task(flat(x[:, :shots], shots), flat(x[:, shots:], queries))
 
 
-def sample_episodes(key: jax.Array, images: jax.Array, meta_batch_size: int, ways: int, shots: int,
-                    queries: int) -> Task:
+def sample_episodes(
+    key: jax.Array, images: jax.Array, meta_batch_size: int, ways: int, shots: int, queries: int
+) -> Task:
     """A batch of episodes (leading task axis), from independent keys.
 
     >>> imgs = jnp.zeros((10, 20, 28, 28), jnp.uint8)
@@ -77,5 +81,6 @@ def episode_spec(ways: int, shots: int, queries: int, image_shape: tuple[int, ..
     """Per-task shapes of an episode, for ``task_spec=`` checks."""
     s = jax.ShapeDtypeStruct((ways * shots, *image_shape), jnp.float32)
     q = jax.ShapeDtypeStruct((ways * queries, *image_shape), jnp.float32)
-    return Task((s, jax.ShapeDtypeStruct((ways * shots,), jnp.int32)),
-                (q, jax.ShapeDtypeStruct((ways * queries,), jnp.int32)))
+    return Task(
+        (s, jax.ShapeDtypeStruct((ways * shots,), jnp.int32)), (q, jax.ShapeDtypeStruct((ways * queries,), jnp.int32))
+    )

@@ -117,12 +117,18 @@ def load_characters(data_dir: str | os.PathLike | None = None) -> dict[str, Clas
         chars = np.unique(labels)
         counts = np.bincount(labels - chars.min())
         if not np.all(counts == EXAMPLES_PER_CLASS):
-            raise ValueError(f"omniglot {split}: expected {EXAMPLES_PER_CLASS} images per character, got counts "
-                             f"from {counts.min()} to {counts.max()} (corrupted copy in {root}?).")
+            raise ValueError(
+                f"omniglot {split}: expected {EXAMPLES_PER_CLASS} images per character, got counts "
+                f"from {counts.min()} to {counts.max()} (corrupted copy in {root}?)."
+            )
         images = np.stack([_resize(rows[i]["image"]) for i in order])
         alphabets = np.array([rows[i]["alphabet"] for i in order]).reshape(len(chars), EXAMPLES_PER_CLASS)[:, 0]
-        out[name] = ClassImages(images.reshape(len(chars), EXAMPLES_PER_CLASS, IMAGE_SIZE, IMAGE_SIZE), chars,
-                                alphabets, np.zeros(len(chars), np.int64))
+        out[name] = ClassImages(
+            images.reshape(len(chars), EXAMPLES_PER_CLASS, IMAGE_SIZE, IMAGE_SIZE),
+            chars,
+            alphabets,
+            np.zeros(len(chars), np.int64),
+        )
     return out
 
 
@@ -138,12 +144,17 @@ def with_rotations(ci: ClassImages) -> ClassImages:
     """Each class at 0, 90, 180 and 270 degrees as four classes (adjacent)."""
     imgs = np.stack([np.rot90(ci.images, k, axes=(2, 3)) for k in range(4)], axis=1)
     n = len(ci.character)
-    return ClassImages(imgs.reshape(n * 4, EXAMPLES_PER_CLASS, IMAGE_SIZE, IMAGE_SIZE),
-                       np.repeat(ci.character, 4), np.repeat(ci.alphabet, 4), np.tile(np.arange(4), n))
+    return ClassImages(
+        imgs.reshape(n * 4, EXAMPLES_PER_CLASS, IMAGE_SIZE, IMAGE_SIZE),
+        np.repeat(ci.character, 4),
+        np.repeat(ci.alphabet, 4),
+        np.tile(np.arange(4), n),
+    )
 
 
-def split_characters(chars: dict[str, ClassImages], split: str = "maml", seed: int = 0,
-                     num_val: int = 100) -> dict[str, ClassImages]:
+def split_characters(
+    chars: dict[str, ClassImages], split: str = "maml", seed: int = 0, num_val: int = 100
+) -> dict[str, ClassImages]:
     """Split characters into ``train`` / ``val`` / ``test`` (see the module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
@@ -151,17 +162,23 @@ def split_characters(chars: dict[str, ClassImages], split: str = "maml", seed: i
     if split == "maml":
         everything = _concat(chars["background"], chars["evaluation"])
         perm = rng.permutation(len(everything.character))
-        return {"train": _take(everything, perm[:1200 - num_val]),
-                "val": _take(everything, perm[1200 - num_val:1200]),
-                "test": _take(everything, perm[1200:])}
+        return {
+            "train": _take(everything, perm[: 1200 - num_val]),
+            "val": _take(everything, perm[1200 - num_val : 1200]),
+            "test": _take(everything, perm[1200:]),
+        }
     bg = chars["background"]
     perm = rng.permutation(len(bg.character))
-    return {"train": _take(bg, np.sort(perm[num_val:])), "val": _take(bg, np.sort(perm[:num_val])),
-            "test": chars["evaluation"]}
+    return {
+        "train": _take(bg, np.sort(perm[num_val:])),
+        "val": _take(bg, np.sort(perm[:num_val])),
+        "test": chars["evaluation"],
+    }
 
 
-def load_omniglot(data_dir: str | os.PathLike | None = None, split: str = "maml", rotations: bool = True,
-                  seed: int = 0) -> dict[str, ClassImages]:
+def load_omniglot(
+    data_dir: str | os.PathLike | None = None, split: str = "maml", rotations: bool = True, seed: int = 0
+) -> dict[str, ClassImages]:
     """Omniglot as ``{"train", "val", "test"}`` :class:`ClassImages` (numpy, host memory).
 
     Args:

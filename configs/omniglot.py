@@ -1,0 +1,72 @@
+"""Shared Omniglot few-shot settings (Finn et al. 2017, section 5.2 and appendix A.1).
+
+Data: TFDS omniglot from data.data_dir (default $METAJAX_DATA_DIR, then
+~/tensorflow_datasets); MAML split (1,100 train / 100 val / 423 test
+characters, rotations as classes), 28x28. Model: Conv4 with 64 filters, batch
+norm (transductive in training, as in the paper), 2x2 max-pool. Training
+episodes use `queries` query examples per class (MAML's code: as many as
+shots); evaluation uses 15 per class on 600 test tasks and reports
+transductive and non-transductive (support-statistics) batch norm.
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+
+def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) -> ConfigDict:
+    c = ConfigDict()
+    c.task = "omniglot"
+    c.algorithm = algorithm
+    c.seed = 0
+    c.data = ConfigDict(
+        {
+            "data_dir": config_dict.placeholder(str),
+            "split": "maml",
+            "split_seed": 0,
+            "rotations": True,
+            "ways": ways,
+            "shots": shots,
+            "queries": shots,
+            "meta_batch_size": 32,
+            # lax.map over tasks: 2x faster than vmap on CPU for per-task conv
+            # weights and 7x less memory (benchmarks/README.md); "vmap" on GPU.
+            "task_chunk": 1,
+            "order": "class",
+        }
+    )
+    c.model = ConfigDict({"filters": 64, "conv": "auto"})
+    c.inner = ConfigDict(
+        {
+            "opt": "sgd",
+            "lr": 0.4,
+            "steps": 1,
+            "gradient": "exact",
+            "granularity": "parameter",
+            "head": "head",
+            "batch_size": config_dict.placeholder(int),
+            "b1": 0.9,
+        }
+    )
+    c.outer = ConfigDict({"opt": "adam", "lr": 1e-3, "anneal": False})
+    c.train = ConfigDict({"num_steps": 60_000, "steps_per_call": 10, "eval_every": 500, "val_tasks": 200})
+    c.eval = ConfigDict(
+        {
+            "ways": ways,
+            "shots": shots,
+            "queries": 15,
+            "num_tasks": 600,
+            "steps": 3,
+            "inner_batch_size": config_dict.placeholder(int),
+            "bn": ("transductive", "support"),
+            "seed": 2024,
+        }
+    )
+    c.runtime = ConfigDict({"cpu_threads": 0})
+    if smoke:
+        c.train.num_steps = 20
+        c.train.eval_every = 10
+        c.train.val_tasks = 10
+        c.train.steps_per_call = 5
+        c.data.meta_batch_size = 2
+        c.model.filters = 8
+        c.eval.num_tasks = 10
+    return c

@@ -1,0 +1,15 @@
+"""First-order MAML, Omniglot 5-way 1-shot.
+
+Source: Finn et al. 2017 / Nichol et al. 2018, MAML's settings.
+Paper: 98.3 +- 0.5 % (Finn et al.).
+
+Run:      metajax train --config omniglot_5w1s_fomaml
+Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
+"""
+
+from .omniglot import omniglot_config
+
+
+def get_config(smoke: bool = False):
+    c = omniglot_config("fomaml", 5, 1, smoke)
+    return c

@@ -1,0 +1,172 @@
+"""Few-shot classification experiments (Omniglot, Mini-ImageNet): build from a config, validate, evaluate.
+
+Protocol: meta-train on episodes from the training classes; every
+``train.eval_every`` steps score ``train.val_tasks`` validation episodes
+(transductive batch norm) and keep the best meta-parameters; at the end score
+``eval.num_tasks`` test episodes with ``eval.queries`` query examples per
+class after ``eval.steps`` inner steps, reporting mean accuracy with a 95%
+confidence interval separately for transductive and non-transductive batch
+norm (see ``metajax._src.models``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import metajax as mj
+from metajax._src.base import check_positive_int
+from metajax._src.data import omniglot
+from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
+from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss
+
+BN_POLICIES = ("transductive", "support")
+
+
+def accuracy_after_adaptation(
+    learner: mj.MetaLearner,
+    meta_params: Any,
+    query_loss: Callable,
+    tasks: mj.Task,
+    num_steps: int,
+    task_chunk: int | None,
+    batch_size: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-task query (loss, accuracy) after ``num_steps`` inner steps."""
+
+    @jax.jit
+    def run(mp, tasks):
+        def one(task):
+            res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
+            loss, aux = query_loss(res.params, task.query, task.support)
+            return loss, aux["accuracy"]
+
+        return jax.lax.map(one, tasks, batch_size=task_chunk)
+
+    loss, acc = jax.device_get(run(meta_params, tasks))
+    return np.asarray(loss), np.asarray(acc)
+
+
+def mean_ci(x: np.ndarray) -> tuple[float, float]:
+    """Mean and 1.96 standard errors."""
+    x = np.asarray(x, np.float64)
+    return float(x.mean()), float(1.96 * x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")
+
+
+class FewShot:
+    """An Omniglot experiment built from a config (data on the device, learner, evaluation)."""
+
+    def __init__(self, config: Any, learner_factory: Callable):
+        self.config = c = config
+        d = c.data
+        for name in ("ways", "shots", "queries", "meta_batch_size"):
+            check_positive_int(f"data.{name}", d[name])
+        for name in ("ways", "shots", "queries", "num_tasks", "steps"):
+            check_positive_int(f"eval.{name}", c.eval[name])
+        for policy in c.eval.bn:
+            if policy not in BN_POLICIES:
+                raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
+        if d.order not in ("class", "shot"):
+            raise ValueError(f"data.order must be 'class' or 'shot', got {d.order!r}.")
+        if c.task == "omniglot":
+            parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
+        else:
+            from metajax._src.data.miniimagenet import load_miniimagenet
+
+            parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
+        # Fail before compiling anything if the episodes cannot be drawn.
+        check_episode_args(len(parts["train"].character), parts["train"].images.shape[1], d.ways, d.shots, d.queries)
+        for split in ("val", "test"):
+            check_episode_args(
+                len(parts[split].character), parts[split].images.shape[1], c.eval.ways, c.eval.shots, c.eval.queries
+            )
+        self.counts = {k: int(len(v.character)) for k, v in parts.items()}
+        self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
+        shape = parts["train"].images.shape[2:]
+        channels = shape[2] if len(shape) == 3 else 1
+        self.model = conv4(d.ways, c.model.filters, shape[0], channels, conv=c.model.conv)
+        if c.eval.ways != d.ways:
+            raise ValueError(f"eval.ways={c.eval.ways} must equal data.ways={d.ways} (the head has {d.ways} outputs).")
+        self.loss_fn = cross_entropy_loss(self.model.apply)
+        self.learner = learner_factory(
+            self.loss_fn,
+            has_aux=True,
+            task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
+        )
+
+    def sample_train(self, key: jax.Array, images: jax.Array) -> mj.Task:
+        d = self.config.data
+        tasks = sample_episodes(key, images, d.meta_batch_size, d.ways, d.shots, d.queries)
+        if d.order == "shot":  # interleave classes so consecutive inner minibatches mix them
+            tasks = jax.tree_util.tree_map(jax.vmap(lambda x: _shot_major(x, d.ways)), tasks)
+        return tasks
+
+    def episodes(self, split: str, num: int, seed: int) -> mj.Task:
+        ev = self.config.eval
+        return sample_episodes(jax.random.PRNGKey(seed), self.images[split], num, ev.ways, ev.shots, ev.queries)
+
+    def query_loss(self, policy: str) -> Callable:
+        return cross_entropy_query_loss(self.model.apply, bn=policy)
+
+    def validate(self, meta_params: Any) -> float:
+        c = self.config
+        tasks = self.episodes("val", c.train.val_tasks, c.eval.seed + 1)
+        _, acc = accuracy_after_adaptation(
+            self.learner,
+            meta_params,
+            self.query_loss("transductive"),
+            tasks,
+            c.eval.steps,
+            c.data.task_chunk,
+            c.eval.inner_batch_size,
+        )
+        return float(acc.mean())
+
+    def evaluate(self, meta_params: Any, run_dir: Path, tag: str = "final", split: str = "test") -> dict[str, Any]:
+        """Score ``eval.num_tasks`` episodes of ``split``; writes ``eval_<tag>.json`` and ``.md``."""
+        c, ev = self.config, self.config.eval
+        tasks = self.episodes(split, ev.num_tasks, ev.seed)
+        results = {}
+        for policy in ev.bn:
+            loss, acc = accuracy_after_adaptation(
+                self.learner,
+                meta_params,
+                self.query_loss(policy),
+                tasks,
+                ev.steps,
+                c.data.task_chunk,
+                ev.inner_batch_size,
+            )
+            m, ci = mean_ci(acc)
+            results[policy] = {"accuracy": m, "ci95": ci, "loss": float(np.mean(loss)), "num_tasks": ev.num_tasks}
+        lines = [
+            f"{c.task} ({self.counts[split]} {split} classes), {ev.ways}-way {ev.shots}-shot, "
+            f"{ev.queries} queries per class, {ev.num_tasks} tasks, {ev.steps} inner steps of {c.inner.opt} "
+            f"lr={c.inner.lr}.",
+            "",
+            "| batch norm | accuracy (mean ± 95% CI) | query loss |",
+            "|---|---|---|",
+        ]
+        for policy, r in results.items():
+            lines.append(f"| {policy} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % | {r['loss']:.4f} |")
+        table = "\n".join(lines) + "\n"
+        (run_dir / f"eval_{tag}.json").write_text(json.dumps(results, indent=1))
+        (run_dir / f"eval_{tag}.md").write_text(table)
+        return {"results": results, "table": table}
+
+
+def _shot_major(x: jax.Array, ways: int) -> jax.Array:
+    n = x.shape[0] // ways
+    return x.reshape((ways, n, *x.shape[1:])).swapaxes(0, 1).reshape(x.shape)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

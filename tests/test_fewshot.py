@@ -1,0 +1,85 @@
+"""Few-shot classification end to end on the shared Omniglot copy (tiny net, few steps)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from test_omniglot import DATA_DIR, needs_data
+
+from metajax import cli
+
+pytestmark = needs_data
+
+
+def smoke_config(**overrides):
+    cfg = cli.load_config("omniglot_5w1s_maml", smoke=True)
+    cfg.data.data_dir = DATA_DIR
+    cli.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    return cfg
+
+
+def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
+    from metajax._src import train
+    from metajax._src.fewshot import accuracy_after_adaptation
+
+    cfg = smoke_config(**{"train.num_steps": 60, "data.meta_batch_size": 4, "train.eval_every": 0,
+                          "outer.lr": 0.003, "train.steps_per_call": 20})
+    exp = train.build(cfg)
+    init = exp.learner.init(exp.model.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0]))
+    trained, info = train.meta_train(exp, tmp_path, progress=False)
+    assert info["steps"] == 60
+    from metajax._src.data.episodes import sample_episodes
+
+    tasks = sample_episodes(jax.random.PRNGKey(7), exp.data[0], 20, 5, 1, 5)  # training classes, fixed tasks
+    qloss = exp.learner.query_loss
+    before, _ = accuracy_after_adaptation(exp.learner, init, qloss, tasks, 1, 1)
+    after, acc = accuracy_after_adaptation(exp.learner, trained, qloss, tasks, 1, 1)
+    assert after.mean() < 0.9 * before.mean(), (before.mean(), after.mean())
+    assert acc.mean() > 0.3  # chance is 0.2
+
+
+def test_train_then_eval_commands(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", DATA_DIR,
+                     "--run-dir", str(run_dir), "--no-progress"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_step"] in (10, 20)
+    assert set(summary["results"]) == {"final", "best"}
+    assert set(summary["results"]["best"]) == {"transductive", "support"}
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [5, 10, 15, 20] and "val_accuracy" in lines[1]
+    capsys.readouterr()
+    assert cli.main(["eval", str(run_dir), "--set", "eval.num_tasks=6", "--data-dir", DATA_DIR]) == 0
+    out = json.loads((run_dir / "eval" / "eval_best.json").read_text())
+    assert out["transductive"]["num_tasks"] == 6
+    assert 0.0 <= out["support"]["accuracy"] <= 1.0 and np.isfinite(out["support"]["ci95"])
+    assert cli.main(["eval", str(run_dir), "--checkpoint", "nope"]) == 2
+    assert "has ['best.msgpack', 'meta_params.msgpack']" in capsys.readouterr().err
+
+
+def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
+    base = ["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", DATA_DIR, "--run-dir",
+            str(tmp_path / "r")]
+    assert cli.main([*base, "--set", "data.ways=5000"]) == 2
+    assert "ways=5000 exceeds the 4400 classes available" in capsys.readouterr().err
+    assert cli.main([*base, "--set", "data.queries=19", "--set", "data.shots=2"]) == 2
+    assert "shots + queries = 2 + 19 = 21 exceeds the 20 examples per class" in capsys.readouterr().err
+    assert cli.main([*base, "--set", "eval.bn=('running',)"]) == 2
+    assert "eval.bn entries must be in" in capsys.readouterr().err
+    assert cli.main(["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", str(tmp_path / "none"),
+                     "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "metajax data prepare" in err
+
+
+@pytest.mark.parametrize("name", ["omniglot_5w1s_maml", "omniglot_5w5s_maml", "omniglot_20w1s_maml",
+                                  "omniglot_20w5s_maml", "omniglot_5w1s_fomaml", "omniglot_5w1s_reptile",
+                                  "omniglot_5w1s_meta_sgd", "omniglot_5w1s_anil"])
+def test_every_omniglot_config_builds(name):
+    from metajax._src import train
+
+    cfg = cli.load_config(name, smoke=True)
+    cfg.data.data_dir = DATA_DIR
+    exp = train.build(cfg)
+    assert exp.learner.name == cfg.algorithm
