@@ -198,6 +198,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    if args.dataset == "omniglot":
+        from metajax._src.data import omniglot
+
+        root = omniglot.resolve_data_dir(args.data_dir)
+        chars = omniglot.load_characters(root)
+        for name, ci in chars.items():
+            print(
+                f"omniglot {name}: {len(ci.character)} characters x {ci.images.shape[1]} drawings = "
+                f"{len(ci.character) * ci.images.shape[1]} images, {len(set(ci.alphabet))} alphabets, "
+                f"{ci.images.shape[2]}x{ci.images.shape[3]} uint8 (from {root})"
+            )
+        return 0
+    from metajax._src.data.miniimagenet import load_miniimagenet
+
+    for name, ci in load_miniimagenet(args.data_dir, args.allow_pickle).items():
+        print(
+            f"miniimagenet {name}: {ci.images.shape[0]} classes x {ci.images.shape[1]} images, "
+            f"{ci.images.shape[2:]} uint8"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metajax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", help="output directory (default RUN_DIR/eval)")
     e.set_defaults(func=cmd_eval)
+    d = sub.add_parser("data", help="check that a data set is where metajax looks for it")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dc = dsub.add_parser(
+        "check",
+        help="load a data set and print its counts",
+        description="Load a data set as training would and print its counts, or say what is missing and how to "
+        "get it. Omniglot: a TFDS copy (omniglot/3.0.0) or the two original zips in --data-dir.",
+    )
+    dc.add_argument("dataset", choices=["omniglot", "miniimagenet"])
+    dc.add_argument("--data-dir", help="data directory (default: $METAJAX_DATA_DIR / $METAJAX_MINIIMAGENET_DIR)")
+    dc.add_argument("--allow-pickle", action="store_true", help="Mini-ImageNet: convert trusted .pkl files once")
+    dc.set_defaults(func=cmd_data_check)
     return parser
 
 

@@ -70,7 +70,7 @@ def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
     assert cli.main(["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", str(tmp_path / "none"),
                      "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "metajax data prepare" in err
+    assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "images_evaluation.zip" in err
 
 
 @pytest.mark.parametrize("name", ["omniglot_5w1s_maml", "omniglot_5w5s_maml", "omniglot_20w1s_maml",

@@ -27,10 +27,22 @@ def test_tfds_counts_match(characters):
     assert bg.images.shape == (964, 20, 28, 28) and ev.images.shape == (659, 20, 28, 28)
     assert bg.images.shape[0] * 20 == 19280 and ev.images.shape[0] * 20 == 13180
     assert bg.images.dtype == np.uint8
-    assert len(np.unique(np.concatenate([bg.character, ev.character]))) == 1623
+    assert list(bg.character) == list(range(964)) and list(ev.character) == list(range(964, 1623))
     assert len(np.unique(bg.alphabet)) == 30 and len(np.unique(ev.alphabet)) == 20
     # ink is high and sparse: background 0, strokes near 255
     assert 10 < bg.images.mean() < 60 and bg.images.max() == 255
+
+
+ZIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "omniglot"
+
+
+@pytest.mark.skipif(not (ZIPS / "images_evaluation.zip").is_file(), reason="original zips not found")
+@needs_data
+def test_zips_and_tfds_give_identical_arrays(characters):
+    from_zips = omniglot.load_characters(ZIPS, source="zips")
+    for part in ("background", "evaluation"):
+        for a, b in zip(characters[part], from_zips[part], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @needs_data
@@ -54,7 +66,7 @@ def test_standard_splits(characters):
 
 
 def test_missing_data_directory_message(tmp_path):
-    with pytest.raises(omniglot.DataNotFoundError, match=r"not found; looked in: .*nowhere.*metajax data prepare"):
+    with pytest.raises(omniglot.DataNotFoundError, match=r"not found; looked in: .*nowhere.*images_background.zip"):
         omniglot.resolve_data_dir(tmp_path / "nowhere")
 
 

@@ -1,11 +1,12 @@
 """Omniglot through tensorflow-datasets, with the standard few-shot splits.
 
 Data: the TFDS ``omniglot`` dataset (3.0.0), read with ``tfds.data_source``
-(array_record files, no TensorFlow needed) from a data directory resolved as
-the ``data_dir`` argument, else ``$METAJAX_DATA_DIR``, else
-``~/tensorflow_datasets``. Nothing is downloaded at run time: a missing
-directory raises :class:`DataNotFoundError` saying what to get and where to
-put it (``metajax data prepare`` builds the TFDS copy from the original zips).
+(array_record files, no TensorFlow needed), or, where no TFDS copy exists, the
+original ``images_background.zip`` and ``images_evaluation.zip`` read
+directly, from a data directory resolved as the ``data_dir`` argument, else
+``$METAJAX_DATA_DIR``, else ``~/tensorflow_datasets``. Both sources give
+identical arrays. Nothing is downloaded at run time: a missing directory
+raises :class:`DataNotFoundError` saying what to get and where to put it.
 
 Preprocessing (MAML reference code): each 105x105 drawing is resized to 28x28
 with Lanczos resampling (Pillow) and stored as uint8 ink intensity (0 =
@@ -26,6 +27,7 @@ Splits (fixed seeds, so runs are comparable with each other and with papers):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -62,16 +64,16 @@ class ClassImages(NamedTuple):
 def missing_data_message(tried: list[Path]) -> str:
     where = ", ".join(str(p) for p in tried)
     return (
-        f"Omniglot (TFDS 'omniglot' 3.0.0) not found; looked in: {where}. Either point --data-dir or "
-        f"${ENV_VAR} at a directory containing omniglot/3.0.0/ (a prepared TFDS copy), or build one offline from "
-        "the original zips images_background.zip and images_evaluation.zip (from "
-        "https://github.com/brendenlake/omniglot, folder python/): put them in one folder ZIPS and run "
-        "`metajax data prepare omniglot --zips ZIPS --data-dir DIR` (needs `pip install metajax[prepare]`)."
+        f"Omniglot (TFDS 'omniglot' 3.0.0) not found; looked in: {where}. Point --data-dir or ${ENV_VAR} at a "
+        "directory that contains either omniglot/3.0.0/ (a prepared TFDS copy, e.g. from "
+        "tfds.builder('omniglot').download_and_prepare()) or the original images_background.zip and "
+        "images_evaluation.zip from https://github.com/brendenlake/omniglot (folder python/); check it with "
+        "`metajax data check --data-dir DIR`."
     )
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """Find the TFDS data directory that holds ``omniglot/3.0.0``.
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, allow_zips: bool = True) -> Path:
+    """Find the data directory: one holding ``omniglot/3.0.0`` (TFDS) or the two original zips.
 
     Raises:
       DataNotFoundError: with instructions, if none of the candidates holds it.
@@ -85,51 +87,98 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if (c / "omniglot" / "3.0.0" / "dataset_info.json").is_file():
             return c
+        if allow_zips and all((c / f"images_{n}.zip").is_file() for n in ("background", "evaluation")):
+            return c
     raise DataNotFoundError(missing_data_message(candidates))
 
 
-def _resize(image01: np.ndarray) -> np.ndarray:
+def _resize(gray: np.ndarray) -> np.ndarray:
+    """105x105 uint8 (255 = white background) -> 28x28 uint8 ink intensity."""
     from PIL import Image
 
-    # TFDS stores {0, 1} with 1 = white background; resize the 0..255 image
-    # with Lanczos like the MAML code, then invert so that ink is high.
-    im = Image.fromarray((image01[..., 0] * 255).astype(np.uint8))
+    # Lanczos resize of the 0..255 image as in the MAML code, then invert so ink is high.
+    im = Image.fromarray(gray)
     return 255 - np.asarray(im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS), dtype=np.uint8)
 
 
-def load_characters(data_dir: str | os.PathLike | None = None) -> dict[str, ClassImages]:
-    """Load both TFDS splits, grouped by character (no rotations).
+def _canonical(groups: dict[tuple[str, int], list[np.ndarray]], alphabets: list[str]) -> ClassImages:
+    """Characters sorted by (alphabet, number), drawings by content: the same arrays from any source."""
+    keys = sorted(groups)
+    images, alph = [], []
+    for key in keys:
+        drawings = groups[key]
+        if len(drawings) != EXAMPLES_PER_CLASS:
+            raise ValueError(f"omniglot character {key}: expected {EXAMPLES_PER_CLASS} drawings, got {len(drawings)}.")
+        drawings = sorted(drawings, key=lambda d: hashlib.sha1(d.tobytes()).hexdigest())
+        images.append(np.stack([_resize(d) for d in drawings]))
+        alph.append(alphabets.index(key[0]))
+    n = len(keys)
+    return ClassImages(np.stack(images), np.arange(n), np.asarray(alph), np.zeros(n, np.int64))
 
-    Returns:
-      ``{"background": ..., "evaluation": ...}`` from the TFDS ``train`` and
-      ``test`` splits (964 and 659 characters, 20 images each).
-    """
+
+def _from_tfds(root: Path) -> dict[str, dict[tuple[str, int], list[np.ndarray]]]:
     import tensorflow_datasets as tfds
 
-    root = resolve_data_dir(data_dir)
     source = tfds.data_source("omniglot", data_dir=str(root))
     out = {}
     for name, split in (("background", "train"), ("evaluation", "test")):
         ds = source[split]
-        rows = ds.__getitems__(list(range(len(ds))))
-        labels = np.array([r["label"] for r in rows])
-        order = np.argsort(labels, kind="stable")
-        chars = np.unique(labels)
-        counts = np.bincount(labels - chars.min())
-        if not np.all(counts == EXAMPLES_PER_CLASS):
-            raise ValueError(
-                f"omniglot {split}: expected {EXAMPLES_PER_CLASS} images per character, got counts "
-                f"from {counts.min()} to {counts.max()} (corrupted copy in {root}?)."
-            )
-        images = np.stack([_resize(rows[i]["image"]) for i in order])
-        alphabets = np.array([rows[i]["alphabet"] for i in order]).reshape(len(chars), EXAMPLES_PER_CLASS)[:, 0]
-        out[name] = ClassImages(
-            images.reshape(len(chars), EXAMPLES_PER_CLASS, IMAGE_SIZE, IMAGE_SIZE),
-            chars,
-            alphabets,
-            np.zeros(len(chars), np.int64),
-        )
+        names = ds.dataset_info.features["label"].names  # "Alphabet_12" (0-based character number)
+        groups: dict[tuple[str, int], list[np.ndarray]] = {}
+        for r in ds.__getitems__(list(range(len(ds)))):
+            alphabet, number = names[r["label"]].rsplit("_", 1)
+            # TFDS stores {0, 1} x 3 channels with 1 = white.
+            groups.setdefault((alphabet, int(number) + 1), []).append((r["image"][..., 0] * 255).astype(np.uint8))
+        out[name] = groups
     return out
+
+
+def _from_zips(root: Path) -> dict[str, dict[tuple[str, int], list[np.ndarray]]]:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    out = {}
+    for name in ("background", "evaluation"):
+        groups: dict[tuple[str, int], list[np.ndarray]] = {}
+        with zipfile.ZipFile(root / f"images_{name}.zip") as z:
+            for member in z.namelist():
+                if not member.endswith(".png"):
+                    continue
+                _, alphabet, character, _ = member.split("/")
+                with Image.open(io.BytesIO(z.read(member))) as im:
+                    gray = np.asarray(im.convert("L"), dtype=np.uint8)
+                groups.setdefault((alphabet, int(character.removeprefix("character"))), []).append(gray)
+        out[name] = groups
+    return out
+
+
+def load_characters(data_dir: str | os.PathLike | None = None, source: str = "auto") -> dict[str, ClassImages]:
+    """Load the background and evaluation characters (no rotations).
+
+    Args:
+      data_dir: a directory holding the TFDS copy (``omniglot/3.0.0``) or the
+        original ``images_background.zip`` and ``images_evaluation.zip``.
+      source: ``"tfds"``, ``"zips"`` or ``"auto"`` (TFDS if present, else zips).
+
+    Returns:
+      ``{"background": ..., "evaluation": ...}`` (964 and 659 characters, 20
+      drawings each) in a canonical order (characters by alphabet and number,
+      drawings by content), identical whichever source they came from, so the
+      seeded splits are the same too.
+    """
+    if source not in ("auto", "tfds", "zips"):
+        raise ValueError(f"source must be 'auto', 'tfds' or 'zips', got {source!r}.")
+    root = resolve_data_dir(data_dir, allow_zips=source != "tfds")
+    use_tfds = source == "tfds" or (source == "auto" and (root / "omniglot" / "3.0.0" / "dataset_info.json").is_file())
+    if not use_tfds and not all((root / f"images_{n}.zip").is_file() for n in ("background", "evaluation")):
+        raise DataNotFoundError(missing_data_message([root]))
+    groups = _from_tfds(root) if use_tfds else _from_zips(root)
+    alphabets = sorted({a for part in groups.values() for a, _ in part})
+    bg, ev = _canonical(groups["background"], alphabets), _canonical(groups["evaluation"], alphabets)
+    # global character ids: background 0..963, evaluation 964..1622
+    return {"background": bg, "evaluation": ev._replace(character=ev.character + len(bg.character))}
 
 
 def _take(ci: ClassImages, idx: np.ndarray) -> ClassImages:
