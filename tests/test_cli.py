@@ -119,3 +119,30 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     assert (run_dir / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["train"]["num_steps"] == 250
+
+
+def test_eval_command_on_a_sinusoid_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "sinusoid_meta_sgd",
+                "--smoke",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+                "--set",
+                "runtime.cpu_threads=0",
+                "--set",
+                "train.num_steps=100",
+            ]
+        )
+        == 0
+    )
+    assert cli.main(["eval", str(run_dir), "--set", "eval.num_tasks=20", "--set", "eval.pretrain_steps=10"]) == 0
+    ev = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert ev["num_tasks"] == 20 and "meta_sgd" in ev["results"]
+    assert cli.main(["eval", str(tmp_path)]) == 2
+    assert "has no config.json" in capsys.readouterr().err

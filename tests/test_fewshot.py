@@ -23,8 +23,15 @@ def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
     from metajax._src import train
     from metajax._src.fewshot import accuracy_after_adaptation
 
-    cfg = smoke_config(**{"train.num_steps": 60, "data.meta_batch_size": 4, "train.eval_every": 0,
-                          "outer.lr": 0.003, "train.steps_per_call": 20})
+    cfg = smoke_config(
+        **{
+            "train.num_steps": 60,
+            "data.meta_batch_size": 4,
+            "train.eval_every": 0,
+            "outer.lr": 0.003,
+            "train.steps_per_call": 20,
+        }
+    )
     exp = train.build(cfg)
     init = exp.learner.init(exp.model.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0]))
     trained, info = train.meta_train(exp, tmp_path, progress=False)
@@ -41,8 +48,22 @@ def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
 
 def test_train_then_eval_commands(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert cli.main(["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", DATA_DIR,
-                     "--run-dir", str(run_dir), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "omniglot_5w1s_maml",
+                "--smoke",
+                "--data-dir",
+                DATA_DIR,
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best_step"] in (10, 20)
     assert set(summary["results"]) == {"final", "best"}
@@ -59,23 +80,54 @@ def test_train_then_eval_commands(tmp_path, capsys):
 
 
 def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
-    base = ["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", DATA_DIR, "--run-dir",
-            str(tmp_path / "r")]
+    base = [
+        "train",
+        "--config",
+        "omniglot_5w1s_maml",
+        "--smoke",
+        "--data-dir",
+        DATA_DIR,
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     assert cli.main([*base, "--set", "data.ways=5000"]) == 2
     assert "ways=5000 exceeds the 4400 classes available" in capsys.readouterr().err
     assert cli.main([*base, "--set", "data.queries=19", "--set", "data.shots=2"]) == 2
     assert "shots + queries = 2 + 19 = 21 exceeds the 20 examples per class" in capsys.readouterr().err
     assert cli.main([*base, "--set", "eval.bn=('running',)"]) == 2
     assert "eval.bn entries must be in" in capsys.readouterr().err
-    assert cli.main(["train", "--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", str(tmp_path / "none"),
-                     "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "omniglot_5w1s_maml",
+                "--smoke",
+                "--data-dir",
+                str(tmp_path / "none"),
+                "--run-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "images_evaluation.zip" in err
 
 
-@pytest.mark.parametrize("name", ["omniglot_5w1s_maml", "omniglot_5w5s_maml", "omniglot_20w1s_maml",
-                                  "omniglot_20w5s_maml", "omniglot_5w1s_fomaml", "omniglot_5w1s_reptile",
-                                  "omniglot_5w1s_meta_sgd", "omniglot_5w1s_anil"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "omniglot_5w1s_maml",
+        "omniglot_5w5s_maml",
+        "omniglot_20w1s_maml",
+        "omniglot_20w5s_maml",
+        "omniglot_5w1s_fomaml",
+        "omniglot_5w1s_reptile",
+        "omniglot_5w1s_meta_sgd",
+        "omniglot_5w1s_anil",
+    ],
+)
 def test_every_omniglot_config_builds(name):
     from metajax._src import train
 

@@ -62,8 +62,9 @@ def test_pickle_needs_explicit_opt_in(tmp_path):
     root = tmp_path / "mini"
     root.mkdir()
     for split in ("train", "val", "test"):
-        data = np.stack([np.full((84, 84, 3), color(split, c, i), np.uint8) for c in range(CLASSES)
-                         for i in range(PER_CLASS)])
+        data = np.stack(
+            [np.full((84, 84, 3), color(split, c, i), np.uint8) for c in range(CLASSES) for i in range(PER_CLASS)]
+        )
         class_dict = {f"n{c:04d}": list(range(c * PER_CLASS, (c + 1) * PER_CLASS)) for c in range(CLASSES)}
         with open(root / f"mini-imagenet-cache-{split}.pkl", "wb") as f:
             pickle.dump({"image_data": data, "class_dict": class_dict}, f)
@@ -85,9 +86,30 @@ def test_missing_data_message(tmp_path, monkeypatch):
 def test_smoke_training_run(tmp_path):
     root = make_csv_tree(tmp_path / "mini")
     run_dir = tmp_path / "run"
-    rc = cli.main(["train", "--config", "miniimagenet_5w1s_maml", "--smoke", "--data-dir", str(root), "--run-dir",
-                   str(run_dir), "--no-progress", "--set", "train.num_steps=4", "--set", "train.eval_every=2",
-                   "--set", "train.val_tasks=2", "--set", "eval.num_tasks=3", "--set", "inner.steps=1",
-                   "--set", "eval.steps=1"])
+    rc = cli.main(
+        [
+            "train",
+            "--config",
+            "miniimagenet_5w1s_maml",
+            "--smoke",
+            "--data-dir",
+            str(root),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--set",
+            "train.num_steps=4",
+            "--set",
+            "train.eval_every=2",
+            "--set",
+            "train.val_tasks=2",
+            "--set",
+            "eval.num_tasks=3",
+            "--set",
+            "inner.steps=1",
+            "--set",
+            "eval.steps=1",
+        ]
+    )
     assert rc == 0
     assert (run_dir / "eval_best.md").read_text().startswith("miniimagenet (5 test classes), 5-way 1-shot")

@@ -123,8 +123,11 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Expe
     def sample_tasks(key):
         return sinusoid.sample_tasks(key, d.meta_batch_size, d.shots, d.query_shots)
 
-    exp = Experiment(config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=lambda *a: {})
-    exp.evaluate = lambda mp, run_dir, tag="final": evaluate_sinusoid(exp, mp, run_dir)
+    def evaluate(meta_params, run_dir, tag="final"):
+        del tag  # one evaluation per run: there is no validation checkpoint
+        return evaluate_sinusoid(exp, meta_params, run_dir)
+
+    exp = Experiment(config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=evaluate)
     return exp
 
 
