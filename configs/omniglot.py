@@ -70,3 +70,14 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
         c.model.filters = 8
         c.eval.num_tasks = 10
     return c
+
+
+def maml_20_way(shots: int, smoke: bool = False) -> ConfigDict:
+    """MAML 20-way settings (Finn et al. 2017, A.1): alpha 0.1, 5 inner steps (train and test), meta-batch 16."""
+    c = omniglot_config("maml", 20, shots, smoke)
+    c.inner.lr = 0.1
+    c.inner.steps = 5
+    c.eval.steps = 5
+    if not smoke:
+        c.data.meta_batch_size = 16
+    return c

@@ -7,14 +7,8 @@ Run:      metajax train --config omniglot_20w1s_maml
 Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
 """
 
-from .omniglot import omniglot_config
+from .omniglot import maml_20_way
 
 
 def get_config(smoke: bool = False):
-    c = omniglot_config("maml", 20, 1, smoke)
-    c.inner.lr = 0.1
-    c.inner.steps = 5
-    c.eval.steps = 5
-    if not smoke:
-        c.data.meta_batch_size = 16
-    return c
+    return maml_20_way(1, smoke)
