@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -160,7 +161,8 @@ class Progress:
 
     def __init__(self, total: int, enabled: bool | None = None, desc: str = "meta-train", every: int = 10):
         self.total, self.desc, self.every = total, desc, every
-        self.tty = sys.stderr.isatty() if enabled is None else enabled
+        # a terminal that reports no width (e.g. under `script`) gets plain lines: tqdm would draw nothing
+        self.tty = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0 if enabled is None else enabled
         self.start = time.perf_counter()
         self.calls = 0
         self.bar = None
