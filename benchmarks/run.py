@@ -14,6 +14,8 @@ Workloads:
   sinusoid  MLP 1-40-40-1, K=10 support/query, meta-batch 25; 500 meta-steps
             fused per compiled call (on-device task sampling), so dispatch is
             not measured.
+  episodes  the on-device episode sampler alone on an Omniglot-sized uint8
+            array (4,400 classes): task batches per second (100 per call).
   omniglot  synthetic Omniglot-shaped data: Conv4-64, 28x28x1, 5-way 1-shot,
             15 query per class, meta-batch 32; one meta-step per call.
 Strategies (omniglot): conv = patches (im2col matmuls) or xla (lax.conv);
@@ -50,6 +52,8 @@ def worker(spec: dict) -> dict:
     from metajax._src.data import sinusoid
     from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss
 
+    if spec["workload"] == "episodes":
+        return episodes_worker(spec)
     alg, k = spec["algorithm"], spec["k"]
     factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile}
     key = jax.random.PRNGKey(0)
@@ -112,6 +116,52 @@ def worker(spec: dict) -> dict:
     }
 
 
+def episodes_worker(spec: dict) -> dict:
+    """Episodes/s of the on-device sampler on an Omniglot-sized uint8 array (4,400 classes x 20 x 28 x 28)."""
+    import resource
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+
+    from metajax._src.data.episodes import sample_episodes
+
+    images = jax.random.randint(jax.random.PRNGKey(0), (4400, 20, 28, 28), 0, 256).astype(jnp.uint8)
+    batch, calls = spec["meta_batch"], spec["calls_per_run"]
+
+    @jax.jit
+    def many(key):
+        def body(acc, k):
+            t = sample_episodes(k, images, batch, spec["ways"], spec["shots"], spec["queries"])
+            return acc + t.support[0][0, 0, 0, 0, 0] + t.query[0][-1, -1, 0, 0, 0], None
+
+        return jax.lax.scan(body, jnp.zeros(()), jax.random.split(key, calls))[0]
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(many(jax.random.PRNGKey(1)))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        jax.block_until_ready(many(jax.random.PRNGKey(2 + i)))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        **spec,
+        "median_s_per_call": med,
+        "times_s": times,
+        "it_per_s": calls / med,
+        "s_per_it": med / calls,
+        "episodes_per_s": calls * batch / med,
+        "compile_s": compile_s,
+        "xla_temp_mb": None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backend": jax.default_backend(),
+        "algorithm": "sampler",
+        "k": 0,
+    }
+
+
 def variants(full: bool, only: str | None) -> list[dict]:
     out = []
     if only in (None, "sinusoid"):
@@ -128,6 +178,20 @@ def variants(full: bool, only: str | None) -> list[dict]:
                         "repeats": 7 if full else 5,
                     }
                 )
+    if only in (None, "episodes"):
+        for ways, shots, queries, batch in ((5, 1, 15, 32), (20, 5, 15, 16)):
+            out.append(
+                {
+                    "workload": "episodes",
+                    "ways": ways,
+                    "shots": shots,
+                    "queries": queries,
+                    "meta_batch": batch,
+                    "calls_per_run": 100,
+                    "repeats": 5,
+                    "cpu_threads": 0,
+                }
+            )
     if only in (None, "omniglot"):
         reps = 5 if full else 3
         base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
@@ -174,6 +238,8 @@ def machine() -> dict:
 
 
 def label(r: dict) -> str:
+    if r["workload"] == "episodes":
+        return f"{r['ways']}-way {r['shots']}-shot, {r['queries']} queries: {r['episodes_per_s']:.0f} episodes/s"
     if r["workload"] == "sinusoid":
         return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
     return f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
@@ -201,7 +267,7 @@ def table(results: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
-    parser.add_argument("--only", choices=["sinusoid", "omniglot"], help="one workload")
+    parser.add_argument("--only", choices=["sinusoid", "episodes", "omniglot"], help="one workload")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     parser.add_argument("--out", default=str(HERE / "results"), help="results directory")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
