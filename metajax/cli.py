@@ -221,6 +221,90 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grads(args: argparse.Namespace) -> int:
+    import json
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # finite differences and closed forms need float64
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metajax._src import diagnostics as dg
+    from metajax._src.data import sinusoid
+    from metajax._src.models import mlp, mse_loss
+
+    alphas = [float(a) for a in args.alpha]
+    ks = [int(k) for k in args.k]
+    for a in alphas:
+        if not a > 0 or a != a or a == float("inf"):
+            raise ValueError(f"--alpha must be finite and > 0, got {a}.")
+    for k in ks:
+        if k < 1:
+            raise ValueError(f"--k must be >= 1, got {k}.")
+    out = Path(args.out or Path("runs") / f"grads-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    model = mlp(hidden=tuple(args.hidden))
+    loss = mse_loss(model.apply)
+    params = jax.tree_util.tree_map(lambda x: x.astype("float64"), model.init(jax.random.PRNGKey(args.seed)))
+    if args.params:
+        from metajax._src.train import load_params
+
+        params = jax.tree_util.tree_map(lambda x: x.astype("float64"), load_params(Path(args.params), params))
+    tasks = sinusoid.sample_tasks(jax.random.PRNGKey(args.seed + 1), args.meta_batch_size, args.shots)
+    one_d = dg.one_d_example()
+    print("1-D example (MISSION.md): support w^4/4 - c_s w, query w^4/4 - c_q w, w = 0.7, alpha = 0.05")
+    for key in ("exact", "first_order", "second_order"):
+        print(f"  {key:13s} computed {one_d[key]: .15f}   closed form {one_d[key + '_closed_form']: .15f}")
+    report = dg.compare_meta_gradients(
+        loss,
+        params,
+        tasks,
+        inner_opt=args.inner_opt,
+        inner_lr=alphas[0],
+        num_inner_steps=ks[0],
+        finite_differences=args.fd,
+    )
+    table = dg.report_table(report)
+    print(
+        f"\nsinusoid MLP {tuple(args.hidden)}, {args.meta_batch_size} tasks, K={args.shots}, inner "
+        f"{args.inner_opt} alpha={alphas[0]}, k={ks[0]}\n\n{table}"
+    )
+    result = {"one_d": one_d, "alpha": alphas[0], "k": ks[0], "layers": report["layers"], "overall": report["overall"]}
+    if len(alphas) > 1 or len(ks) > 1:
+        rows = dg.sweep(loss, params, tasks, alphas, ks, args.inner_opt)
+        result["sweep"] = rows
+        print("| k | alpha | cos(exact, FO) | ‖2nd-order‖ / ‖exact‖ | cos(exact, Reptile) |\n|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['k']} | {r['alpha']:g} | {r['cos_exact_first']:.4f} | "
+                f"{r['norm_second_order'] / r['norm_exact']:.4g} | {r['cos_exact_reptile']:.4f} |"
+            )
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for k in ks:
+            sel = [r for r in rows if r["k"] == k]
+            axes[0].plot([r["alpha"] for r in sel], [r["cos_exact_first"] for r in sel], "o-", label=f"k={k}")
+            axes[1].plot(
+                [r["alpha"] for r in sel], [r["norm_second_order"] / r["norm_exact"] for r in sel], "o-", label=f"k={k}"
+            )
+        for ax, title in zip(axes, ("cos(exact, first-order)", "‖exact − first-order‖ / ‖exact‖"), strict=True):
+            ax.set_xscale("log")
+            ax.set_xlabel("inner learning rate α")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        axes[1].set_yscale("log")
+        fig.tight_layout()
+        fig.savefig(out / "sweep.png", dpi=110)
+        plt.close(fig)
+    (out / "report.json").write_text(json.dumps(result, indent=1))
+    (out / "report.md").write_text(table)
+    print(f"wrote {out}/", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metajax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -269,6 +353,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", help="output directory (default RUN_DIR/eval)")
     e.set_defaults(func=cmd_eval)
+    g = sub.add_parser(
+        "grads",
+        help="compare exact, first-order and Reptile meta-gradients (and finite differences)",
+        description="On a sinusoid task batch, compute the exact MAML meta-gradient, the FOMAML gradient, the "
+        "Reptile direction and optionally finite differences, per layer and overall (norms, cosines, relative "
+        "errors, the second-order term), in float64. Several --alpha/--k values add a sweep table and plot. "
+        "Also prints MISSION.md's 1-D example next to its closed form.",
+    )
+    g.add_argument(
+        "--alpha",
+        nargs="+",
+        default=["0.01"],
+        help="inner learning rate(s); the first is reported per layer (default 0.01)",
+    )
+    g.add_argument("--k", nargs="+", default=["1"], help="inner step count(s) (default 1)")
+    g.add_argument("--inner-opt", default="sgd", choices=["sgd", "momentum", "adam"], help="inner optimiser")
+    g.add_argument("--fd", action="store_true", help="also central finite differences (2 evaluations per parameter)")
+    g.add_argument("--hidden", nargs="+", type=int, default=[40, 40], help="MLP hidden widths (default 40 40)")
+    g.add_argument("--meta-batch-size", type=int, default=10, help="tasks in the batch (default 10)")
+    g.add_argument("--shots", type=int, default=10, help="support and query points per task (default 10)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--params", help="a meta_params.msgpack of a sinusoid MAML run to evaluate at (default: random init)"
+    )
+    g.add_argument("--out", help="output directory (default runs/grads-TIMESTAMP)")
+    g.set_defaults(func=cmd_grads)
     d = sub.add_parser("data", help="check that a data set is where metajax looks for it")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dc = dsub.add_parser(
