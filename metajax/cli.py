@@ -157,6 +157,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except train.Interrupted as err:
+        print(f"metajax train: {err}. Run the same command again to resume from step {err.step}.", file=sys.stderr)
+        return 128 + err.signum
     print(f"wrote {run_dir}/: {', '.join(sorted(p.name for p in run_dir.iterdir()))}", file=sys.stderr)
     return 0
 

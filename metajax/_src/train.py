@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -159,8 +160,10 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Exper
 class Progress:
     """A tqdm bar (rate, ETA, loss) on a terminal; plain log lines otherwise."""
 
-    def __init__(self, total: int, enabled: bool | None = None, desc: str = "meta-train", every: int = 10):
-        self.total, self.desc, self.every = total, desc, every
+    def __init__(
+        self, total: int, enabled: bool | None = None, desc: str = "meta-train", every: int = 10, start: int = 0
+    ):
+        self.total, self.desc, self.every, self.begin = total, desc, every, start
         # a terminal that reports no width (e.g. under `script`) gets plain lines: tqdm would draw nothing
         self.tty = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0 if enabled is None else enabled
         self.start = time.perf_counter()
@@ -169,7 +172,7 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, desc=desc, unit="it", dynamic_ncols=True)
 
     def update(self, done: int, n: int, postfix: dict[str, float]) -> None:
         self.calls += 1
@@ -180,7 +183,7 @@ class Progress:
         if self.calls % self.every and done < self.total:
             return
         elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else float("nan")
+        rate = (done - self.begin) / elapsed if elapsed > 0 else float("nan")
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         stats = " ".join(f"{k}={v:.4g}" for k, v in postfix.items())
         print(f"{self.desc} {done}/{self.total} {rate:.0f} it/s eta {eta:.0f}s {stats}", file=sys.stderr, flush=True)
@@ -207,13 +210,55 @@ def versions() -> dict[str, str]:
     }
 
 
-def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
-    """Meta-train; one JSON line per compiled chunk in ``run_dir/metrics.jsonl``.
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
 
-    With ``exp.validate`` and ``train.eval_every > 0`` the meta-parameters are
-    scored every ``eval_every`` steps; the best are saved to
-    ``best.msgpack`` (and returned in the info dict as ``best_step``).
+    def __init__(self, step: int, signum: int):
+        super().__init__(f"interrupted by signal {signum} at step {step}; a checkpoint was saved")
+        self.step, self.signum = step, signum
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics lines up to ``step`` (the rest is recomputed bit-identically on resume)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError):  # a line cut by a crash
+            break
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(x + "\n" for x in keep))
+    os.replace(tmp, path)
+
+
+def _chunk(done: int, total: int, *periods: int) -> int:
+    """Steps in the next compiled call: a function of ``done`` only, so a resumed run repeats the schedule."""
+    n = total - done
+    for p in periods:
+        if p:
+            n = min(n, p - done % p)
+    return n
+
+
+def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """Meta-train with checkpoints; resumes from ``run_dir/checkpoints`` when there are any.
+
+    One JSON line per compiled chunk goes to ``run_dir/metrics.jsonl``. With
+    ``exp.validate`` and ``train.eval_every > 0`` the meta-parameters are
+    scored every ``eval_every`` steps and the best saved to ``best.msgpack``.
+    A checkpoint (orbax) is written every ``train.checkpoint_every`` steps, at
+    the end, and on SIGINT/SIGTERM (then :class:`Interrupted` is raised). Task
+    batches are keyed by step and chunk boundaries depend only on the step, so
+    a run resumed from any checkpoint ends with the same bits as an
+    uninterrupted one (on the same machine and versions).
     """
+    import signal
+
+    from metajax._src.checkpoint import Checkpointer
+
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
@@ -222,6 +267,18 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     state = ms.init(meta_params)
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
     eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
+    ckpt_every = cfg.train.get("checkpoint_every", 0)
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    done, best = 0, {"score": -math.inf, "step": None}
+    restored = ckpt.restore_latest({"meta_params": meta_params, "state": state})
+    if restored is not None:
+        tree, record = restored
+        meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
+        best["score"] = -math.inf if best["score"] is None else best["score"]
+        _truncate_metrics(run_dir / "metrics.jsonl", done)
+        print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
+    else:
+        _truncate_metrics(run_dir / "metrics.jsonl", 0)
     runners: dict[int, Callable] = {}
 
     def runner(n):
@@ -229,43 +286,70 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
             runners[n] = jax.jit(mj.make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
         return runners[n]
 
-    bar = Progress(total, progress)
-    done, t0, compile_s = 0, time.perf_counter(), None
-    best = {"score": -math.inf, "step": None}
-    with open(run_dir / "metrics.jsonl", "w") as f:
-        while done < total:
-            n = min(chunk, total - done)
-            if eval_every:
-                n = min(n, eval_every - done % eval_every)
-            t = time.perf_counter()
-            meta_params, state, metrics = runner(n)(meta_params, state, train_key, *exp.data)
-            metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
-            dt = time.perf_counter() - t
-            if compile_s is None:
-                compile_s = dt
-            done += n
-            rec = {"step": done, "time_s": round(time.perf_counter() - t0, 3), "it_per_s": round(n / dt, 3), **metrics}
-            if not math.isfinite(metrics["query_loss"]):
+    def save():
+        record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
+        ckpt.save(done, {"meta_params": meta_params, "state": state}, {"best": record_best})
+
+    stop: dict[str, int] = {}
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.setdefault("signum", signum))
+        except ValueError:  # not the main thread: no signal handling
+            pass
+    bar = Progress(total, progress, start=done)
+    t0, compile_s = time.perf_counter(), None
+    try:
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            while done < total:
+                n = _chunk(done, min(total, done + chunk), eval_every, ckpt_every)
+                t = time.perf_counter()
+                meta_params, state, metrics = runner(n)(meta_params, state, train_key, *exp.data)
+                metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+                dt = time.perf_counter() - t
+                compile_s = dt if compile_s is None else compile_s
+                done += n
+                rec = {
+                    "step": done,
+                    "time_s": round(time.perf_counter() - t0, 3),
+                    "it_per_s": round(n / dt, 3),
+                    **metrics,
+                }
+                if not math.isfinite(metrics["query_loss"]):
+                    f.write(json.dumps(rec) + "\n")
+                    raise FloatingPointError(
+                        f"meta-training diverged at step {done}: query_loss={metrics['query_loss']}"
+                    )
+                if eval_every and (done % eval_every == 0 or done == total):
+                    score = exp.validate(meta_params)
+                    rec["val_accuracy"] = score
+                    if score > best["score"]:
+                        best = {"score": score, "step": done}
+                        save_params(run_dir / "best.msgpack", meta_params)
                 f.write(json.dumps(rec) + "\n")
-                bar.close()
-                raise FloatingPointError(f"meta-training diverged at step {done}: query_loss={metrics['query_loss']}")
-            if eval_every and (done % eval_every == 0 or done == total):
-                score = exp.validate(meta_params)
-                rec["val_accuracy"] = score
-                if score > best["score"]:
-                    best = {"score": score, "step": done}
-                    save_params(run_dir / "best.msgpack", meta_params)
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            shown = {"query_loss": metrics["query_loss"]}
-            if "query_accuracy" in metrics:
-                shown["acc"] = metrics["query_accuracy"]
-            if "val_accuracy" in rec:
-                shown["val_acc"] = rec["val_accuracy"]
-            bar.update(done, n, shown)
-    bar.close()
+                f.flush()
+                if (ckpt_every and done % ckpt_every == 0) or done == total or stop:
+                    save()
+                shown = {"query_loss": metrics["query_loss"]}
+                if "query_accuracy" in metrics:
+                    shown["acc"] = metrics["query_accuracy"]
+                if "val_accuracy" in rec:
+                    shown["val_acc"] = rec["val_accuracy"]
+                bar.update(done, n, shown)
+                if stop and done < total:
+                    raise Interrupted(done, stop["signum"])
+    finally:
+        bar.close()
+        ckpt.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     wall = time.perf_counter() - t0
-    info = {"train_wall_s": round(wall, 2), "first_call_s": round(compile_s or 0.0, 2), "steps": total}
+    info = {
+        "train_wall_s": round(wall, 2),
+        "first_call_s": round(compile_s or 0.0, 2),
+        "steps": total,
+        "resumed_from": restored[1]["step"] if restored is not None else None,
+    }
     if best["step"] is not None:
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
     return meta_params, info
@@ -319,6 +403,15 @@ def save_params(path: Path, tree: Any) -> None:
     path.write_bytes(serialization.to_bytes(jax.device_get(tree)))
 
 
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in set(a) | set(b):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
 def load_params(path: Path, template: Any) -> Any:
     from flax import serialization
 
@@ -327,9 +420,22 @@ def load_params(path: Path, template: Any) -> Any:
 
 def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, Any]:
     """Build, meta-train, save, evaluate. Returns the summary written to ``summary.json``."""
+    resolved = config.to_json_best_effort(indent=1)
+    previous = run_dir / "config.json"
+    if (
+        previous.is_file()
+        and (run_dir / "checkpoints").is_dir()
+        and json.loads(previous.read_text()) != json.loads(resolved)
+    ):
+        old, new = json.loads(previous.read_text()), json.loads(resolved)
+        diff = sorted(_diff_keys(old, new))
+        raise ValueError(
+            f"--run-dir {str(run_dir)!r} holds checkpoints of a run with another configuration (differs in {diff}). "
+            "Rerun with the same configuration to resume it, or choose a new --run-dir."
+        )
     exp = build(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    previous.write_text(resolved)
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=1))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
