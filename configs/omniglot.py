@@ -48,7 +48,14 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
     )
     c.outer = ConfigDict({"opt": "adam", "lr": 1e-3, "anneal": False})
     c.train = ConfigDict(
-        {"num_steps": 60_000, "steps_per_call": 10, "eval_every": 500, "val_tasks": 200, "checkpoint_every": 100}
+        {
+            "num_steps": 60_000,
+            "steps_per_call": 10,
+            "eval_every": 500,
+            "val_tasks": 200,
+            "checkpoint_every": 100,
+            "nan_policy": "stop",
+        }
     )
     c.eval = ConfigDict(
         {

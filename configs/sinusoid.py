@@ -22,7 +22,9 @@ def sinusoid_config(algorithm: str, smoke: bool = False) -> ConfigDict:
         {"opt": "sgd", "lr": 0.01, "steps": 1, "gradient": "exact", "granularity": "parameter", "head": "Dense_2"}
     )
     c.outer = ConfigDict({"opt": "adam", "lr": 1e-3, "anneal": False})
-    c.train = ConfigDict({"num_steps": 70_000, "steps_per_call": 1_000, "checkpoint_every": 10_000})
+    c.train = ConfigDict(
+        {"num_steps": 70_000, "steps_per_call": 1_000, "checkpoint_every": 10_000, "nan_policy": "stop"}
+    )
     c.eval = ConfigDict(
         {
             "num_tasks": 600,

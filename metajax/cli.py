@@ -145,6 +145,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     where = pin_cpu_threads(int(threads))
     from metajax._src import train  # imports jax's runtime only now, after pinning
 
+    if args.debug_nans:
+        import jax
+
+        jax.config.update("jax_debug_nans", True)
     exp_summary = f"{config.algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
     print(f"metajax train: {exp_summary} -> {run_dir}", file=sys.stderr, flush=True)
     progress = False if args.no_progress else None
@@ -308,6 +312,16 @@ def cmd_grads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from metajax._src.plots import plot_learning_curves
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no metrics.jsonl; pass a directory written by metajax train.")
+    print(f"wrote {plot_learning_curves(run_dir)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metajax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -338,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--smoke", action="store_true", help="the config's tiny version (seconds; for CI)")
     t.add_argument("--run-dir", help="output directory (default runs/CONFIG-TIMESTAMP)")
     t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    t.add_argument(
+        "--debug-nans",
+        action="store_true",
+        help="run with jax_debug_nans: stop at the first operation that makes a NaN (slow; for diagnosis)",
+    )
     t.set_defaults(func=cmd_train)
     e = sub.add_parser(
         "eval",
@@ -382,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--out", help="output directory (default runs/grads-TIMESTAMP)")
     g.set_defaults(func=cmd_grads)
+    p = sub.add_parser(
+        "plot",
+        help="draw a run's learning curves to RUN_DIR/learning.png",
+        description="Draw metrics.jsonl (training loss and accuracy, validation accuracy, gradient "
+        "norm) of a run directory to RUN_DIR/learning.png. Works while the run is going.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_plot)
     d = sub.add_parser("data", help="check that a data set is where metajax looks for it")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dc = dsub.add_parser(

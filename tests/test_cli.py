@@ -146,3 +146,27 @@ def test_eval_command_on_a_sinusoid_run(tmp_path, capsys):
     assert ev["num_tasks"] == 20 and "meta_sgd" in ev["results"]
     assert cli.main(["eval", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_divergence_stops_with_a_clear_message_or_is_skipped(tmp_path, capsys):
+    args = [
+        "train",
+        "--smoke",
+        "--no-progress",
+        "--set",
+        "runtime.cpu_threads=0",
+        "--set",
+        "inner.lr=1e30",
+        "--set",
+        "train.num_steps=100",
+        "--set",
+        "eval.num_tasks=4",
+        "--set",
+        "eval.pretrain_steps=5",
+    ]
+    assert cli.main([*args, "--run-dir", str(tmp_path / "stop")]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite value in steps 1..100" in err and "nan_policy=skip" in err
+    assert cli.main([*args, "--run-dir", str(tmp_path / "skip"), "--set", "train.nan_policy=skip"]) == 0
+    rec = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["skipped"] > 0

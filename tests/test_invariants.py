@@ -79,3 +79,19 @@ def test_train_loop_matches_repeated_steps(key):
         p2, s2, _ = step(p2, s2, sample(jax.random.fold_in(key, i)))
     allclose(p1, p2, rtol=1e-10)
     assert m1["query_loss"].shape == (2,)
+
+
+def test_skip_nonfinite_keeps_params_and_counts(key):
+    import jax.numpy as jnp
+
+    tasks = regression_tasks(key)
+    params = tanh_mlp_init(key)
+    learner = LEARNERS["maml"]()
+    ms = mj.make_meta_step(learner, optax.adam(1e-2), skip_nonfinite=True)
+    bad = mj.Task(tasks.support, (tasks.query[0], tasks.query[1].at[0, 0, 0].set(jnp.nan)))
+    new, state, metrics = jax.jit(ms.step)(params, ms.init(params), bad)
+    allclose(new, params, rtol=0, atol=0)
+    assert int(metrics["skipped"]) == 1 and int(state.step) == 1
+    new, state, metrics = jax.jit(ms.step)(params, ms.init(params), tasks)
+    assert int(metrics["skipped"]) == 0
+    assert not np.allclose(new[0]["w"], params[0]["w"])

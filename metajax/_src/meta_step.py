@@ -25,7 +25,9 @@ class MetaStep(NamedTuple):
     step: Callable[[MetaParams, MetaState, Task], tuple[MetaParams, MetaState, Metrics]]
 
 
-def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation) -> MetaStep:
+def make_meta_step(
+    learner: MetaLearner, outer_opt: optax.GradientTransformation, skip_nonfinite: bool = False
+) -> MetaStep:
     """Build the meta-step of ``learner`` with ``outer_opt`` as meta-optimiser.
 
     Args:
@@ -33,6 +35,9 @@ def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation
         ``meta_sgd``, ``anil``).
       outer_opt: any ``optax.GradientTransformation`` (for Reptile,
         ``optax.sgd(epsilon)`` gives the paper's update).
+      skip_nonfinite: when the direction has a NaN or infinity, leave the
+        meta-parameters and optimiser state unchanged (the step count still
+        advances) and report ``skipped = 1`` in the metrics.
 
     Returns:
       A :class:`MetaStep`.
@@ -59,9 +64,15 @@ def make_meta_step(learner: MetaLearner, outer_opt: optax.GradientTransformation
     def step(meta_params, state, tasks):
         direction, metrics = learner.meta_grad(meta_params, tasks)
         updates, opt_state = outer_opt.update(direction, state.opt_state, meta_params)
-        meta_params = optax.apply_updates(meta_params, updates)
-        metrics = dict(metrics, grad_norm=global_norm(direction))
-        return meta_params, MetaState(opt_state, state.step + 1), metrics
+        new_params = optax.apply_updates(meta_params, updates)
+        norm = global_norm(direction)
+        metrics = dict(metrics, grad_norm=norm)
+        if skip_nonfinite:
+            ok = jnp.isfinite(norm)
+            keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+            new_params, opt_state = keep(new_params, meta_params), keep(opt_state, state.opt_state)
+            metrics["skipped"] = (~ok).astype(jnp.int32)
+        return new_params, MetaState(opt_state, state.step + 1), metrics
 
     return MetaStep(init, step)
 

@@ -80,3 +80,34 @@ def plot_sinusoid(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_learning_curves(run_dir: Path) -> Path:
+    """Draw ``metrics.jsonl`` (training query loss/accuracy, validation accuracy, gradient norm) to ``learning.png``."""
+    import json
+
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    if not rows:
+        raise ValueError(f"RUN_DIR: {run_dir}/metrics.jsonl is empty.")
+    steps = np.array([r["step"] for r in rows])
+    panels = [("query_loss", "training query loss (post-adaptation)", True)]
+    if "query_accuracy" in rows[0]:
+        panels.append(("query_accuracy", "training query accuracy", False))
+    if any("val_accuracy" in r for r in rows):
+        panels.append(("val_accuracy", "validation accuracy", False))
+    panels.append(("grad_norm", "meta-gradient norm", True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for ax, (key, title, log) in zip(np.atleast_1d(axes), panels, strict=True):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if key == "val_accuracy" else "-", ms=3)
+        ax.set_title(title)
+        ax.set_xlabel("meta-step")
+        ax.grid(alpha=0.3)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlim(0, steps.max())
+    fig.tight_layout()
+    out = Path(run_dir) / "learning.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -263,7 +263,10 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
     meta_params = exp.learner.init(exp.model.init(init_key))
-    ms = mj.make_meta_step(exp.learner, exp.outer_opt)
+    nan_policy = cfg.train.get("nan_policy", "stop")
+    if nan_policy not in ("stop", "skip"):
+        raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
+    ms = mj.make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip")
     state = ms.init(meta_params)
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
     eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
@@ -305,7 +308,10 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                 n = _chunk(done, min(total, done + chunk), eval_every, ckpt_every)
                 t = time.perf_counter()
                 meta_params, state, metrics = runner(n)(meta_params, state, train_key, *exp.data)
-                metrics = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+                metrics = {
+                    k: float(np.sum(v)) if k == "skipped" else float(np.mean(v))
+                    for k, v in jax.device_get(metrics).items()
+                }
                 dt = time.perf_counter() - t
                 compile_s = dt if compile_s is None else compile_s
                 done += n
@@ -315,10 +321,14 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                     "it_per_s": round(n / dt, 3),
                     **metrics,
                 }
-                if not math.isfinite(metrics["query_loss"]):
+                params_ok = all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(meta_params))
+                if not params_ok or (nan_policy == "stop" and not math.isfinite(metrics["query_loss"])):
                     f.write(json.dumps(rec) + "\n")
+                    last = max(ckpt.steps(), default=0)
                     raise FloatingPointError(
-                        f"meta-training diverged at step {done}: query_loss={metrics['query_loss']}"
+                        f"meta-training hit a non-finite value in steps {done - n + 1}..{done} "
+                        f"(query_loss={metrics['query_loss']}); the last good checkpoint is step {last}. "
+                        "train.nan_policy=skip skips such updates, --debug-nans finds the operation"
                     )
                 if eval_every and (done % eval_every == 0 or done == total):
                     score = exp.validate(meta_params)
@@ -455,6 +465,9 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         ),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    from metajax._src.plots import plot_learning_curves
+
+    plot_learning_curves(run_dir)
     for tag, ev in evals.items():
         if len(evals) > 1:
             print(f"{tag} meta-parameters" + (f" (step {train_info['best_step']})" if tag == "best" else ""))
