@@ -117,6 +117,8 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "meta-train 250/250" in err and "it/s" in err and "eta" in err
     assert (run_dir / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "learning.png").is_file()
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tensorboard").iterdir())
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["train"]["num_steps"] == 250
 

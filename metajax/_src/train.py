@@ -234,6 +234,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _board(run_dir: Path, start: int) -> Any:
+    """TensorBoard writer (tensorboardX) for ``run_dir/tensorboard``, or None if it is not installed.
+
+    On a resume, ``purge_step`` makes TensorBoard drop the events a killed
+    process wrote past the checkpoint, as the metrics file does.
+    """
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=start if start else None)
+
+
 def _chunk(done: int, total: int, *periods: int) -> int:
     """Steps in the next compiled call: a function of ``done`` only, so a resumed run repeats the schedule."""
     n = total - done
@@ -301,6 +314,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         except ValueError:  # not the main thread: no signal handling
             pass
     bar = Progress(total, progress, start=done)
+    board = _board(run_dir, done)
     t0, compile_s = time.perf_counter(), None
     try:
         with open(run_dir / "metrics.jsonl", "a") as f:
@@ -338,6 +352,11 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                         save_params(run_dir / "best.msgpack", meta_params)
                 f.write(json.dumps(rec) + "\n")
                 f.flush()
+                if board is not None:
+                    for k, v in rec.items():
+                        if k != "step":
+                            board.add_scalar(k, v, done)
+                    board.flush()
                 if (ckpt_every and done % ckpt_every == 0) or done == total or stop:
                     save()
                 shown = {"query_loss": metrics["query_loss"]}
@@ -351,6 +370,8 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     finally:
         bar.close()
         ckpt.close()
+        if board is not None:
+            board.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     wall = time.perf_counter() - t0
