@@ -169,34 +169,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from ml_collections import ConfigDict
-
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no config.json; pass a directory written by metajax train.")
-    config = ConfigDict(json.loads((run_dir / "config.json").read_text()))
-    config = apply_overrides(config, args.set or [])
-    if args.data_dir is not None and "data_dir" in config.get("data", {}):
-        config.data.data_dir = args.data_dir
-    name = args.checkpoint or ("best" if (run_dir / "best.msgpack").is_file() else "meta_params")
-    ckpt = run_dir / f"{name}.msgpack"
-    if not ckpt.is_file():
-        found = sorted(p.name for p in run_dir.glob("*.msgpack"))
-        raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
-    where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
-    from metajax._src import train
-
+    config, exp, meta_params, name, ckpt, where = _load_run(run_dir, args.checkpoint, args.set or [], args.data_dir)
     print(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}", file=sys.stderr, flush=True)
-    exp = train.build(config)
-    import jax
-
-    template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
-    try:
-        meta_params = train.load_params(ckpt, template)
-    except Exception as err:  # noqa: BLE001 - msgpack/flax raise several types for bad files
-        raise ValueError(f"--checkpoint: cannot read {str(ckpt)!r} as this config's parameters: {err}") from err
     out = run_dir / "eval" if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ev = exp.evaluate(meta_params, out, name)
@@ -312,6 +287,93 @@ def cmd_grads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_run(run_dir: Path, checkpoint: str | None, overrides: list[str], data_dir: str | None):
+    """Config, experiment and meta-parameters of a finished (or checkpointed) run directory."""
+    import json
+
+    from ml_collections import ConfigDict
+
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no config.json; pass a directory written by metajax train.")
+    config = apply_overrides(ConfigDict(json.loads((run_dir / "config.json").read_text())), overrides)
+    if data_dir is not None and "data_dir" in config.get("data", {}):
+        config.data.data_dir = data_dir
+    name = checkpoint or ("best" if (run_dir / "best.msgpack").is_file() else "meta_params")
+    ckpt = run_dir / f"{name}.msgpack"
+    if not ckpt.is_file():
+        found = sorted(p.name for p in run_dir.glob("*.msgpack"))
+        raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
+    where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
+    import jax
+
+    from metajax._src import train
+
+    exp = train.build(config)
+    template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
+    try:
+        meta_params = train.load_params(ckpt, template)
+    except Exception as err:  # noqa: BLE001 - msgpack/flax raise several types for bad files
+        raise ValueError(f"--checkpoint: cannot read {str(ckpt)!r} as this config's parameters: {err}") from err
+    return config, exp, meta_params, name, ckpt, where
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import jax
+
+    from metajax._src import finetune as ft
+    from metajax._src.base import check_positive_int
+    from metajax._src.evaluation import joint_training
+
+    check_positive_int("--steps", args.steps)
+    check_positive_int("--num-tasks", args.num_tasks)
+    check_positive_int("--joint-steps", args.joint_steps)
+    opt = ft.make_optimizer(args.opt, args.lr)
+    run_dir = Path(args.run_dir)
+    config, exp, meta_params, name, ckpt, where = _load_run(run_dir, args.checkpoint, args.set or [], args.data_dir)
+    print(f"metajax finetune: {ckpt}, {where}", file=sys.stderr, flush=True)
+    key = jax.random.PRNGKey(args.seed)
+    kr, kj = jax.random.split(key)
+    random_init = exp.model.init(kr)
+    print(f"joint training baseline: {args.joint_steps} steps ...", file=sys.stderr, flush=True)
+    joint = joint_training(
+        exp.loss_fn, random_init, lambda k: exp.sample_tasks(k, *exp.data), args.joint_steps, kj, has_aux=exp.has_aux
+    )
+    inits = {
+        f"meta-trained ({exp.learner.name})": exp.learner.model_params(meta_params),
+        "random": random_init,
+        "jointly trained": joint,
+    }
+    tasks = exp.held_out(args.num_tasks, args.seed + 1)
+    chunk = config.data.get("task_chunk", None)
+    chunk = None if chunk == "vmap" else chunk
+    results = {
+        "loss": ft.fine_tune(
+            exp.loss_fn, exp.learner.query_loss, inits, tasks, opt, args.steps, has_aux=exp.has_aux, task_chunk=chunk
+        )
+    }
+    if exp.has_aux:
+        results["accuracy"] = ft.fine_tune(
+            exp.loss_fn,
+            exp.learner.query_loss,
+            inits,
+            tasks,
+            opt,
+            args.steps,
+            has_aux=True,
+            metric="accuracy",
+            task_chunk=chunk,
+        )
+    steps = sorted({0, 1, 5, 10, 20, 50, args.steps} & set(range(args.steps + 1)))
+    title = (
+        f"Fine-tuning on {args.num_tasks} held-out {config.task} tasks from {ckpt.name}: {args.opt} lr={args.lr}, "
+        f"{args.steps} steps on each task's support set; query metrics, mean ± 95% CI."
+    )
+    out = Path(args.out) if args.out else run_dir / "finetune"
+    print(ft.write_report(out, title, results, steps))
+    print(f"wrote {out}/ (finetune.md, finetune.json, finetune.png)", file=sys.stderr)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from metajax._src.plots import plot_learning_curves
 
@@ -401,6 +463,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--out", help="output directory (default runs/grads-TIMESTAMP)")
     g.set_defaults(func=cmd_grads)
+    f = sub.add_parser(
+        "finetune",
+        help="fine-tune a meta-trained init with ordinary training and compare with random and joint inits",
+        description="Meta-train, then fine-tune (seed 002): fine-tune the run's meta-learned initialisation, a "
+        "random one and a jointly trained one (multi-task training on the same task distribution, no adaptation) "
+        "with the same Optax optimiser for --steps steps on each held-out task's support set, and report the "
+        "query loss (and accuracy) per step: finetune.md, finetune.json, finetune.png.",
+    )
+    f.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by metajax train")
+    f.add_argument("--checkpoint", help="best (default when present) or meta_params")
+    f.add_argument("--opt", default="adam", help="sgd, momentum or adam (default adam)")
+    f.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
+    f.add_argument("--steps", type=int, default=100, help="fine-tuning steps (default 100)")
+    f.add_argument("--num-tasks", type=int, default=100, help="held-out target tasks (default 100)")
+    f.add_argument("--joint-steps", type=int, default=2000, help="training steps of the joint baseline (default 2000)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    f.add_argument("--data-dir", help="data directory (default: the run's)")
+    f.add_argument("--out", help="output directory (default RUN_DIR/finetune)")
+    f.set_defaults(func=cmd_finetune)
     p = sub.add_parser(
         "plot",
         help="draw a run's learning curves to RUN_DIR/learning.png",

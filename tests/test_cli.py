@@ -148,6 +148,14 @@ def test_eval_command_on_a_sinusoid_run(tmp_path, capsys):
     assert ev["num_tasks"] == 20 and "meta_sgd" in ev["results"]
     assert cli.main(["eval", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
+    # meta-train then fine-tune: three initialisations, curves per step
+    assert cli.main(["finetune", str(run_dir), "--num-tasks", "4", "--steps", "3", "--joint-steps", "5"]) == 0
+    ft = json.loads((run_dir / "finetune" / "finetune.json").read_text())
+    assert list(ft["loss"]) == ["meta-trained (meta_sgd)", "random", "jointly trained"]
+    assert [r["steps"] for r in ft["loss"]["random"]] == [0, 1, 3]
+    assert (run_dir / "finetune" / "finetune.png").is_file()
+    assert cli.main(["finetune", str(run_dir), "--opt", "lbfgs"]) == 2
+    assert "--opt must be one of" in capsys.readouterr().err
 
 
 def test_divergence_stops_with_a_clear_message_or_is_skipped(tmp_path, capsys):

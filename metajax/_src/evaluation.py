@@ -24,9 +24,15 @@ from metajax._src.inner import Exact, normalize_loss
 
 
 def adaptation_curves(
-    adapt: Callable, meta_params: Any, query_loss: Callable, tasks: Task, num_steps: int, task_chunk: int | None = 100
+    adapt: Callable,
+    meta_params: Any,
+    query_loss: Callable,
+    tasks: Task,
+    num_steps: int,
+    task_chunk: int | None = 100,
+    metric: str | None = None,
 ) -> np.ndarray:
-    """Query loss of every task before and after each of ``num_steps`` inner steps.
+    """Query loss (or an aux metric) of every task before and after each of ``num_steps`` inner steps.
 
     Args:
       adapt: a learner's ``adapt(meta_params, support, *, num_steps, eval_fn)``.
@@ -35,19 +41,23 @@ def adaptation_curves(
       tasks: a task batch.
       num_steps: the largest number of inner steps.
       task_chunk: tasks evaluated together (bounds memory); ``None`` = all.
+      metric: ``None`` for the loss, or the name of an aux entry of
+        ``query_loss`` (e.g. ``"accuracy"``).
 
     Returns:
       Array of shape ``(num_tasks, num_steps + 1)``: column ``s`` is the query
-      loss after ``s`` steps.
+      loss (or metric) after ``s`` steps.
     """
     num_steps = check_positive_int("num_steps", num_steps)
+
+    def measure(p, task):
+        loss, aux = query_loss(p, task.query, task.support)
+        return loss if metric is None else aux[metric]
 
     @jax.jit
     def run(mp, tasks):
         def one(task):
-            res = adapt(
-                mp, task.support, num_steps=num_steps, eval_fn=lambda p: query_loss(p, task.query, task.support)[0]
-            )
+            res = adapt(mp, task.support, num_steps=num_steps, eval_fn=lambda p: measure(p, task))
             return res.trace
 
         return jax.lax.map(one, tasks, batch_size=task_chunk)
@@ -60,8 +70,8 @@ def plain_adapter(loss_fn: Callable, inner_opt: optax.GradientTransformation, ha
     loss = normalize_loss(loss_fn, has_aux)
     loop = Exact()
 
-    def adapt(params, support, *, num_steps, eval_fn=None):
-        return loop.inner_loop(loss, inner_opt, params, support, num_steps, eval_fn=eval_fn)
+    def adapt(params, support, *, num_steps, eval_fn=None, batch_size=None):
+        return loop.inner_loop(loss, inner_opt, params, support, num_steps, eval_fn=eval_fn, batch_size=batch_size)
 
     return adapt
 

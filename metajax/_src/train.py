@@ -50,6 +50,9 @@ class Experiment:
     evaluate: Callable[..., dict[str, Any]]
     data: tuple = ()
     validate: Callable[[Any], float] | None = None
+    held_out: Callable[[int, int], mj.Task] | None = None
+    """``held_out(num_tasks, seed)``: test tasks (sinusoid: fresh tasks; few-shot: test-split episodes)."""
+    has_aux: bool = False
 
 
 def build_learner(
@@ -129,7 +132,14 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Expe
         del tag  # one evaluation per run: there is no validation checkpoint
         return evaluate_sinusoid(exp, meta_params, run_dir)
 
-    exp = Experiment(config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=evaluate)
+    def held_out(num_tasks, seed):
+        kp, kx = jax.random.split(jax.random.PRNGKey(seed))
+        tp = sinusoid.sample_task_params(kp, num_tasks)
+        return sinusoid.tasks_from_params(kx, tp, d.shots, config.eval.query_shots)
+
+    exp = Experiment(
+        config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=evaluate, held_out=held_out
+    )
     return exp
 
 
@@ -154,6 +164,8 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Exper
         evaluate=lambda mp, run_dir, tag="final": fs.evaluate(mp, run_dir, tag=tag),
         data=(fs.images["train"],),
         validate=fs.validate,
+        held_out=lambda num, seed: fs.episodes("test", num, seed),
+        has_aux=True,
     )
 
 
