@@ -463,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--out", help="output directory (default runs/grads-TIMESTAMP)")
     g.set_defaults(func=cmd_grads)
+    sub.add_parser("bench", help="the benchmark suite (metajax bench --help)", add_help=False)
     f = sub.add_parser(
         "finetune",
         help="fine-tune a meta-trained init with ordinary training and compare with random and joint inits",
@@ -507,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark suite has its own parser (and runs variants in subprocesses)
+        from metajax._src.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from metajax._src.data.omniglot import DataNotFoundError

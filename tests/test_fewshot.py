@@ -75,8 +75,12 @@ def test_train_then_eval_commands(tmp_path, capsys):
     out = json.loads((run_dir / "eval" / "eval_best.json").read_text())
     assert out["transductive"]["num_tasks"] == 6
     assert 0.0 <= out["support"]["accuracy"] <= 1.0 and np.isfinite(out["support"]["ci95"])
-    assert cli.main(["finetune", str(run_dir), "--num-tasks", "2", "--steps", "2", "--joint-steps", "2",
-                     "--data-dir", DATA_DIR]) == 0
+    assert (
+        cli.main(
+            ["finetune", str(run_dir), "--num-tasks", "2", "--steps", "2", "--joint-steps", "2", "--data-dir", DATA_DIR]
+        )
+        == 0
+    )
     ft = json.loads((run_dir / "finetune" / "finetune.json").read_text())
     assert set(ft) == {"loss", "accuracy"}
     assert cli.main(["eval", str(run_dir), "--checkpoint", "nope"]) == 2

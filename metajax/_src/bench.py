@@ -1,0 +1,323 @@
+"""Meta-training throughput, compile time and peak memory, variants side by side.
+
+    python benchmarks/run.py            # quick: the table in benchmarks/README.md (~12 min on 2 cores)
+    python benchmarks/run.py --full     # more strategies and repeats
+    python benchmarks/run.py --only sinusoid
+    metajax bench [same options]        # the same, from an installed package
+
+Every variant runs in its own subprocess (so peak RSS is that variant's) and
+reports: the median time of ``--repeats`` timed calls after one warm-up call,
+meta-iterations per second, compile time (lower + compile, measured
+separately), XLA's temporary-buffer estimate, and the process's peak RSS.
+Results go to ``benchmarks/results/<timestamp>.json`` and ``.md``.
+
+Workloads:
+  sinusoid  MLP 1-40-40-1, K=10 support/query, meta-batch 25; 500 meta-steps
+            fused per compiled call (on-device task sampling), so dispatch is
+            not measured.
+  episodes  the on-device episode sampler alone on an Omniglot-sized uint8
+            array (4,400 classes): task batches per second (100 per call).
+  omniglot  synthetic Omniglot-shaped data: Conv4-64, 28x28x1, 5-way 1-shot,
+            15 query per class, meta-batch 32; one meta-step per call.
+Strategies (omniglot): conv = patches (im2col matmuls) or xla (lax.conv);
+task_chunk = 1 (lax.map over tasks), c (map over chunks of c, vmap inside) or
+vmap (all tasks at once). cpu_threads = 1 pins the process to one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def worker(spec: dict) -> dict:
+    if spec.get("cpu_threads", 0) > 0:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: spec["cpu_threads"]])
+    import resource
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import metajax as mj
+    from metajax._src.data import sinusoid
+    from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss
+
+    if spec["workload"] == "episodes":
+        return episodes_worker(spec)
+    alg, k = spec["algorithm"], spec["k"]
+    factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile}
+    key = jax.random.PRNGKey(0)
+    if spec["workload"] == "sinusoid":
+        model = mlp()
+        learner = factories[alg](mse_loss(model.apply), "sgd", k, inner_lr=0.01)
+        ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(0.1))
+        steps = spec["steps_per_call"]
+        fn = jax.jit(
+            mj.make_train_loop(ms, lambda kk: sinusoid.sample_tasks(kk, spec["meta_batch"], 10), steps),
+            donate_argnums=(0, 1),
+        )
+        params = model.init(key)
+        args = (params, ms.init(params), key)
+    else:
+        model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
+        chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
+        learner = factories[alg](
+            cross_entropy_loss(model.apply), "sgd", k, inner_lr=0.4, has_aux=True, task_chunk=chunk
+        )
+        ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0))
+        t = spec["meta_batch"]
+        ks, kq = jax.random.split(key)
+        tasks = mj.Task(
+            (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
+            (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
+        )
+        fn = jax.jit(ms.step, donate_argnums=(0, 1))
+        steps = 1
+        params = model.init(key)
+        args = (params, ms.init(params), tasks)
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    temp_mb = None if mem is None else round(mem.temp_size_in_bytes / 2**20, 1)
+
+    def call(a):
+        out = compiled(*a)
+        jax.block_until_ready(out)
+        return (out[0], out[1], a[2])
+
+    args = call(args)  # warm-up
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        args = call(args)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        **spec,
+        "median_s_per_call": med,
+        "times_s": times,
+        "it_per_s": steps / med,
+        "s_per_it": med / steps,
+        "compile_s": compile_s,
+        "xla_temp_mb": temp_mb,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backend": jax.default_backend(),
+    }
+
+
+def episodes_worker(spec: dict) -> dict:
+    """Episodes/s of the on-device sampler on an Omniglot-sized uint8 array (4,400 classes x 20 x 28 x 28)."""
+    import resource
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+
+    from metajax._src.data.episodes import sample_episodes
+
+    images = jax.random.randint(jax.random.PRNGKey(0), (4400, 20, 28, 28), 0, 256).astype(jnp.uint8)
+    batch, calls = spec["meta_batch"], spec["calls_per_run"]
+
+    @jax.jit
+    def many(key):
+        def body(acc, k):
+            t = sample_episodes(k, images, batch, spec["ways"], spec["shots"], spec["queries"])
+            return acc + t.support[0][0, 0, 0, 0, 0] + t.query[0][-1, -1, 0, 0, 0], None
+
+        return jax.lax.scan(body, jnp.zeros(()), jax.random.split(key, calls))[0]
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(many(jax.random.PRNGKey(1)))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        jax.block_until_ready(many(jax.random.PRNGKey(2 + i)))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        **spec,
+        "median_s_per_call": med,
+        "times_s": times,
+        "it_per_s": calls / med,
+        "s_per_it": med / calls,
+        "episodes_per_s": calls * batch / med,
+        "compile_s": compile_s,
+        "xla_temp_mb": None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backend": jax.default_backend(),
+        "algorithm": "sampler",
+        "k": 0,
+    }
+
+
+def variants(full: bool, only: str | None) -> list[dict]:
+    out = []
+    if only in (None, "sinusoid"):
+        for alg, k in (("maml", 1), ("fomaml", 1), ("reptile", 5), ("maml", 5)):
+            for threads in (1, 0):
+                out.append(
+                    {
+                        "workload": "sinusoid",
+                        "algorithm": alg,
+                        "k": k,
+                        "meta_batch": 25,
+                        "cpu_threads": threads,
+                        "steps_per_call": 500,
+                        "repeats": 7 if full else 5,
+                    }
+                )
+    if only in (None, "episodes"):
+        for ways, shots, queries, batch in ((5, 1, 15, 32), (20, 5, 15, 16)):
+            out.append(
+                {
+                    "workload": "episodes",
+                    "ways": ways,
+                    "shots": shots,
+                    "queries": queries,
+                    "meta_batch": batch,
+                    "calls_per_run": 100,
+                    "repeats": 5,
+                    "cpu_threads": 0,
+                }
+            )
+    if only in (None, "omniglot"):
+        reps = 5 if full else 3
+        base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
+        for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
+            out.append({**base, "algorithm": alg, "k": k, "conv": "patches", "task_chunk": 1})
+        strategies = [("patches", "vmap"), ("patches", 4), ("xla", 1)]
+        if full:
+            strategies += [("patches", 8), ("patches", 16)]
+        for conv, chunk in strategies:
+            for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5)) if full else (("maml", 1),):
+                out.append(
+                    {
+                        **base,
+                        "algorithm": alg,
+                        "k": k,
+                        "conv": conv,
+                        "task_chunk": chunk,
+                        "repeats": 1 if conv == "xla" else reps,
+                    }
+                )
+    return out
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+    import optax
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "os": platform.platform(),
+    }
+
+
+def label(r: dict) -> str:
+    if r["workload"] == "episodes":
+        return f"{r['ways']}-way {r['shots']}-shot, {r['queries']} queries: {r['episodes_per_s']:.0f} episodes/s"
+    if r["workload"] == "sinusoid":
+        return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
+    return f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| workload | algorithm | k | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
+        "XLA temp MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(
+                f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | failed: {r['error']} | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | {r['s_per_it']:.4g} | "
+            f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="metajax bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--full", action="store_true", help="more strategies and repeats")
+    parser.add_argument("--only", choices=["sinusoid", "episodes", "omniglot"], help="one workload")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
+    default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")
+    parser.add_argument("--out", default=str(default_out), help=f"results directory (default {default_out})")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+        return 0
+    specs = variants(args.full, args.only)
+    results = []
+    for i, spec in enumerate(specs):
+        print(f"[{i + 1}/{len(specs)}] {json.dumps(spec)}", file=sys.stderr, flush=True)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+            )
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                results.append({**spec, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]})
+            else:
+                results.append(json.loads(lines[-1][7:]))
+        except subprocess.TimeoutExpired:
+            results.append({**spec, "error": f"timeout after {args.timeout:.0f} s"})
+        r = results[-1]
+        print(
+            "   "
+            + (
+                r.get("error")
+                or f"{r['s_per_it']:.4g} s/it, compile {r['compile_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+    info = machine()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (out / f"{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    md = (
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
+        f"optax {info['optax']}.\n\n" + table(results)
+    )
+    (out / f"{stamp}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
