@@ -21,7 +21,7 @@ from metajax._src.maml import fomaml, maml
 from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
 from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
 from metajax._src.reptile import reptile
-from metajax._src.validation import check_task, task_spec_of
+from metajax._src.validation import check_task, check_task_values, task_spec_of
 
 __version__ = "0.1.0"
 
@@ -39,6 +39,7 @@ __all__ = [
     "adam",
     "anil",
     "check_task",
+    "check_task_values",
     "combine",
     "fomaml",
     "inner_loop",

@@ -111,3 +111,16 @@ def test_unknown_inner_optimiser_and_gradient():
         mj.maml(counting_loss, "sgd", 1, task_chunk=0)
     with pytest.raises(ValueError, match="outer_opt must be an optax.GradientTransformation"):
         mj.make_meta_step(mj.maml(counting_loss), "adam")
+
+
+def test_task_values_nan_and_label_range(key):
+    tasks = regression_tasks(key)
+    mj.check_task_values(tasks)
+    bad = mj.Task(tasks.support, (tasks.query[0].at[0, 1, 0].set(jnp.nan), tasks.query[1]))
+    with pytest.raises(ValueError, match=r"tasks\[query/0\] has 1 non-finite values .*must be finite"):
+        mj.check_task_values(bad)
+    labels = jnp.array([[0, 1, 2, 5]])
+    x = jnp.zeros((1, 4, 3))
+    with pytest.raises(ValueError, match=r"holds labels from 0 to 5; expected labels in \[0, 5\) for 5-way tasks"):
+        mj.check_task_values(mj.Task((x, labels), (x, labels)), num_classes=5)
+    mj.check_task_values(mj.Task((x, labels), (x, labels)), num_classes=6)

@@ -307,6 +307,12 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
     else:
         _truncate_metrics(run_dir / "metrics.jsonl", 0)
+    # one eager batch first: bad data (NaN inputs, labels out of range) fails here, before anything compiles
+    mj.check_task_values(
+        exp.sample_tasks(jax.random.fold_in(train_key, 0), *exp.data),
+        "training tasks",
+        num_classes=cfg.data.get("ways"),
+    )
     runners: dict[int, Callable] = {}
 
     def runner(n):

@@ -95,3 +95,41 @@ def check_task(task: Any, argname: str = "task", batched: bool = False, spec: Ta
                 + (" (a task batch needs a leading task axis: (meta_batch, examples, ...))." if batched else ".")
             )
     return num_tasks
+
+
+def check_task_values(tasks: Any, argname: str = "tasks", num_classes: int | None = None) -> None:
+    """Check a concrete task (batch) for non-finite inputs and out-of-range labels.
+
+    Runs eagerly on concrete arrays (not inside ``jit``): call it on a sample
+    batch before training, as ``metajax train`` does.
+
+    Args:
+      tasks: a :class:`Task` or task batch of concrete arrays.
+      argname: name used in error messages.
+      num_classes: when given, every integer leaf is a label that must lie in
+        ``[0, num_classes)``.
+
+    Raises:
+      ValueError: naming the offending array, what was expected and what was found.
+    """
+    import numpy as np
+
+    from metajax._src.inner import path_str
+
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tasks)[0]:
+        a = np.asarray(leaf)
+        where = f"{argname}[{path_str(path)}]"
+        if np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating):
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+            if bad:
+                raise ValueError(
+                    f"{where} has {bad} non-finite values (NaN or infinity) among {a.size}; the input "
+                    "data must be finite."
+                )
+        elif num_classes is not None and np.issubdtype(a.dtype, np.integer) and a.size:
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(
+                    f"{where} holds labels from {lo} to {hi}; expected labels in [0, {num_classes}) "
+                    f"for {num_classes}-way tasks."
+                )
