@@ -27,6 +27,15 @@ def load_config(name: str, smoke: bool = False) -> Any:
     Raises:
       ValueError: the config cannot be found, with the names that exist.
     """
+    if name.endswith(".json"):  # a resolved config written into a run directory: rerun it exactly
+        import json
+
+        from ml_collections import ConfigDict
+
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"--config: no such file {str(path)!r}.")
+        return ConfigDict(json.loads(path.read_text()))
     if name.endswith(".py") or os.sep in name:
         path = Path(name).resolve()
         if not path.is_file():
@@ -399,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
-        help=f"config name in configs/ (default {DEFAULT_CONFIG}) or a path to a .py file with get_config(smoke)",
+        help=f"config name in configs/ (default {DEFAULT_CONFIG}), a path to a .py file with get_config(smoke), "
+        "or a run's config.json (reruns that run's resolved configuration)",
     )
     t.add_argument(
         "--set",

@@ -180,3 +180,38 @@ def test_divergence_stops_with_a_clear_message_or_is_skipped(tmp_path, capsys):
     assert cli.main([*args, "--run-dir", str(tmp_path / "skip"), "--set", "train.nan_policy=skip"]) == 0
     rec = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()[-1])
     assert rec["skipped"] > 0
+
+
+def test_resolved_config_reruns_to_the_same_metrics(tmp_path):
+    common = ["--no-progress", "--set", "runtime.cpu_threads=0"]
+    first = tmp_path / "a"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--smoke",
+                "--run-dir",
+                str(first),
+                *common,
+                "--set",
+                "train.num_steps=200",
+                "--set",
+                "inner.lr=0.02",
+                "--set",
+                "eval.num_tasks=5",
+                "--set",
+                "eval.pretrain_steps=5",
+            ]
+        )
+        == 0
+    )
+    second = tmp_path / "b"
+    assert cli.main(["train", "--config", str(first / "config.json"), "--run-dir", str(second), "--no-progress"]) == 0
+
+    def metrics(run):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("time_s", "it_per_s")} for r in rows]
+
+    assert metrics(first) == metrics(second)
+    assert (first / "meta_params.msgpack").read_bytes() == (second / "meta_params.msgpack").read_bytes()
+    assert json.loads((first / "config.json").read_text()) == json.loads((second / "config.json").read_text())
