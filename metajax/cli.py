@@ -355,23 +355,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     tasks = exp.held_out(args.num_tasks, args.seed + 1)
     chunk = config.data.get("task_chunk", None)
     chunk = None if chunk == "vmap" else chunk
-    results = {
-        "loss": ft.fine_tune(
-            exp.loss_fn, exp.learner.query_loss, inits, tasks, opt, args.steps, has_aux=exp.has_aux, task_chunk=chunk
-        )
-    }
-    if exp.has_aux:
-        results["accuracy"] = ft.fine_tune(
-            exp.loss_fn,
-            exp.learner.query_loss,
-            inits,
-            tasks,
-            opt,
-            args.steps,
-            has_aux=True,
-            metric="accuracy",
-            task_chunk=chunk,
-        )
+    results = ft.fine_tune(
+        exp.loss_fn, exp.learner.query_loss, inits, tasks, opt, args.steps, has_aux=exp.has_aux, task_chunk=chunk
+    )
     steps = sorted({0, 1, 5, 10, 20, 50, args.steps} & set(range(args.steps + 1)))
     title = (
         f"Fine-tuning on {args.num_tasks} held-out {config.task} tasks from {ckpt.name}: {args.opt} lr={args.lr}, "
@@ -384,12 +370,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from metajax._src.plots import plot_learning_curves
+    from metajax._src.plots import plot_curves_file, plot_learning_curves
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.jsonl").is_file():
         raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no metrics.jsonl; pass a directory written by metajax train.")
     print(f"wrote {plot_learning_curves(run_dir)}", file=sys.stderr)
+    if (run_dir / "curves.npz").is_file():
+        print(f"wrote {plot_curves_file(run_dir / 'curves.npz')}", file=sys.stderr)
     return 0
 
 

@@ -41,17 +41,20 @@ def adaptation_curves(
       tasks: a task batch.
       num_steps: the largest number of inner steps.
       task_chunk: tasks evaluated together (bounds memory); ``None`` = all.
-      metric: ``None`` for the loss, or the name of an aux entry of
-        ``query_loss`` (e.g. ``"accuracy"``).
+      metric: ``None`` for the loss, the name of an aux entry of
+        ``query_loss`` (e.g. ``"accuracy"``), or ``"all"`` for a dict of the
+        loss and every aux entry (one pass).
 
     Returns:
       Array of shape ``(num_tasks, num_steps + 1)``: column ``s`` is the query
-      loss (or metric) after ``s`` steps.
+      loss (or metric) after ``s`` steps; a dict of such arrays for ``"all"``.
     """
     num_steps = check_positive_int("num_steps", num_steps)
 
     def measure(p, task):
         loss, aux = query_loss(p, task.query, task.support)
+        if metric == "all":
+            return {"loss": loss, **aux}
         return loss if metric is None else aux[metric]
 
     @jax.jit
@@ -62,7 +65,7 @@ def adaptation_curves(
 
         return jax.lax.map(one, tasks, batch_size=task_chunk)
 
-    return np.asarray(jax.device_get(run(meta_params, tasks)))
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(run(meta_params, tasks)))
 
 
 def plain_adapter(loss_fn: Callable, inner_opt: optax.GradientTransformation, has_aux: bool = False) -> Callable:

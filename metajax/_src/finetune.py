@@ -39,9 +39,8 @@ def fine_tune(
     num_steps: int,
     *,
     has_aux: bool = False,
-    metric: str | None = None,
     task_chunk: int | None = 1,
-) -> dict[str, np.ndarray]:
+) -> dict[str, dict[str, np.ndarray]]:
     """Fine-tune every initialisation on every task's support set; query curves per step.
 
     Args:
@@ -52,18 +51,20 @@ def fine_tune(
       opt: the fine-tuning optimiser (any Optax transformation).
       num_steps: fine-tuning steps.
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
-      metric: ``None`` for the query loss, or an aux name such as ``"accuracy"``.
       task_chunk: tasks processed together.
 
     Returns:
-      ``{name: (num_tasks, num_steps + 1) array}``.
+      ``{metric: {name: (num_tasks, num_steps + 1) array}}`` with the metrics
+      ``loss`` and every aux entry of ``query_loss`` (e.g. ``accuracy``).
     """
     num_steps = check_positive_int("num_steps", num_steps)
     adapt = plain_adapter(loss_fn, opt, has_aux)
-    return {
-        name: adaptation_curves(adapt, params, query_loss, tasks, num_steps, task_chunk, metric)
+    per_init = {
+        name: adaptation_curves(adapt, params, query_loss, tasks, num_steps, task_chunk, "all")
         for name, params in inits.items()
     }
+    metrics = next(iter(per_init.values())).keys()
+    return {m: {name: curves[m] for name, curves in per_init.items()} for m in metrics}
 
 
 def summarize_curves(curves: dict[str, np.ndarray], steps: list[int]) -> dict[str, list[dict[str, float]]]:

@@ -111,3 +111,27 @@ def plot_learning_curves(run_dir: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_curves_file(path: Path) -> Path:
+    """Adaptation curves saved by an evaluation (``curves.npz``) to ``adaptation_curves.png`` beside it."""
+    with np.load(path) as z:
+        curves = {k: z[k] for k in z.files}
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for name, c in curves.items():
+        rows = summarize(c, np.arange(c.shape[1]), 100.0)
+        mean = np.array([r["mean"] for r in rows])
+        ci = np.array([r["ci95"] for r in rows])
+        color = COLORS.get(name, "tab:blue")
+        ax.plot(np.arange(c.shape[1]), mean, label=name, color=color)
+        ax.fill_between(np.arange(c.shape[1]), mean - ci, mean + ci, color=color, alpha=0.25)
+    ax.set_yscale("log")
+    ax.set_xlabel("inner steps")
+    ax.set_ylabel("query loss, mean ± 95% CI")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path).with_name("adaptation_curves.png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
