@@ -215,3 +215,15 @@ def test_resolved_config_reruns_to_the_same_metrics(tmp_path):
     assert metrics(first) == metrics(second)
     assert (first / "meta_params.msgpack").read_bytes() == (second / "meta_params.msgpack").read_bytes()
     assert json.loads((first / "config.json").read_text()) == json.loads((second / "config.json").read_text())
+
+
+def test_benchmark_harness_runs_a_tiny_variant():
+    """The harness itself (numbers are never asserted: speed lives in benchmarks/ only)."""
+    from metajax._src import bench
+
+    spec = {"workload": "sinusoid", "algorithm": "fomaml", "k": 1, "meta_batch": 3, "cpu_threads": 0,
+            "steps_per_call": 5, "repeats": 2}
+    r = bench.worker(spec)
+    assert r["s_per_it"] > 0 and len(r["times_s"]) == 2 and r["backend"] == "cpu"
+    assert "| sinusoid | fomaml | 1 | all cores |" in bench.table([r])
+    assert len(bench.variants(False, None)) > len(bench.variants(False, "sinusoid")) > 0
