@@ -221,8 +221,15 @@ def test_benchmark_harness_runs_a_tiny_variant():
     """The harness itself (numbers are never asserted: speed lives in benchmarks/ only)."""
     from metajax._src import bench
 
-    spec = {"workload": "sinusoid", "algorithm": "fomaml", "k": 1, "meta_batch": 3, "cpu_threads": 0,
-            "steps_per_call": 5, "repeats": 2}
+    spec = {
+        "workload": "sinusoid",
+        "algorithm": "fomaml",
+        "k": 1,
+        "meta_batch": 3,
+        "cpu_threads": 0,
+        "steps_per_call": 5,
+        "repeats": 2,
+    }
     r = bench.worker(spec)
     assert r["s_per_it"] > 0 and len(r["times_s"]) == 2 and r["backend"] == "cpu"
     assert "| sinusoid | fomaml | 1 | all cores |" in bench.table([r])
