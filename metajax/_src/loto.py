@@ -51,6 +51,7 @@ def loto(
     meta_batch_size: int,
     key: jax.Array,
     num_bootstrap: int = 2000,
+    folds: Any = None,
 ) -> dict[str, Any]:
     """Leave-one-task-out cross-validation on a pool of tasks, all folds trained in parallel.
 
@@ -63,9 +64,12 @@ def loto(
       meta_batch_size: tasks per meta-step (at most N - 1).
       key: PRNG key (the folds share it, so they differ only by the left-out task).
       num_bootstrap: bootstrap resamples of the folds for the ratio's interval.
+      folds: which tasks to leave out (default all N). A random subset gives
+        an unbiased estimate of the mean held-out risk at a fraction of the
+        cost when N is large.
 
     Returns:
-      ``held_out`` (N,) risk of each fold on its left-out task; ``seen`` (N,)
+      ``held_out`` (F,) risk of each fold on its left-out task; ``seen`` (F,)
       each fold's mean risk on its training tasks; ``ratio`` (mean held-out /
       mean seen) with a 95% bootstrap interval ``ratio_ci`` over folds; and
       ``pooled_before`` (N,) the risk of the common initialisation.
@@ -92,11 +96,12 @@ def loto(
         others = jnp.arange(n) != i
         return risk[i], jnp.sum(jnp.where(others, risk, 0.0)) / (n - 1)
 
-    held, seen = jax.jit(jax.vmap(fold))(jnp.arange(n))
+    folds = jnp.arange(n) if folds is None else jnp.asarray(folds)
+    held, seen = jax.jit(jax.vmap(fold))(folds)
     before = jax.jit(lambda: post_adaptation_risk(learner, mp0, pool))()
     held, seen = np.asarray(held, np.float64), np.asarray(seen, np.float64)
     rng = np.random.default_rng(0)
-    boot = rng.integers(0, n, size=(num_bootstrap, n))
+    boot = rng.integers(0, held.size, size=(num_bootstrap, held.size))
     ratios = held[boot].mean(axis=1) / seen[boot].mean(axis=1)
     return {
         "held_out": held,
