@@ -30,12 +30,20 @@ def main() -> int:
         model = mlp(hidden=(200, 200))
         pool = sinusoid.sample_tasks(jax.random.PRNGKey(1), n, 10)
         learner = mj.maml(mse_loss(model.apply), "sgd", 1, inner_lr=0.01)
+        folds = list(range(0, n, max(1, n // 10)))
         r = loto.loto(
-            learner, optax.adam(1e-3), model.init(jax.random.PRNGKey(0)), pool, 3000, 4, jax.random.PRNGKey(2)
+            learner,
+            optax.adam(1e-3),
+            model.init(jax.random.PRNGKey(0)),
+            pool,
+            3000,
+            4,
+            jax.random.PRNGKey(2),
+            folds=folds,
         )
         lo, hi = r["ratio_ci"]
         print(
-            f"| {n} tasks | 1-200-200-1 | {r['held_out'].mean():.3f} | {r['seen'].mean():.3f} | "
+            f"| {n} tasks | {len(folds)} | 1-200-200-1 | {r['held_out'].mean():.3f} | {r['seen'].mean():.3f} | "
             f"{r['ratio']:.2f} ({lo:.2f}-{hi:.2f}) | {time.time() - t:.0f} |",
             flush=True,
         )
