@@ -27,6 +27,7 @@ Splits (fixed seeds, so runs are comparable with each other and with papers):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -174,11 +175,22 @@ def load_characters(data_dir: str | os.PathLike | None = None, source: str = "au
     use_tfds = source == "tfds" or (source == "auto" and (root / "omniglot" / "3.0.0" / "dataset_info.json").is_file())
     if not use_tfds and not all((root / f"images_{n}.zip").is_file() for n in ("background", "evaluation")):
         raise DataNotFoundError(missing_data_message([root]))
-    groups = _from_tfds(root) if use_tfds else _from_zips(root)
+    return dict(_load_cached(str(root.resolve()), use_tfds))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(root: str, use_tfds: bool) -> dict[str, ClassImages]:
+    """Decoding 32,460 drawings takes seconds: do it once per process and data directory."""
+    groups = _from_tfds(Path(root)) if use_tfds else _from_zips(Path(root))
     alphabets = sorted({a for part in groups.values() for a, _ in part})
     bg, ev = _canonical(groups["background"], alphabets), _canonical(groups["evaluation"], alphabets)
+    for ci in (bg, ev):  # shared between callers: make accidental in-place edits fail loudly
+        for arr in ci:
+            arr.setflags(write=False)
     # global character ids: background 0..963, evaluation 964..1622
-    return {"background": bg, "evaluation": ev._replace(character=ev.character + len(bg.character))}
+    ev = ev._replace(character=ev.character + len(bg.character))
+    ev.character.setflags(write=False)
+    return {"background": bg, "evaluation": ev}
 
 
 def _take(ci: ClassImages, idx: np.ndarray) -> ClassImages:
