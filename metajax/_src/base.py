@@ -8,7 +8,6 @@ leading axis, the task axis.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -142,10 +141,3 @@ def check_learning_rate(name: str, value: Any) -> None:
             raise ValueError(f"{name} must be finite, got {value!r}.")
         if np.any(arr < 0):
             raise ValueError(f"{name} must be >= 0, got {value!r}.")
-
-
-def is_finite_number(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 
 import metajax as mj
 from metajax._src.inner import path_str
+from metajax._src.learner import post_adaptation_risk
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
@@ -43,12 +44,7 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 def meta_objective(learner: mj.MetaLearner, meta_params: Any, tasks: mj.Task) -> jax.Array:
     """Mean post-adaptation query loss over the task batch."""
-
-    def one(task):
-        res = learner.adapt(meta_params, task.support)
-        return learner.query_loss(res.params, task.query, task.support)[0]
-
-    return jnp.mean(jax.vmap(one)(tasks))
+    return jnp.mean(post_adaptation_risk(learner, meta_params, tasks))
 
 
 def finite_difference_gradient(f: Callable[[Any], jax.Array], params: Any, eps: float = 1e-5, chunk: int = 256) -> Any:

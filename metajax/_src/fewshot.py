@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,7 +165,3 @@ class FewShot:
 def _shot_major(x: jax.Array, ways: int) -> jax.Array:
     n = x.shape[0] // ways
     return x.reshape((ways, n, *x.shape[1:])).swapaxes(0, 1).reshape(x.shape)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

@@ -61,6 +61,54 @@ def batch_over_tasks(task_fn: Callable, meta_params: Any, tasks: Task, task_chun
     return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), out)
 
 
+def make_adapt(
+    loss: Callable,
+    inner_opt_of: Callable[[Any], optax.GradientTransformation],
+    model_params: Callable,
+    head: Any,
+    num_inner_steps: int,
+    inner_batch_size: int | None,
+    gradient: AbstractMetaGradient,
+) -> Callable[..., InnerResult]:
+    """The learners' ``adapt(meta_params, support, *, num_steps, eval_fn, batch_size)``."""
+
+    def adapt(meta_params, support, *, num_steps=None, eval_fn=None, batch_size=AS_TRAINED) -> InnerResult:
+        params = model_params(meta_params)
+        mask = None if head is None else select_mask(params, head)
+        steps = num_inner_steps if num_steps is None else num_steps
+        size = inner_batch_size if batch_size is AS_TRAINED else batch_size
+        return gradient.inner_loop(
+            loss, inner_opt_of(meta_params), params, support, steps, mask=mask, eval_fn=eval_fn, batch_size=size
+        )
+
+    return adapt
+
+
+def task_metrics(query_loss: jax.Array, support_losses: jax.Array, aux: dict[str, jax.Array]) -> Metrics:
+    """Per-task metrics: post-adaptation query loss, support loss before adapting, ``query_<aux>``."""
+    return {"query_loss": query_loss, "support_loss": support_losses[0], **{f"query_{k}": v for k, v in aux.items()}}
+
+
+def make_meta_grad(task_direction: Callable, task_spec: Task | None, task_chunk: int | None) -> Callable:
+    """``meta_grad(meta_params, tasks)``: check the batch at trace time, then average ``task_direction``."""
+
+    def meta_grad(meta_params, tasks):
+        check_task(tasks, "tasks", batched=True, spec=task_spec)
+        return batch_over_tasks(task_direction, meta_params, tasks, task_chunk)
+
+    return meta_grad
+
+
+def post_adaptation_risk(learner: MetaLearner, meta_params: Any, tasks: Task) -> jax.Array:
+    """Query loss after the learner's inner loop, for every task of a batch (shape ``(num_tasks,)``)."""
+
+    def one(task):
+        res = learner.adapt(meta_params, task.support)
+        return learner.query_loss(res.params, task.query, task.support)[0]
+
+    return jax.vmap(one)(tasks)
+
+
 def gradient_learner(
     *,
     name: str,
@@ -93,16 +141,7 @@ def gradient_learner(
     loss = normalize_loss(loss_fn, has_aux)
     qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
 
-    def adapt(
-        meta_params, support, *, num_steps: int | None = None, eval_fn=None, batch_size=AS_TRAINED
-    ) -> InnerResult:
-        params = model_params(meta_params)
-        mask = None if head is None else select_mask(params, head)
-        steps = num_inner_steps if num_steps is None else num_steps
-        size = inner_batch_size if batch_size is AS_TRAINED else batch_size
-        return gradient.inner_loop(
-            loss, inner_opt_of(meta_params), params, support, steps, mask=mask, eval_fn=eval_fn, batch_size=size
-        )
+    adapt = make_adapt(loss, inner_opt_of, model_params, head, num_inner_steps, inner_batch_size, gradient)
 
     def objective(meta_params, task):
         res = adapt(meta_params, task.support)
@@ -112,19 +151,14 @@ def gradient_learner(
     def task_direction(meta_params, task):
         check_task(task, "task", spec=task_spec)
         (qval, (aux, losses)), grads = jax.value_and_grad(objective, has_aux=True)(meta_params, task)
-        metrics = {"query_loss": qval, "support_loss": losses[0], **{f"query_{k}": v for k, v in aux.items()}}
-        return grads, metrics
-
-    def meta_grad(meta_params, tasks):
-        check_task(tasks, "tasks", batched=True, spec=task_spec)
-        return batch_over_tasks(task_direction, meta_params, tasks, task_chunk)
+        return grads, task_metrics(qval, losses, aux)
 
     return MetaLearner(
         init=init,
         model_params=model_params,
         adapt=adapt,
         task_direction=task_direction,
-        meta_grad=meta_grad,
+        meta_grad=make_meta_grad(task_direction, task_spec, task_chunk),
         query_loss=qloss,
         name=name,
         num_inner_steps=num_inner_steps,

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from metajax._src.base import MetaLearner, Task, check_positive_int
+from metajax._src.learner import post_adaptation_risk
 from metajax._src.meta_step import make_meta_step
 
 
@@ -30,16 +31,6 @@ def exclude_and_sample(key: jax.Array, num_tasks: int, excluded: jax.Array, batc
     scores = jax.random.uniform(key, (num_tasks,))
     scores = jnp.where(jnp.arange(num_tasks) == excluded, -1.0, scores)
     return jax.lax.top_k(scores, batch)[1]
-
-
-def post_adaptation_risk(learner: MetaLearner, meta_params: Any, pool: Task) -> jax.Array:
-    """Query loss after the learner's inner loop, for every task of ``pool`` (shape ``(N,)``)."""
-
-    def one(task):
-        res = learner.adapt(meta_params, task.support)
-        return learner.query_loss(res.params, task.query, task.support)[0]
-
-    return jax.vmap(one)(pool)
 
 
 def loto(

@@ -117,7 +117,3 @@ def make_train_loop(
 def global_norm(tree: Any) -> jax.Array:
     """L2 norm of all leaves together."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
-
-
-def tree_mean(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), tree)

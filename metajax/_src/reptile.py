@@ -9,7 +9,14 @@ import optax
 
 from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task, check_positive_int
 from metajax._src.inner import Exact, Selector, make_inner_opt, normalize_loss, select_mask
-from metajax._src.learner import AS_TRAINED, batch_over_tasks, check_task_chunk, identity, query_loss_from
+from metajax._src.learner import (
+    check_task_chunk,
+    identity,
+    make_adapt,
+    make_meta_grad,
+    query_loss_from,
+    task_metrics,
+)
 from metajax._src.validation import check_task
 
 
@@ -60,13 +67,8 @@ def reptile(
     opt = make_inner_opt(inner_opt, inner_lr)
     loss = normalize_loss(loss_fn, has_aux)
     qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
-    loop = Exact()
-
-    def adapt(params, support, *, num_steps=None, eval_fn=None, batch_size=AS_TRAINED):
-        mask = None if head is None else select_mask(params, head)
-        steps = num_inner_steps if num_steps is None else num_steps
-        size = inner_batch_size if batch_size is AS_TRAINED else batch_size
-        return loop.inner_loop(loss, opt, params, support, steps, mask=mask, eval_fn=eval_fn, batch_size=size)
+    # nothing is differentiated through the inner loop: any unrolled loop will do
+    adapt = make_adapt(loss, lambda _: opt, identity, head, num_inner_steps, inner_batch_size, Exact())
 
     def task_direction(params, task):
         check_task(task, "task", spec=task_spec)
@@ -74,12 +76,7 @@ def reptile(
         res = adapt(params, task.support)
         direction = jax.tree_util.tree_map(lambda p, a: p - a, params, res.params)
         qval, aux = qloss(res.params, task.query, task.support)
-        metrics = {"query_loss": qval, "support_loss": res.losses[0], **{f"query_{k}": v for k, v in aux.items()}}
-        return direction, metrics
-
-    def meta_grad(params, tasks):
-        check_task(tasks, "tasks", batched=True, spec=task_spec)
-        return batch_over_tasks(task_direction, params, tasks, task_chunk)
+        return direction, task_metrics(qval, res.losses, aux)
 
     def init(params):
         if head is not None:
@@ -91,7 +88,7 @@ def reptile(
         model_params=identity,
         adapt=adapt,
         task_direction=task_direction,
-        meta_grad=meta_grad,
+        meta_grad=make_meta_grad(task_direction, task_spec, task_chunk),
         query_loss=qloss,
         name="reptile",
         num_inner_steps=num_inner_steps,
