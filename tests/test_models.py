@@ -61,7 +61,7 @@ def test_batchnorm_policy(small_conv):
 
 
 def test_conv4_exact_meta_gradient_matches_finite_differences_k2(small_conv):
-    """Conv + batch norm + ReLU + reduce_window max-pool, two inner steps (float64)."""
+    """Conv + batch norm + max-pool + ReLU, two inner steps (float64)."""
     model, params = small_conv
     tasks = image_tasks(jax.random.PRNGKey(3))
     learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 2, inner_lr=0.4, has_aux=True)
@@ -135,3 +135,19 @@ def test_nnx_and_linen_modules_work_through_pure_apply():
         learner = mj.maml(mse_loss(model.apply), "sgd", 2, inner_lr=0.05)
         grad, _ = jax.jit(learner.meta_grad)(params, tasks)
         directional_fd_check(learner, params, tasks, grad, jax.random.PRNGKey(2))
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_max_pool_2x2_equals_reduce_window(size):
+    """Values and gradients of the reshape max-pool equal flax's reduce_window pool (odd sizes drop the tail)."""
+    import flax.linen as nn
+
+    from metajax._src.models import max_pool_2x2
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 4), jnp.float64)
+    ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
+    g = jax.grad(lambda x: jnp.sum(jnp.sin(max_pool_2x2(x))))(x)
+    np.testing.assert_array_equal(g, jax.grad(lambda x: jnp.sum(jnp.sin(ref(x))))(x))
+    # ReLU after the pool is the same function as ReLU before it
+    np.testing.assert_array_equal(nn.relu(max_pool_2x2(x)), max_pool_2x2(nn.relu(x)))
