@@ -10,6 +10,7 @@ from metajax._src.inner import (
     AbstractMetaGradient,
     Exact,
     FirstOrder,
+    Implicit,
     adam,
     combine,
     inner_loop,
@@ -17,7 +18,7 @@ from metajax._src.inner import (
     partition,
     select_mask,
 )
-from metajax._src.maml import fomaml, maml
+from metajax._src.maml import fomaml, imaml, maml
 from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
 from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
 from metajax._src.reptile import reptile
@@ -30,6 +31,7 @@ __all__ = [
     "AbstractMetaGradient",
     "Exact",
     "FirstOrder",
+    "Implicit",
     "InnerResult",
     "MetaLearner",
     "MetaSGDParams",
@@ -42,6 +44,7 @@ __all__ = [
     "check_task_values",
     "combine",
     "fomaml",
+    "imaml",
     "inner_loop",
     "make_inner_opt",
     "make_meta_step",

@@ -10,6 +10,7 @@ from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task
 from metajax._src.inner import (
     AbstractMetaGradient,
     FirstOrder,
+    Implicit,
     Selector,
     make_inner_opt,
     make_meta_gradient,
@@ -77,9 +78,9 @@ def maml(
     """
     opt = make_inner_opt(inner_opt, inner_lr)
     grad = make_meta_gradient(gradient)
-    if isinstance(inner_opt, optax.GradientTransformation) and not isinstance(grad, FirstOrder):
+    if isinstance(inner_opt, optax.GradientTransformation) and not isinstance(grad, (FirstOrder, Implicit)):
         warn_if_unsafe_for_exact(opt, stacklevel=3)
-    name = "maml" if grad.name == "exact" else ("fomaml" if grad.name == "first_order" else f"maml-{grad.name}")
+    name = {"exact": "maml", "first_order": "fomaml", "implicit": "imaml"}.get(grad.name, f"maml-{grad.name}")
     return gradient_learner(
         name=name,
         loss_fn=loss_fn,
@@ -120,3 +121,37 @@ def fomaml(
     if "gradient" in kwargs:
         raise ValueError("fomaml fixes gradient='first_order'; use maml(..., gradient=...) to choose another.")
     return maml(loss_fn, inner_opt, num_inner_steps, gradient=FirstOrder(), **kwargs)
+
+
+def imaml(
+    loss_fn: LossFn,
+    inner_opt: str | optax.GradientTransformation | None = None,
+    num_inner_steps: int = 16,
+    *,
+    lam: float = 1.0,
+    cg_steps: int = 5,
+    cg_tol: float = 0.0,
+    **kwargs: Any,
+) -> MetaLearner:
+    r"""Implicit MAML: :func:`maml` with ``gradient=Implicit(lam, cg_steps, cg_tol)``.
+
+    The inner loop runs ``num_inner_steps`` steps of ``inner_opt`` on
+    :math:`L^s(\phi) + \frac{\lambda}{2}\lVert\phi-\theta\rVert^2` from
+    :math:`\theta`; the meta-gradient is
+    :math:`(I + \nabla^2 L^s(\phi)/\lambda)^{-1}\nabla L^q(\phi)`, solved with
+    ``cg_steps`` conjugate-gradient iterations. Memory does not grow with
+    ``num_inner_steps``; see :class:`metajax.Implicit` for when it is exact.
+
+    >>> import jax.numpy as jnp
+    >>> imaml(lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2), "sgd", 10, inner_lr=0.1, lam=2.0).name
+    'imaml'
+
+    References:
+      Rajeswaran, Finn, Kakade, Levine (2019). Meta-Learning with Implicit
+      Gradients. NeurIPS.
+    """
+    if "gradient" in kwargs:
+        raise ValueError("imaml fixes gradient=Implicit(...); use maml(..., gradient=...) to choose another.")
+    return maml(
+        loss_fn, inner_opt, num_inner_steps, gradient=Implicit(lam=lam, cg_steps=cg_steps, cg_tol=cg_tol), **kwargs
+    )

@@ -27,7 +27,7 @@ from metajax._src.data import sinusoid
 from metajax._src.evaluation import adaptation_curves, joint_training, markdown_table, plain_adapter, summarize
 from metajax._src.models import Model, mlp, mse_loss
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil")
+ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml")
 
 
 @dataclasses.dataclass
@@ -80,6 +80,17 @@ def build_learner(
     if algorithm == "meta_sgd":
         return mj.meta_sgd(
             loss_fn, inner.steps, init_lr=inner.lr, granularity=inner.granularity, gradient=inner.gradient, **common
+        )
+    if algorithm == "imaml":
+        return mj.imaml(
+            loss_fn,
+            opt,
+            inner.steps,
+            inner_lr=inner.lr,
+            lam=inner.get("lam", 1.0),
+            cg_steps=inner.get("cg_steps", 5),
+            **common,
+            **batch,
         )
     if algorithm == "anil":
         return mj.anil(
