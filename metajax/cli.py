@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ValueError, DataNotFoundError) as err:
+    except (ValueError, DataNotFoundError, MemoryError) as err:
         print(f"metajax {args.command}: error: {err}", file=sys.stderr)
         return 2
 

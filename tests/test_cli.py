@@ -217,7 +217,7 @@ def test_resolved_config_reruns_to_the_same_metrics(tmp_path):
     assert json.loads((first / "config.json").read_text()) == json.loads((second / "config.json").read_text())
 
 
-def test_benchmark_harness_runs_a_tiny_variant():
+def test_benchmark_harness_runs_a_tiny_variant(tmp_path):
     """The harness itself (numbers are never asserted: speed lives in benchmarks/ only)."""
     from metajax._src import bench
 
@@ -232,5 +232,22 @@ def test_benchmark_harness_runs_a_tiny_variant():
     }
     r = bench.worker(spec)
     assert r["s_per_it"] > 0 and len(r["times_s"]) == 2 and r["backend"] == "cpu"
-    assert "| sinusoid | fomaml | 1 | all cores |" in bench.table([r])
+    assert "| sinusoid | fomaml | 1 | 3 | all cores |" in bench.table([r])
     assert len(bench.variants(False, None)) > len(bench.variants(False, "sinusoid")) > 0
+    grid = bench.variants(False, "grid")
+    assert {(g["algorithm"], g["k"], g["meta_batch"]) for g in grid} >= {("imaml", 50, 32), ("reptile", 1, 4)}
+    fake = [{**g, "s_per_it": 0.1 * g["k"], "peak_rss_mb": 500.0 + g["k"]} for g in grid]
+    bench.plot_grid(fake, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 10_000
+
+
+def test_a_step_that_cannot_fit_is_refused_before_it_runs(tmp_path, capsys, monkeypatch):
+    """XLA's memory analysis against the free memory (here an override of 1 MB) stops the run after compiling."""
+    monkeypatch.setenv("METAJAX_MEMORY_LIMIT_MB", "1")
+    run = tmp_path / "r"
+    rc = cli.main(["train", "--smoke", "--no-progress", "--run-dir", str(run), "--set", "runtime.cpu_threads=0"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "the training step (100 meta-steps per call) will not fit: XLA estimates" in err
+    assert "1 MB free" in err and "task_chunk" in err
+    assert not (run / "metrics.jsonl").read_text().strip()  # nothing was trained

@@ -52,7 +52,8 @@ def worker(spec: dict) -> dict:
     if spec["workload"] == "episodes":
         return episodes_worker(spec)
     alg, k = spec["algorithm"], spec["k"]
-    factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile}
+    factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}
+    extra = {"gradient": spec["gradient"]} if spec.get("gradient") else {}
     key = jax.random.PRNGKey(0)
     if spec["workload"] == "sinusoid":
         model = mlp()
@@ -69,7 +70,13 @@ def worker(spec: dict) -> dict:
         model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
         chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
         learner = factories[alg](
-            cross_entropy_loss(model.apply), "sgd", k, inner_lr=0.4, has_aux=True, task_chunk=chunk
+            cross_entropy_loss(model.apply),
+            "sgd",
+            k,
+            inner_lr=0.1 if alg == "imaml" else 0.4,
+            has_aux=True,
+            task_chunk=chunk,
+            **extra,
         )
         ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0))
         t = spec["meta_batch"]
@@ -210,7 +217,56 @@ def variants(full: bool, only: str | None) -> list[dict]:
                         "repeats": 1 if conv == "xla" else reps,
                     }
                 )
+    if only == "grid":
+        # cost against k and meta-batch for every algorithm, at the CPU strategy (patches, map over tasks)
+        algs = [("maml", None), ("maml", "exact_remat"), ("fomaml", None), ("reptile", None), ("imaml", None)]
+        for alg, grad in algs:
+            for k in (1, 5, 10, 50):
+                for t in (4, 16, 32):
+                    spec = {"workload": "omniglot", "algorithm": alg, "k": k, "meta_batch": t, "conv": "patches"}
+                    spec.update({"task_chunk": 1, "cpu_threads": 0, "repeats": 3 if full else 2})
+                    if grad:
+                        spec["gradient"] = grad
+                    out.append(spec)
     return out
+
+
+def plot_grid(results: list[dict], path: Path) -> None:
+    """s/meta-iteration against k (one panel per meta-batch), one line per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if "error" not in r and r["workload"] == "omniglot"]
+    batches = sorted({r["meta_batch"] for r in ok})
+    if not batches:
+        return
+    fig, axes = plt.subplots(2, len(batches), figsize=(4.2 * len(batches), 7), squeeze=False)
+    names = sorted({algo_name(r) for r in ok})
+    for j, t in enumerate(batches):
+        for name in names:
+            rows = sorted((r for r in ok if r["meta_batch"] == t and algo_name(r) == name), key=lambda r: r["k"])
+            if rows:
+                ks = [r["k"] for r in rows]
+                axes[0][j].plot(ks, [r["s_per_it"] for r in rows], "o-", label=name)
+                axes[1][j].plot(ks, [r["peak_rss_mb"] for r in rows], "o-", label=name)
+        axes[0][j].set_title(f"meta-batch {t}")
+        for i, ylabel in enumerate(("s / meta-iteration", "peak RSS (MB)")):
+            axes[i][j].set_xscale("log")
+            axes[i][j].set_yscale("log")
+            axes[i][j].set_xlabel("inner steps k")
+            axes[i][j].set_ylabel(ylabel)
+            axes[i][j].grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Omniglot-shaped Conv4 (5-way 1-shot, 15 queries), CPU strategy: im2col conv, lax.map over tasks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def algo_name(r: dict) -> str:
+    return r["algorithm"] + (" (remat)" if r.get("gradient") == "exact_remat" else "")
 
 
 def machine() -> dict:
@@ -245,18 +301,20 @@ def label(r: dict) -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| workload | algorithm | k | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
+        "| workload | algorithm | k | meta-batch | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
         "XLA temp MB | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
             lines.append(
-                f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | failed: {r['error']} | | | | |"
+                f"| {r['workload']} | {algo_name(r)} | {r['k']} | {r.get('meta_batch', '')} | {label(r)} | "
+                f"failed: {r['error']} | | | | |"
             )
             continue
         lines.append(
-            f"| {r['workload']} | {r['algorithm']} | {r['k']} | {label(r)} | {r['s_per_it']:.4g} | "
+            f"| {r['workload']} | {algo_name(r)} | {r['k']} | {r.get('meta_batch', '')} | {label(r)} | "
+            f"{r['s_per_it']:.4g} | "
             f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -267,7 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="metajax bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
-    parser.add_argument("--only", choices=["sinusoid", "episodes", "omniglot"], help="one workload")
+    parser.add_argument(
+        "--only",
+        choices=["sinusoid", "episodes", "omniglot", "grid"],
+        help="one workload; 'grid' (not in the default run) times every algorithm x k in {1,5,10,50} x "
+        "meta-batch in {4,16,32} and plots cost against k",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")
     parser.add_argument("--out", default=str(default_out), help=f"results directory (default {default_out})")
@@ -314,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         f"optax {info['optax']}.\n\n" + table(results)
     )
     (out / f"{stamp}.md").write_text(md)
+    if args.only == "grid":
+        plot_grid(results, out / f"{stamp}-grid.png")
     print(md)
     return 0
 

@@ -513,13 +513,20 @@ META_GRADIENTS: dict[str, type[AbstractMetaGradient]] = {
 
 
 def make_meta_gradient(gradient: str | AbstractMetaGradient) -> AbstractMetaGradient:
-    """Resolve ``"exact"`` / ``"first_order"`` or pass an instance through."""
+    """Resolve a name or pass an ``AbstractMetaGradient`` instance through.
+
+    Names: ``"exact"``, ``"exact_remat"`` (``Exact(remat=True)``),
+    ``"first_order"``, ``"implicit"`` (``Implicit()``).
+    """
     if isinstance(gradient, AbstractMetaGradient):
         return gradient
+    if gradient == "exact_remat":
+        return Exact(remat=True)
     if isinstance(gradient, str) and gradient in META_GRADIENTS:
         return META_GRADIENTS[gradient]()
     raise ValueError(
-        f"gradient must be one of {sorted(META_GRADIENTS)} or an AbstractMetaGradient instance, got {gradient!r}."
+        f"gradient must be one of {[*sorted(META_GRADIENTS), 'exact_remat']} or an AbstractMetaGradient instance, "
+        f"got {gradient!r}."
     )
 
 

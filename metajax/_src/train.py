@@ -294,6 +294,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     import signal
 
     from metajax._src.checkpoint import Checkpointer
+    from metajax._src.memory import check_fits, estimate
 
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
@@ -328,7 +329,13 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
 
     def runner(n):
         if n not in runners:
-            runners[n] = jax.jit(mj.make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
+            jitted = jax.jit(mj.make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
+            # compile explicitly: XLA's memory analysis says whether the step fits before it runs
+            compiled = jitted.lower(meta_params, state, train_key, *exp.data).compile()
+            if cfg.train.get("memory_check", True):
+                report = check_fits(estimate(compiled), f"the training step ({n} meta-steps per call)")
+                print(f"metajax train: {report}", file=sys.stderr, flush=True)
+            runners[n] = compiled
         return runners[n]
 
     def save():
