@@ -69,7 +69,7 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
             "seed": 2024,
         }
     )
-    c.runtime = ConfigDict({"cpu_threads": 0})
+    c.runtime = ConfigDict({"cpu_threads": 0, "devices": 1, "distributed": False})
     if smoke:
         c.train.num_steps = 20
         c.train.eval_every = 10

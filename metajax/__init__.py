@@ -22,6 +22,7 @@ from metajax._src.maml import fomaml, imaml, maml
 from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
 from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
 from metajax._src.reptile import reptile
+from metajax._src.sharding import initialize_distributed, make_mesh, replicate, shard_tasks
 from metajax._src.validation import check_task, check_task_values, task_spec_of
 
 __version__ = "0.1.0"
@@ -45,14 +46,18 @@ __all__ = [
     "combine",
     "fomaml",
     "imaml",
+    "initialize_distributed",
     "inner_loop",
     "make_inner_opt",
+    "make_mesh",
     "make_meta_step",
     "make_train_loop",
     "maml",
     "meta_sgd",
     "partition",
+    "replicate",
     "reptile",
     "select_mask",
+    "shard_tasks",
     "task_spec_of",
 ]

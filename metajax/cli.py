@@ -152,12 +152,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         ) from err
     threads = config.get("runtime", {}).get("cpu_threads", 0)
     where = pin_cpu_threads(int(threads))
+    if config.get("runtime", {}).get("distributed", False):
+        from metajax._src.sharding import initialize_distributed
+
+        index, count = initialize_distributed()
+        where += f", process {index} of {count}"
     from metajax._src import train  # imports jax's runtime only now, after pinning
 
     if args.debug_nans:
         import jax
 
         jax.config.update("jax_debug_nans", True)
+    devices = config.get("runtime", {}).get("devices", 1)
+    if devices != 1:
+        where += f", {'all' if devices in (None, -1) else devices} devices"
     exp_summary = f"{config.algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
     print(f"metajax train: {exp_summary} -> {run_dir}", file=sys.stderr, flush=True)
     progress = False if args.no_progress else None

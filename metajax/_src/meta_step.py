@@ -26,7 +26,10 @@ class MetaStep(NamedTuple):
 
 
 def make_meta_step(
-    learner: MetaLearner, outer_opt: optax.GradientTransformation, skip_nonfinite: bool = False
+    learner: MetaLearner,
+    outer_opt: optax.GradientTransformation,
+    skip_nonfinite: bool = False,
+    mesh: Any = None,
 ) -> MetaStep:
     """Build the meta-step of ``learner`` with ``outer_opt`` as meta-optimiser.
 
@@ -38,6 +41,10 @@ def make_meta_step(
       skip_nonfinite: when the direction has a NaN or infinity, leave the
         meta-parameters and optimiser state unchanged (the step count still
         advances) and report ``skipped = 1`` in the metrics.
+      mesh: optional ``jax.sharding.Mesh`` with a ``"tasks"`` axis
+        (:func:`metajax.make_mesh`): each device computes the meta-gradient
+        of its share of the task batch and one all-reduce averages them; the
+        outer update is replicated. The task batch must split evenly.
 
     Returns:
       A :class:`MetaStep`.
@@ -58,11 +65,17 @@ def make_meta_step(
     if not isinstance(outer_opt, optax.GradientTransformation):
         raise ValueError(f"outer_opt must be an optax.GradientTransformation, got {type(outer_opt).__name__}.")
 
+    meta_grad = learner.meta_grad
+    if mesh is not None:
+        from metajax._src.sharding import shard_meta_grad
+
+        meta_grad = shard_meta_grad(learner.meta_grad, mesh)
+
     def init(meta_params):
         return MetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32))
 
     def step(meta_params, state, tasks):
-        direction, metrics = learner.meta_grad(meta_params, tasks)
+        direction, metrics = meta_grad(meta_params, tasks)
         updates, opt_state = outer_opt.update(direction, state.opt_state, meta_params)
         new_params = optax.apply_updates(meta_params, updates)
         norm = global_norm(direction)

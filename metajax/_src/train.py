@@ -122,6 +122,14 @@ def build(config: Any) -> Experiment:
     mj._src.base.check_positive_int("train.num_steps", config.train.num_steps)
     mj._src.base.check_positive_int("train.steps_per_call", config.train.steps_per_call)
     mj._src.base.check_positive_int("data.meta_batch_size", config.data.meta_batch_size)
+    from metajax._src.sharding import check_divisible, make_mesh
+
+    devices = config.get("runtime", {}).get("devices", 1)
+    try:
+        mesh = make_mesh(devices)
+    except ValueError as err:
+        raise ValueError(f"runtime.devices: {err}") from None
+    check_divisible(config.data.meta_batch_size, mesh, argname="data.meta_batch_size")
     outer_opt = build_outer_opt(config.outer, config.train.num_steps)
     return build_sinusoid(config, outer_opt) if config.task == "sinusoid" else build_fewshot(config, outer_opt)
 
@@ -295,6 +303,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
 
     from metajax._src.checkpoint import Checkpointer
     from metajax._src.memory import check_fits, estimate
+    from metajax._src.sharding import make_mesh, replicate
 
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
@@ -303,7 +312,8 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     nan_policy = cfg.train.get("nan_policy", "stop")
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
-    ms = mj.make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip")
+    mesh = make_mesh(cfg.get("runtime", {}).get("devices", 1))
+    ms = mj.make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
     state = ms.init(meta_params)
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
     eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
@@ -319,6 +329,8 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
     else:
         _truncate_metrics(run_dir / "metrics.jsonl", 0)
+    # parameters, optimiser state and the device-resident data on every device of the mesh
+    meta_params, state, data = replicate((meta_params, state, tuple(exp.data)), mesh)
     # one eager batch first: bad data (NaN inputs, labels out of range) fails here, before anything compiles
     mj.check_task_values(
         exp.sample_tasks(jax.random.fold_in(train_key, 0), *exp.data),
@@ -331,7 +343,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         if n not in runners:
             jitted = jax.jit(mj.make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
             # compile explicitly: XLA's memory analysis says whether the step fits before it runs
-            compiled = jitted.lower(meta_params, state, train_key, *exp.data).compile()
+            compiled = jitted.lower(meta_params, state, train_key, *data).compile()
             if cfg.train.get("memory_check", True):
                 report = check_fits(estimate(compiled), f"the training step ({n} meta-steps per call)")
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
@@ -350,14 +362,15 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         except ValueError:  # not the main thread: no signal handling
             pass
     bar = Progress(total, progress, start=done)
-    board = _board(run_dir, done)
+    main_process = jax.process_index() == 0  # multi-host: one process writes metrics and event files
+    board = _board(run_dir, done) if main_process else None
     t0, compile_s = time.perf_counter(), None
     try:
-        with open(run_dir / "metrics.jsonl", "a") as f:
+        with open(run_dir / "metrics.jsonl" if main_process else os.devnull, "a") as f:
             while done < total:
                 n = _chunk(done, min(total, done + chunk), eval_every, ckpt_every)
                 t = time.perf_counter()
-                meta_params, state, metrics = runner(n)(meta_params, state, train_key, *exp.data)
+                meta_params, state, metrics = runner(n)(meta_params, state, train_key, *data)
                 metrics = {
                     k: float(np.sum(v)) if k == "skipped" else float(np.mean(v))
                     for k, v in jax.device_get(metrics).items()

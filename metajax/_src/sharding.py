@@ -1,0 +1,125 @@
+"""Data parallelism over tasks: a device mesh, the task axis sharded, parameters replicated.
+
+The meta-gradient is a mean over tasks, so tasks are the natural axis to
+split: each device adapts and differentiates its share of the task batch with
+the learner's own strategy (``vmap`` or ``lax.map``, unchanged), and the
+per-device means are averaged by one XLA all-reduce (``lax.pmean`` inside
+``jax.shard_map``); the outer update then runs replicated, so every device
+holds the same meta-parameters. One device is the same code with a
+one-device mesh.
+
+Multi-host (GPU clusters, TPU pods): call :func:`initialize_distributed`
+first in every process; ``jax.devices()`` then lists every host's devices and
+the mesh spans them all. Task sampling stays on-device and is keyed by the
+global step only, so a run draws the same task batches whatever the device
+count (each device computes only its slice of the batch's meta-gradient).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+TASK_AXIS = "tasks"
+
+
+def make_mesh(devices: int | None = None, axis_name: str = TASK_AXIS) -> Mesh:
+    """A one-axis mesh over the first ``devices`` devices (``None`` or -1: all of them).
+
+    >>> make_mesh(1).shape["tasks"]
+    1
+    """
+    available = jax.devices()
+    n = len(available) if devices in (None, -1) else devices
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(available):
+        raise ValueError(
+            f"devices must be an int in 1..{len(available)} (or -1 for all) on this machine's "
+            f"{len(available)} {available[0].platform} device(s), got {devices!r}. On CPU, "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices."
+        )
+    return Mesh(np.asarray(available[:n]), (axis_name,))
+
+
+def check_divisible(num_tasks: int, mesh: Mesh, axis_name: str = TASK_AXIS, argname: str = "meta-batch") -> None:
+    """Raise a clear error when ``num_tasks`` does not split evenly over the mesh's task axis."""
+    n = mesh.shape[axis_name]
+    if num_tasks % n:
+        lower, upper = (num_tasks // n) * n, (num_tasks // n + 1) * n
+        raise ValueError(
+            f"{argname} of {num_tasks} tasks does not split evenly over {n} devices: use a multiple of {n} "
+            f"(e.g. {upper}{f' or {lower}' if lower else ''}). Tasks are not padded: a padded task would "
+            "change the mean meta-gradient."
+        )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def task_sharded(mesh: Mesh, axis_name: str = TASK_AXIS) -> NamedSharding:
+    return NamedSharding(mesh, P(axis_name))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place every leaf of ``tree`` on all devices of ``mesh`` (leaves already placed so are returned as they are)."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def shard_tasks(tasks: Any, mesh: Mesh, axis_name: str = TASK_AXIS) -> Any:
+    """Split a task batch (leading task axis on every leaf) over the mesh's task axis."""
+    leaves = jax.tree_util.tree_leaves(tasks)
+    if leaves:
+        check_divisible(leaves[0].shape[0], mesh, axis_name)
+    return jax.device_put(tasks, task_sharded(mesh, axis_name))
+
+
+def shard_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS) -> Callable:
+    """``meta_grad(meta_params, tasks)`` computed per device on its tasks, then averaged across devices.
+
+    Equal shards make the mean of the per-device means the mean over the
+    whole batch, so the result equals the unsharded ``meta_grad`` up to
+    floating-point summation order.
+    """
+
+    def local(meta_params, tasks):
+        direction, metrics = meta_grad(meta_params, tasks)
+        return jax.lax.pmean((direction, metrics), axis_name)
+
+    # check_vma=False: inside, jax.grad w.r.t. the replicated meta-parameters must stay per-device
+    # (with varying-axis typing it would be summed over devices implicitly, before our mean).
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=P(), check_vma=False)
+
+    def run(meta_params, tasks):
+        leaves = jax.tree_util.tree_leaves(tasks)
+        if leaves:
+            check_divisible(leaves[0].shape[0], mesh, axis_name)
+        return sharded(meta_params, tasks)
+
+    return run
+
+
+def initialize_distributed() -> tuple[int, int]:
+    """Start JAX's multi-process runtime from the environment; returns ``(process_index, process_count)``.
+
+    Reads ``JAX_COORDINATOR_ADDRESS`` (host:port of process 0),
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; when they are absent,
+    ``jax.distributed.initialize()`` detects SLURM, Open MPI and Cloud TPU
+    environments by itself. Call it before any other JAX call.
+    """
+    kwargs: dict[str, Any] = {}
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        kwargs["coordinator_address"] = os.environ["JAX_COORDINATOR_ADDRESS"]
+    for env, name in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if os.environ.get(env):
+            try:
+                kwargs[name] = int(os.environ[env])
+            except ValueError:
+                raise ValueError(f"{env} must be an integer, got {os.environ[env]!r}.") from None
+    jax.distributed.initialize(**kwargs)
+    return jax.process_index(), jax.process_count()

@@ -1,0 +1,83 @@
+"""Run by test_sharding.py in a subprocess with 8 simulated CPU devices; prints one JSON line."""
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+import metajax as mj  # noqa: E402
+
+
+def loss(w, batch):
+    x, y = batch
+    return jnp.mean((jnp.tanh(x @ w["a"]) @ w["b"] - y) ** 2)
+
+
+def main():
+    w = {
+        "a": jax.random.normal(jax.random.PRNGKey(0), (2, 16)) * 0.5,
+        "b": jax.random.normal(jax.random.PRNGKey(1), (16, 1)) * 0.5,
+    }
+    x = jax.random.normal(jax.random.PRNGKey(2), (16, 10, 2))
+    y = jnp.sin(3 * x[..., :1]) * jnp.arange(1, 17, dtype=jnp.float32)[:, None, None] / 8
+    tasks = mj.Task((x[:, :5], y[:, :5]), (x[:, 5:], y[:, 5:]))
+    learners = {
+        "maml": mj.maml(loss, "sgd", 2, inner_lr=0.1),
+        "maml_map": mj.maml(loss, "sgd", 2, inner_lr=0.1, task_chunk=1),
+        "fomaml": mj.fomaml(loss, "momentum", 2, inner_lr=0.1),
+        "reptile": mj.reptile(loss, "sgd", 3, inner_lr=0.1),
+        "imaml": mj.imaml(loss, "sgd", 5, inner_lr=0.1, lam=2.0),
+    }
+    out = {"devices": len(jax.devices()), "errors": {}}
+    for name, learner in learners.items():
+        ref_ms = mj.make_meta_step(learner, optax.adam(1e-2))
+        params, state = w, ref_ms.init(w)
+        for _ in range(3):
+            params, state, _ = jax.jit(ref_ms.step)(params, state, tasks)
+        diffs = {}
+        for n in (1, 2, 8):
+            mesh = mj.make_mesh(n)
+            ms = mj.make_meta_step(learner, optax.adam(1e-2), mesh=mesh)
+            w_copy = jax.tree_util.tree_map(jnp.copy, w)  # the step donates its inputs
+            p, s = mj.replicate(w_copy, mesh), mj.replicate(ms.init(w_copy), mesh)
+            t = mj.shard_tasks(tasks, mesh)
+            step = jax.jit(ms.step, donate_argnums=(0, 1))
+            for _ in range(3):
+                p, s, m = step(p, s, t)
+            diffs[n] = max(
+                float(jnp.max(jnp.abs(a - b)))
+                for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(params), strict=True)
+            )
+            assert p["a"].sharding.is_fully_replicated
+        out[name] = diffs
+    moved = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(w), strict=True)
+    )
+    out["moved"] = moved
+    mesh = mj.make_mesh(8)
+    odd = jax.tree_util.tree_map(lambda a: a[:12], tasks)
+    for what, fn in (
+        ("shard_tasks", lambda: mj.shard_tasks(odd, mesh)),
+        (
+            "step",
+            lambda: jax.jit(mj.make_meta_step(learners["maml"], optax.sgd(0.1), mesh=mesh).step)(
+                w, optax.sgd(0.1).init(w), odd
+            ),
+        ),
+        ("mesh", lambda: mj.make_mesh(9)),
+    ):
+        try:
+            fn()
+        except ValueError as err:
+            out["errors"][what] = str(err)
+    print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
