@@ -27,9 +27,10 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
             "shots": shots,
             "queries": shots,
             "meta_batch_size": 32,
-            # lax.map over tasks: 2x faster than vmap on CPU for per-task conv
-            # weights and 7x less memory (benchmarks/README.md); "vmap" on GPU.
-            "task_chunk": 1,
+            # "auto": lax.map over tasks on CPU (faster than vmap for per-task
+            # conv weights, ~5x less memory: benchmarks/README.md), vmap on
+            # GPU/TPU. Or "vmap", or an int (chunks of that many tasks).
+            "task_chunk": "auto",
             "order": "class",
         }
     )

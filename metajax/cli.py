@@ -361,8 +361,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         "jointly trained": joint,
     }
     tasks = exp.held_out(args.num_tasks, args.seed + 1)
-    chunk = config.data.get("task_chunk", None)
-    chunk = None if chunk == "vmap" else chunk
+    from metajax._src.learner import resolve_task_chunk
+
+    chunk = resolve_task_chunk(config.data.get("task_chunk", None))
     results = ft.fine_tune(
         exp.loss_fn, exp.learner.query_loss, inits, tasks, opt, args.steps, has_aux=exp.has_aux, task_chunk=chunk
     )

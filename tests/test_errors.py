@@ -124,3 +124,15 @@ def test_task_values_nan_and_label_range(key):
     with pytest.raises(ValueError, match=r"holds labels from 0 to 5; expected labels in \[0, 5\) for 5-way tasks"):
         mj.check_task_values(mj.Task((x, labels), (x, labels)), num_classes=5)
     mj.check_task_values(mj.Task((x, labels), (x, labels)), num_classes=6)
+
+
+def test_task_chunk_strategy_resolution():
+    from metajax._src.learner import resolve_task_chunk
+
+    assert resolve_task_chunk("auto", backend="cpu") == 1
+    assert resolve_task_chunk("auto", backend="gpu") is None
+    assert resolve_task_chunk("vmap") is None and resolve_task_chunk(None) is None
+    assert resolve_task_chunk(4) == 4 and resolve_task_chunk("8") == 8
+    for bad in ("fast", 0, 2.5, True):
+        with pytest.raises(ValueError, match="task_chunk"):
+            resolve_task_chunk(bad)

@@ -78,7 +78,8 @@ def worker(spec: dict) -> dict:
             task_chunk=chunk,
             **extra,
         )
-        ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0))
+        mesh = mj.make_mesh(spec["devices"]) if spec.get("devices") else None
+        ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0), mesh=mesh)
         t = spec["meta_batch"]
         ks, kq = jax.random.split(key)
         tasks = mj.Task(
@@ -89,6 +90,8 @@ def worker(spec: dict) -> dict:
         steps = 1
         params = model.init(key)
         args = (params, ms.init(params), tasks)
+        if mesh is not None:
+            args = (*mj.replicate(args[:2], mesh), mj.shard_tasks(tasks, mesh))
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
@@ -217,6 +220,13 @@ def variants(full: bool, only: str | None) -> list[dict]:
                         "repeats": 1 if conv == "xla" else reps,
                     }
                 )
+    if only == "devices":
+        # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
+        # overhead, not a speed-up (all "devices" share this machine's cores)
+        for n in (1, 2, 4, 8):
+            for alg in ("maml", "fomaml"):
+                spec = {"workload": "omniglot", "algorithm": alg, "k": 1, "meta_batch": 32, "conv": "patches"}
+                out.append({**spec, "task_chunk": 1, "cpu_threads": 0, "repeats": 3, "devices": n})
     if only == "grid":
         # cost against k and meta-batch for every algorithm, at the CPU strategy (patches, map over tasks)
         algs = [("maml", None), ("maml", "exact_remat"), ("fomaml", None), ("reptile", None), ("imaml", None)]
@@ -296,7 +306,8 @@ def label(r: dict) -> str:
         return f"{r['ways']}-way {r['shots']}-shot, {r['queries']} queries: {r['episodes_per_s']:.0f} episodes/s"
     if r["workload"] == "sinusoid":
         return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
-    return f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
+    text = f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
+    return text + (f", {r['devices']} devices" if r.get("devices") else "")
 
 
 def table(results: list[dict]) -> str:
@@ -327,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
     parser.add_argument(
         "--only",
-        choices=["sinusoid", "episodes", "omniglot", "grid"],
-        help="one workload; 'grid' (not in the default run) times every algorithm x k in {1,5,10,50} x "
-        "meta-batch in {4,16,32} and plots cost against k",
+        choices=["sinusoid", "episodes", "omniglot", "grid", "devices"],
+        help="one workload; not in the default run: 'grid' times every algorithm x k in {1,5,10,50} x "
+        "meta-batch in {4,16,32} and plots cost against k; 'devices' runs the sharded meta-step on 1-8 "
+        "simulated CPU devices",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")
@@ -344,11 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     for i, spec in enumerate(specs):
         print(f"[{i + 1}/{len(specs)}] {json.dumps(spec)}", file=sys.stderr, flush=True)
         try:
+            env = dict(os.environ)
+            if spec.get("devices"):
+                env["XLA_FLAGS"] = (
+                    f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={spec['devices']}"
+                )
             proc = subprocess.run(
                 [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)],
                 capture_output=True,
                 text=True,
                 timeout=args.timeout,
+                env=env,
             )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:

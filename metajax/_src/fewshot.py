@@ -25,6 +25,7 @@ import metajax as mj
 from metajax._src.base import check_positive_int
 from metajax._src.data import omniglot
 from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
+from metajax._src.learner import resolve_task_chunk
 from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss
 
 BN_POLICIES = ("transductive", "support")
@@ -48,6 +49,8 @@ def accuracy_after_adaptation(
             loss, aux = query_loss(res.params, task.query, task.support)
             return loss, aux["accuracy"]
 
+        if task_chunk is None:
+            return jax.vmap(one)(tasks)
         return jax.lax.map(one, tasks, batch_size=task_chunk)
 
     loss, acc = jax.device_get(run(meta_params, tasks))
@@ -124,7 +127,7 @@ class FewShot:
             self.query_loss("transductive"),
             tasks,
             c.eval.steps,
-            c.data.task_chunk,
+            resolve_task_chunk(c.data.task_chunk),
             c.eval.inner_batch_size,
         )
         return float(acc.mean())
@@ -141,7 +144,7 @@ class FewShot:
                 self.query_loss(policy),
                 tasks,
                 ev.steps,
-                c.data.task_chunk,
+                resolve_task_chunk(c.data.task_chunk),
                 ev.inner_batch_size,
             )
             m, ci = mean_ci(acc)

@@ -25,6 +25,7 @@ import optax
 import metajax as mj
 from metajax._src.data import sinusoid
 from metajax._src.evaluation import adaptation_curves, joint_training, markdown_table, plain_adapter, summarize
+from metajax._src.learner import resolve_task_chunk
 from metajax._src.models import Model, mlp, mse_loss
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml")
@@ -169,7 +170,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Exper
     fs = FewShot(
         config,
         lambda loss_fn, **kw: build_learner(
-            config.algorithm, loss_fn, config.inner, task_chunk=None if chunk == "vmap" else chunk, **kw
+            config.algorithm, loss_fn, config.inner, task_chunk=resolve_task_chunk(chunk), **kw
         ),
     )
     return Experiment(
