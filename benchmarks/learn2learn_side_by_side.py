@@ -1,0 +1,120 @@
+"""metajax against learn2learn 0.2.0 on the same machine, in one run (Omniglot-shaped MAML workload).
+
+Workload (both sides): Conv4-64 with batch norm, 28x28x1 inputs, 5-way 1-shot
+with 15 queries per class, meta-batch 32, inner SGD rate 0.4, outer Adam
+(Reptile: outer step 1 on the mean displacement); random data of that shape.
+Variants alternate between the libraries for ``--rounds`` rounds, each in a
+fresh subprocess (so peak RSS is that variant's), and the table reports the
+median of all timed meta-iterations per side and their ratio.
+
+Set-up of the learn2learn side (a separate venv; torch's CPU build from PyPI):
+
+    python3 -m venv .l2l && .l2l/bin/pip install torch==2.13.0 numpy
+    .l2l/bin/pip download --no-deps --no-binary :all: learn2learn==0.2.0 -d .l2l/src
+    tar xzf .l2l/src/learn2learn-0.2.0.tar.gz -C .l2l/src
+    python benchmarks/learn2learn_side_by_side.py --l2l-python .l2l/bin/python \\
+        --l2l-src .l2l/src/learn2learn-0.2.0
+
+learn2learn is not built or installed: benchmarks/l2l_worker.py imports its
+pure-Python MAML and utils modules from the unpacked source, which sidesteps
+both the sdist's pre-Cython-3 extension build and ``import learn2learn``
+pulling in torchvision (which fails to load beside torch's CPU build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = [("maml", 1), ("maml", 5), ("fomaml", 1), ("fomaml", 5), ("reptile", 5)]
+
+
+def run(cmd: list[str], timeout: float) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    return json.loads(lines[-1][7:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--l2l-python", required=True, help="a Python with torch installed")
+    parser.add_argument("--l2l-src", required=True, help="the unpacked learn2learn-0.2.0 source directory")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="timed meta-iterations per subprocess")
+    parser.add_argument("--meta-batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (JAX uses all cores)")
+    parser.add_argument("--only", help="comma-separated algorithm:k pairs, e.g. maml:1,fomaml:1")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    variants = VARIANTS
+    if args.only:
+        variants = [(a, int(k)) for a, k in (item.split(":") for item in args.only.split(","))]
+    if not (Path(args.l2l_src) / "learn2learn" / "algorithms" / "maml.py").is_file():
+        parser.error(f"--l2l-src {args.l2l_src!r} is not an unpacked learn2learn source release (see --help)")
+    samples: dict[tuple[str, str, int], list[dict]] = {}
+    for rnd in range(args.rounds):
+        for alg, k in variants:
+            spec = {"algorithm": alg, "k": k, "meta_batch": args.meta_batch, "repeats": args.repeats}
+            l2l = [args.l2l_python, str(HERE / "l2l_worker.py"), "--l2l-src", args.l2l_src]
+            jax_spec = {**spec, "workload": "omniglot", "conv": "patches", "task_chunk": 1, "cpu_threads": 0}
+            mj = [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(jax_spec)]
+            for lib, cmd in (("learn2learn", [*l2l, json.dumps({**spec, "threads": args.threads})]), ("metajax", mj)):
+                r = run(cmd, timeout=1800)
+                samples.setdefault((lib, alg, k), []).append(r)
+                shown = r.get("error") or f"{r['s_per_it']:.3f} s/it, peak RSS {r['peak_rss_mb']:.0f} MB"
+                print(f"round {rnd + 1} {lib:11s} {alg} k={k}: {shown}", file=sys.stderr, flush=True)
+    from metajax._src.bench import machine
+
+    info = machine()
+    rows = []
+    lines = [
+        "| algorithm | k | learn2learn s/it | metajax s/it | speed-up | learn2learn peak RSS MB | "
+        "metajax peak RSS MB | memory ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for alg, k in variants:
+        med, rss = {}, {}
+        for lib in ("learn2learn", "metajax"):
+            ok = [r for r in samples[(lib, alg, k)] if "error" not in r]
+            if ok:
+                med[lib] = statistics.median(t for r in ok for t in r["times_s"])
+                rss[lib] = max(r["peak_rss_mb"] for r in ok)
+        if len(med) == 2:
+            ratio = med["learn2learn"] / med["metajax"]
+            mem = rss["metajax"] / rss["learn2learn"]
+            lines.append(
+                f"| {alg} | {k} | {med['learn2learn']:.3f} | {med['metajax']:.3f} | {ratio:.2f}x | "
+                f"{rss['learn2learn']:.0f} | {rss['metajax']:.0f} | {mem:.2f} |"
+            )
+        else:
+            errs = [r["error"] for lib in ("learn2learn", "metajax") for r in samples[(lib, alg, k)] if "error" in r]
+            lines.append(f"| {alg} | {k} | failed: {errs[:1]} | | | | | |")
+        rows.append({"algorithm": alg, "k": k, "median_s": med, "peak_rss_mb": rss})
+    torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
+    md = (
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
+        f"torch {torch_version}, learn2learn 0.2.0 (torch threads: {args.threads}); meta-batch "
+        f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    raw = {"machine": info, "rows": rows, "samples": {f"{a}|{b}|{c}": v for (a, b, c), v in samples.items()}}
+    (out / f"l2l-{stamp}.json").write_text(json.dumps(raw, indent=1))
+    (out / f"l2l-{stamp}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
