@@ -12,11 +12,17 @@ Prints one ``RESULT {json}`` line.
 
 import copy
 import json
+import os
 import resource
 import statistics
 import sys
 import time
 import types
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def load_l2l_maml(src: str):
@@ -105,6 +111,7 @@ def main():
                 "times_s": times,
                 "s_per_it": med,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "steady_rss_mb": round(current_rss_mb(), 1),
                 "torch": torch.__version__,
             }
         )

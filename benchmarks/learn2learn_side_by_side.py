@@ -77,27 +77,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     lines = [
         "| algorithm | k | learn2learn s/it | metajax s/it | speed-up | learn2learn peak RSS MB | "
-        "metajax peak RSS MB | memory ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "metajax peak RSS MB (incl. compiling) | metajax steady RSS MB | peak ratio | steady ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for alg, k in variants:
-        med, rss = {}, {}
+        med, rss, steady = {}, {}, {}
         for lib in ("learn2learn", "metajax"):
             ok = [r for r in samples[(lib, alg, k)] if "error" not in r]
             if ok:
                 med[lib] = statistics.median(t for r in ok for t in r["times_s"])
                 rss[lib] = max(r["peak_rss_mb"] for r in ok)
+                steady[lib] = max(r.get("steady_rss_mb") or r["peak_rss_mb"] for r in ok)
         if len(med) == 2:
             ratio = med["learn2learn"] / med["metajax"]
-            mem = rss["metajax"] / rss["learn2learn"]
             lines.append(
                 f"| {alg} | {k} | {med['learn2learn']:.3f} | {med['metajax']:.3f} | {ratio:.2f}x | "
-                f"{rss['learn2learn']:.0f} | {rss['metajax']:.0f} | {mem:.2f} |"
+                f"{rss['learn2learn']:.0f} | {rss['metajax']:.0f} | {steady['metajax']:.0f} | "
+                f"{rss['metajax'] / rss['learn2learn']:.2f} | {steady['metajax'] / rss['learn2learn']:.2f} |"
             )
         else:
             errs = [r["error"] for lib in ("learn2learn", "metajax") for r in samples[(lib, alg, k)] if "error" in r]
-            lines.append(f"| {alg} | {k} | failed: {errs[:1]} | | | | | |")
-        rows.append({"algorithm": alg, "k": k, "median_s": med, "peak_rss_mb": rss})
+            lines.append(f"| {alg} | {k} | failed: {errs[:1]} | | | | | | | |")
+        rows.append({"algorithm": alg, "k": k, "median_s": med, "peak_rss_mb": rss, "steady_rss_mb": steady})
     torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "

@@ -97,6 +97,9 @@ def worker(spec: dict) -> dict:
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     temp_mb = None if mem is None else round(mem.temp_size_in_bytes / 2**20, 1)
+    from metajax._src.memory import release_host_memory
+
+    release_host_memory()  # as metajax train does after compiling
 
     def call(a):
         out = compiled(*a)
@@ -126,6 +129,8 @@ def _result(spec: dict, times: list[float], per_call: int, compile_s: float, tem
 
     import jax
 
+    from metajax._src.memory import current_rss_mb
+
     med = statistics.median(times)
     return {
         **spec,
@@ -136,6 +141,7 @@ def _result(spec: dict, times: list[float], per_call: int, compile_s: float, tem
         "compile_s": compile_s,
         "xla_temp_mb": temp_mb,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "steady_rss_mb": None if current_rss_mb() is None else round(current_rss_mb(), 1),
         "backend": jax.default_backend(),
         **extra,
     }
@@ -313,20 +319,21 @@ def label(r: dict) -> str:
 def table(results: list[dict]) -> str:
     lines = [
         "| workload | algorithm | k | meta-batch | strategy | s / meta-iter (median) | meta-iter/s | compile s | "
-        "XLA temp MB | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "XLA temp MB | peak RSS MB | steady RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
             lines.append(
                 f"| {r['workload']} | {algo_name(r)} | {r['k']} | {r.get('meta_batch', '')} | {label(r)} | "
-                f"failed: {r['error']} | | | | |"
+                f"failed: {r['error']} | | | | | |"
             )
             continue
         lines.append(
             f"| {r['workload']} | {algo_name(r)} | {r['k']} | {r.get('meta_batch', '')} | {label(r)} | "
             f"{r['s_per_it']:.4g} | "
-            f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} |"
+            f"{r['it_per_s']:.4g} | {r['compile_s']:.1f} | {r['xla_temp_mb']} | {r['peak_rss_mb']:.0f} | "
+            f"{r.get('steady_rss_mb') or ''} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -303,7 +303,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     import signal
 
     from metajax._src.checkpoint import Checkpointer
-    from metajax._src.memory import check_fits, estimate
+    from metajax._src.memory import check_fits, estimate, release_host_memory
     from metajax._src.sharding import make_mesh, replicate
 
     cfg = exp.config
@@ -349,6 +349,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                 report = check_fits(estimate(compiled), f"the training step ({n} meta-steps per call)")
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
             runners[n] = compiled
+            release_host_memory()  # the compiler's freed heap back to the OS
         return runners[n]
 
     def save():
