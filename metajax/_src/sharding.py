@@ -93,7 +93,7 @@ def shard_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS)
 
     # check_vma=False: inside, jax.grad w.r.t. the replicated meta-parameters must stay per-device
     # (with varying-axis typing it would be summed over devices implicitly, before our mean).
-    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=P(), check_vma=False)
+    sharded = _shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=P())
 
     def run(meta_params, tasks):
         leaves = jax.tree_util.tree_leaves(tasks)
@@ -102,6 +102,15 @@ def shard_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS)
         return sharded(meta_params, tasks)
 
     return run
+
+
+def _shard_map(fn: Callable, **kwargs: Any) -> Callable:
+    """``jax.shard_map`` without replication checking (``jax.experimental.shard_map`` on JAX < 0.6)."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(fn, check_vma=False, **kwargs)
+    from jax.experimental.shard_map import shard_map  # pragma: no cover - older JAX
+
+    return shard_map(fn, check_rep=False, **kwargs)  # pragma: no cover
 
 
 def initialize_distributed() -> tuple[int, int]:
