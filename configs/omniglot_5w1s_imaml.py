@@ -8,7 +8,8 @@ steps, meta-batch 16. The inner rate here is MAML's 0.4 scaled down to 0.1 for
 Paper: 99.16 +- 0.35 % (iMAML-GD, 5-way 1-shot).
 
 Run:      metajax train --config omniglot_5w1s_imaml
-Not yet run at a shortened budget on CPU (16 inner steps + CG cost about 10x a MAML k=1 step).
+Measured (shortened): 300 of the paper's meta-steps (~6 min here) -> 84.31 +- 0.72 %
+(transductive BN) / 82.25 +- 0.76 % (support BN) on 600 test tasks (benchmarks/README.md).
 """
 
 from .omniglot import omniglot_config
@@ -18,6 +19,7 @@ def get_config(smoke: bool = False):
     c = omniglot_config("imaml", 5, 1, smoke)
     c.data.meta_batch_size = 16 if not smoke else c.data.meta_batch_size
     c.inner.steps = 16 if not smoke else 2
+    c.eval.steps = c.inner.steps  # test-time adaptation solves the same proximal problem
     c.inner.lr = 0.1
     c.inner.lam = 1.0
     c.inner.cg_steps = 5
