@@ -167,7 +167,7 @@ class PatchConv3x3(nn.Module):
     Same parameters (``kernel`` of shape (3, 3, C, F), ``bias``) and the same
     result as ``nn.Conv(F, (3, 3), padding="SAME")``. On XLA:CPU its forward,
     backward and second-order passes are all matmuls, slices and pads, which
-    run ~10x faster than XLA:CPU's convolution kernels on the MAML workload
+    run ~20x faster than XLA:CPU's convolution kernels on the MAML workload
     (benchmarks/README.md); on GPU/TPU the native convolution is better.
     """
 
