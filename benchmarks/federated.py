@@ -69,11 +69,12 @@ def simulate(name, learner, params0):
     """ROUNDS rounds of C clients; each client's task is fixed for the whole run (its private data source)."""
     outer = optax.adam(1e-3) if name != "reptile" else optax.sgd(1.0)
 
+    # a pool of POOL clients, each with its own fixed task (amplitude, phase); CLIENTS of them take
+    # part in a round and draw fresh local points
+    pool = sinusoid.sample_task_params(jax.random.PRNGKey(7), POOL)
+
     @jax.jit
     def round_(params, opt_state, key):
-        # a pool of POOL clients, each with its own fixed task (amplitude, phase); CLIENTS of them take
-        # part in a round and draw fresh local points
-        pool = sinusoid.sample_task_params(jax.random.PRNGKey(7), POOL)
         kc, kd = jax.random.split(key)
         chosen = jax.random.choice(kc, POOL, (CLIENTS,), replace=False)
         tp = jax.tree_util.tree_map(lambda a: a[chosen], pool)

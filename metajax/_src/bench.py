@@ -132,6 +132,7 @@ def _result(spec: dict, times: list[float], per_call: int, compile_s: float, tem
     from metajax._src.memory import current_rss_mb
 
     med = statistics.median(times)
+    steady = current_rss_mb()
     return {
         **spec,
         "median_s_per_call": med,
@@ -141,7 +142,7 @@ def _result(spec: dict, times: list[float], per_call: int, compile_s: float, tem
         "compile_s": compile_s,
         "xla_temp_mb": temp_mb,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "steady_rss_mb": None if current_rss_mb() is None else round(current_rss_mb(), 1),
+        "steady_rss_mb": None if steady is None else round(steady, 1),
         "backend": jax.default_backend(),
         **extra,
     }

@@ -20,6 +20,7 @@ The algorithms only call ``inner_loop`` and never look inside.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import warnings
 from collections.abc import Callable
@@ -221,6 +222,23 @@ def normalize_loss(loss_fn: Callable, has_aux: bool) -> Callable[[Params, Batch]
     return with_aux
 
 
+def _minibatch(batch: Batch, t: jax.Array, batch_size: int | None) -> Batch:
+    """Step ``t``'s inner minibatch: examples ``t*b .. t*b+b-1`` modulo the batch size (all of it if ``b`` is None)."""
+    if batch_size is None:
+        return batch
+    n = jax.tree_util.tree_leaves(batch)[0].shape[0]
+    idx = (t * batch_size + jnp.arange(batch_size)) % n
+    return jax.tree_util.tree_map(lambda x: x[idx], batch)
+
+
+def _with_final(records: Any, eval_fn: Callable[[Params], Any] | None, result: Params) -> Any:
+    """The per-step ``eval_fn`` records with the value at the adapted parameters appended (None without eval_fn)."""
+    if eval_fn is None:
+        return None
+    last = eval_fn(result)
+    return jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]], axis=0), records, last)
+
+
 @dataclasses.dataclass(frozen=True)
 class AbstractMetaGradient:
     """How meta-gradients cross the inner loop. Subclasses are final.
@@ -276,24 +294,13 @@ class AbstractMetaGradient:
         num_steps = check_positive_int("num_inner_steps", num_steps)
         if batch_size is not None:
             batch_size = check_positive_int("inner_batch_size", batch_size)
-            n = jax.tree_util.tree_leaves(batch)[0].shape[0]
-        if mask is None:
-            adapted, frozen = params, None
+        adapted, frozen = (params, None) if mask is None else partition(params, mask)
 
-            def full(p):
-                return p
-        else:
-            adapted, frozen = partition(params, mask)
-
-            def full(p):
-                return combine(p, frozen)
+        def full(p):
+            return p if mask is None else combine(p, frozen)
 
         def inner_loss(p, t):
-            data = batch
-            if batch_size is not None:
-                idx = (t * batch_size + jnp.arange(batch_size)) % n
-                data = jax.tree_util.tree_map(lambda x: x[idx], batch)
-            loss, _ = loss_fn(full(p), data)
+            loss, _ = loss_fn(full(p), _minibatch(batch, t, batch_size))
             return loss
 
         def step(carry, t):
@@ -308,11 +315,7 @@ class AbstractMetaGradient:
         carry = (adapted, inner_opt.init(adapted))
         (p, _), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
         result = full(p)
-        trace = None
-        if eval_fn is not None:
-            last = eval_fn(result)
-            trace = jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]], axis=0), records, last)
-        return InnerResult(result, losses, trace)
+        return InnerResult(result, losses, _with_final(records, eval_fn, result))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,12 +437,7 @@ class Implicit(AbstractMetaGradient):
         num_steps = check_positive_int("num_inner_steps", num_steps)
         if batch_size is not None:
             batch_size = check_positive_int("inner_batch_size", batch_size)
-            n = jax.tree_util.tree_leaves(batch)[0].shape[0]
         theta, frozen = (params, None) if mask is None else partition(params, mask)
-
-        def full(p):
-            return p if mask is None else combine(p, frozen)
-
         lam = self.lam
 
         def with_frozen(p, fr):
@@ -452,11 +450,7 @@ class Implicit(AbstractMetaGradient):
 
         def run_solver(th, fr, data_all):
             def reg_loss(p, t):
-                data = data_all
-                if batch_size is not None:
-                    idx = (t * batch_size + jnp.arange(batch_size)) % n
-                    data = jax.tree_util.tree_map(lambda x: x[idx], data_all)
-                plain = loss_fn(with_frozen(p, fr), data)[0]
+                plain = loss_fn(with_frozen(p, fr), _minibatch(data_all, t, batch_size))[0]
                 sq = [
                     jnp.sum(jnp.square(a - b))
                     for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(th), strict=True)
@@ -497,16 +491,13 @@ class Implicit(AbstractMetaGradient):
 
         solution.defvjp(solution_fwd, solution_bwd)
         phi, (losses, records) = solution(theta, frozen, batch)
-        result = full(phi)
-        trace = None
-        if eval_fn is not None:
-            last = eval_fn(result)
-            trace = jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]], axis=0), records, last)
-        return InnerResult(result, losses, trace)
+        result = with_frozen(phi, frozen)
+        return InnerResult(result, losses, _with_final(records, eval_fn, result))
 
 
-META_GRADIENTS: dict[str, type[AbstractMetaGradient]] = {
+META_GRADIENTS: dict[str, Callable[[], AbstractMetaGradient]] = {
     "exact": Exact,
+    "exact_remat": functools.partial(Exact, remat=True),
     "first_order": FirstOrder,
     "implicit": Implicit,
 }
@@ -520,13 +511,10 @@ def make_meta_gradient(gradient: str | AbstractMetaGradient) -> AbstractMetaGrad
     """
     if isinstance(gradient, AbstractMetaGradient):
         return gradient
-    if gradient == "exact_remat":
-        return Exact(remat=True)
     if isinstance(gradient, str) and gradient in META_GRADIENTS:
         return META_GRADIENTS[gradient]()
     raise ValueError(
-        f"gradient must be one of {[*sorted(META_GRADIENTS), 'exact_remat']} or an AbstractMetaGradient instance, "
-        f"got {gradient!r}."
+        f"gradient must be one of {sorted(META_GRADIENTS)} or an AbstractMetaGradient instance, got {gradient!r}."
     )
 
 
