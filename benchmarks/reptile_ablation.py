@@ -1,11 +1,14 @@
-"""Reptile paper ablation (Nichol et al. 2018, seed 001): meta-gradients from inner-loop gradient combinations.
+"""Reptile paper ablations (Nichol et al. 2018, seed 001) on Omniglot 5-way 5-shot.
 
-    python benchmarks/reptile_ablation.py --data-dir ../shared/data/omniglot/tfds [--steps 2000]
+    python benchmarks/reptile_ablation.py --data-dir ../shared/data/omniglot/tfds --study combos
     # ~20 min on 2 cores; writes benchmarks/results/reptile_ablation.{json,md,png}
+    python benchmarks/reptile_ablation.py --data-dir ../shared/data/omniglot/tfds --study tail
+    # ~40 min on 2 cores; writes benchmarks/results/reptile_tail.{json,md,png}
 
-Each task runs k = 4 SGD steps on consecutive minibatches of its support set
-(Omniglot 5-way 5-shot, classes interleaved so each minibatch of 5 holds one
-example per class); g_i is the gradient of minibatch i at the i-th iterate.
+Study "combos" (the paper's inner-gradient-combination figure). Each task
+runs k = 4 SGD steps on consecutive minibatches of its support set (Omniglot
+5-way 5-shot, classes interleaved so each minibatch of 5 holds one example per
+class); g_i is the gradient of minibatch i at the i-th iterate.
 The meta-gradient is a sum of some of them, as in the paper's figure:
 
   g1             joint training on the task distribution (no adaptation in it)
@@ -19,6 +22,21 @@ of the MAML split, 10 full-batch SGD steps on the 25 support images, accuracy
 on 15 queries per class (transductive batch norm). The paper reports the
 ordering g1 << g2 < g1+g2 < g1+g2+g3 < g1+g2+g3+g4 in 5-shot 5-way
 Omniglot test accuracy after 100k steps; this is a shortened CPU run.
+
+Study "tail" (the paper's overlap figure): k = 4 SGD steps on minibatches of
+B examples cycling through the 25 support images (shot-major, so a minibatch
+of 5 holds one example per class), for B in 5, 10, 15, 20, 25. The
+meta-gradient is
+  FOMAML, shared tail    gradient at the adapted weights on the next minibatch
+                         of the *same* cycle through the support set (it
+                         overlaps data the inner loop already trained on once
+                         B > 5; at B = 25 it is exactly the training batch)
+  FOMAML, separate tail  gradient at the adapted weights on B of the 25
+                         held-out query images of the task (never trained on)
+  Reptile                the sum of the k inner gradients, (phi - theta) / lr
+The paper reports that shared-tail FOMAML degrades as the inner batch grows
+while separate-tail FOMAML and Reptile do not. Same outer optimiser, budget
+and evaluation as the "combos" study.
 """
 
 from __future__ import annotations
@@ -71,12 +89,170 @@ def combination_learner(base: mj.MetaLearner, loss_fn, weights) -> mj.MetaLearne
     return base._replace(task_direction=task_direction, meta_grad=meta_grad)
 
 
+TAIL_MODES = ("FOMAML, shared tail", "FOMAML, separate tail", "Reptile")
+TAIL_BATCHES = (5, 10, 15, 20, 25)
+
+
+def tail_learner(base: mj.MetaLearner, loss_fn, mode: str, batch: int) -> mj.MetaLearner:
+    if mode not in TAIL_MODES:
+        raise ValueError(f"mode must be one of {TAIL_MODES}, got {mode!r}.")
+    grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def task_direction(meta_params, task):
+        x, y = task.support
+        n = x.shape[0]
+
+        def step(p, t):
+            idx = (t * batch + jnp.arange(batch)) % n
+            (loss, _), g = grad(p, (x[idx], y[idx]))
+            return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), (g, loss)
+
+        adapted, (grads, losses) = jax.lax.scan(step, meta_params, jnp.arange(K))
+        if mode == "Reptile":
+            direction = jax.tree_util.tree_map(lambda gs: gs.sum(0), grads)
+            tail_loss = losses[-1]
+        else:
+            if mode == "FOMAML, shared tail":
+                idx = (K * batch + jnp.arange(batch)) % n
+                tail = (x[idx], y[idx])
+            else:
+                qx, qy = task.query
+                tail = (qx[:batch], qy[:batch])
+            (tail_loss, _), direction = grad(adapted, tail)
+        return direction, {"support_loss": losses[0], "query_loss": tail_loss}
+
+    def meta_grad(meta_params, tasks):
+        return batch_over_tasks(task_direction, meta_params, tasks, 1)
+
+    return base._replace(task_direction=task_direction, meta_grad=meta_grad)
+
+
+def train_and_evaluate(fs: FewShot, learner: mj.MetaLearner, init, steps: int) -> dict:
+    """``steps`` Adam(1e-3) meta-steps from ``init`` on the fixed task stream, then the test evaluation."""
+    ms = mj.make_meta_step(learner, optax.adam(1e-3))
+    chunk = min(100, steps)
+    loop = jax.jit(mj.make_train_loop(ms, fs.sample_train, chunk), donate_argnums=(0, 1))
+    params = jax.tree_util.tree_map(jnp.copy, init)
+    state = ms.init(params)
+    t0 = time.perf_counter()
+    curve = []
+    for i in range(steps // chunk):
+        params, state, metrics = loop(params, state, jax.random.PRNGKey(1), fs.images["train"])
+        curve.append({"step": (i + 1) * chunk, "support_loss": float(jnp.mean(metrics["support_loss"]))})
+    train_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        res = fs.evaluate(params, Path(tmp), tag="ablation")["results"]["transductive"]
+    return {**res, "train_s": train_s, "curve": curve}
+
+
+def _plot(path: Path, draw) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    draw(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_combos(fs: FewShot, init, args, out: Path) -> str:
+    rows = []
+    for name, weights in VARIANTS.items():
+        r = train_and_evaluate(fs, combination_learner(fs.learner, fs.loss_fn, weights), init, args.steps)
+        rows.append({"variant": name, "weights": weights, **r})
+        print(f"{name}: {r['accuracy'] * 100:.2f} +- {r['ci95'] * 100:.2f} % ({r['train_s']:.0f} s)", file=sys.stderr)
+    lines = [
+        f"Omniglot 5-way 5-shot (MAML split), k = {K} SGD steps (rate {LR}) on minibatches of {MINIBATCH}, "
+        f"outer Adam 1e-3, meta-batch 5, {args.steps} meta-steps per variant; {args.eval_tasks} test tasks, "
+        "10 full-batch SGD steps, transductive batch norm.",
+        "",
+        "| meta-gradient | test accuracy (mean ± 95% CI) | training time |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['accuracy'] * 100:.2f} ± {r['ci95'] * 100:.2f} % | {r['train_s']:.0f} s |")
+    (out / "reptile_ablation.json").write_text(json.dumps(rows, indent=1))
+
+    def draw(ax):
+        ax.bar(range(len(rows)), [r["accuracy"] * 100 for r in rows], yerr=[r["ci95"] * 100 for r in rows])
+        ax.set_xticks(range(len(rows)), [r["variant"].split(" ")[0] for r in rows])
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"inner-gradient combinations, {args.steps} meta-steps")
+
+    _plot(out / "reptile_ablation.png", draw)
+    text = "\n".join(lines) + "\n"
+    (out / "reptile_ablation.md").write_text(text)
+    return text
+
+
+def run_tail(fs: FewShot, init, args, out: Path) -> str:
+    rows = []
+    for batch in args.batches:
+        for mode in TAIL_MODES:
+            r = train_and_evaluate(fs, tail_learner(fs.learner, fs.loss_fn, mode, batch), init, args.steps)
+            rows.append({"mode": mode, "inner_batch": batch, **r})
+            print(
+                f"B={batch} {mode}: {r['accuracy'] * 100:.2f} +- {r['ci95'] * 100:.2f} % ({r['train_s']:.0f} s)",
+                file=sys.stderr,
+            )
+            (out / "reptile_tail.json").write_text(json.dumps(rows, indent=1))  # partial results survive a crash
+    lines = [
+        f"Omniglot 5-way 5-shot (MAML split), k = {K} SGD steps (rate {LR}) on minibatches of B cycling through "
+        f"the 25 support images, outer Adam 1e-3, meta-batch 5, {args.steps} meta-steps per cell; "
+        f"{args.eval_tasks} test tasks, 10 full-batch SGD steps, transductive batch norm.",
+        "",
+        "| inner batch B | " + " | ".join(TAIL_MODES) + " |",
+        "|---" * (len(TAIL_MODES) + 1) + "|",
+    ]
+    for batch in args.batches:
+        cells = [
+            f"{r['accuracy'] * 100:.2f} ± {r['ci95'] * 100:.2f} %"
+            for mode in TAIL_MODES
+            for r in rows
+            if r["mode"] == mode and r["inner_batch"] == batch
+        ]
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+
+    def draw(ax):
+        for mode in TAIL_MODES:
+            rs = [r for r in rows if r["mode"] == mode]
+            ax.errorbar(
+                [r["inner_batch"] for r in rs],
+                [r["accuracy"] * 100 for r in rs],
+                yerr=[r["ci95"] * 100 for r in rs],
+                marker="o",
+                capsize=3,
+                label=mode,
+            )
+        ax.set_xlabel("inner batch size B (support set: 25 images)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"overlap of inner minibatches, {args.steps} meta-steps")
+        ax.legend()
+
+    _plot(out / "reptile_tail.png", draw)
+    text = "\n".join(lines) + "\n"
+    (out / "reptile_tail.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="TFDS data directory holding omniglot/3.0.0")
-    parser.add_argument("--steps", type=int, default=2000, help="meta-steps per variant")
-    parser.add_argument("--eval-tasks", type=int, default=200)
+    parser.add_argument("--study", choices=["combos", "tail"], default="combos", help="which ablation to run")
+    parser.add_argument("--steps", type=int, default=2000, help="meta-steps per variant (a multiple of 100)")
+    parser.add_argument("--eval-tasks", type=int, default=600, help="test tasks per variant")
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=list(TAIL_BATCHES), help="inner batch sizes of the tail study"
+    )
     args = parser.parse_args(argv)
+    if args.steps < 1 or (args.steps > 100 and args.steps % 100):
+        parser.error(f"--steps must be <= 100 or a multiple of 100, got {args.steps}")
+    bad = [b for b in args.batches if not 1 <= b <= 25]
+    if bad:
+        parser.error(f"--batches must lie in 1..25 (the support set has 25 images), got {bad}")
     from metajax.configs.omniglot import omniglot_config
 
     c = omniglot_config("fomaml", 5, 5)
@@ -89,49 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     init = fs.model.init(jax.random.PRNGKey(0))
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    rows = []
-    for name, weights in VARIANTS.items():
-        learner = combination_learner(fs.learner, fs.loss_fn, weights)
-        ms = mj.make_meta_step(learner, optax.adam(1e-3))
-        chunk = 100
-        loop = jax.jit(mj.make_train_loop(ms, fs.sample_train, chunk), donate_argnums=(0, 1))
-        params = jax.tree_util.tree_map(jnp.copy, init)
-        state = ms.init(params)
-        t0 = time.perf_counter()
-        curve = []
-        for i in range(args.steps // chunk):
-            params, state, metrics = loop(params, state, jax.random.PRNGKey(1), fs.images["train"])
-            curve.append({"step": (i + 1) * chunk, "support_loss": float(jnp.mean(metrics["support_loss"]))})
-        train_s = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as tmp:
-            res = fs.evaluate(params, Path(tmp), tag="ablation")["results"]["transductive"]
-        rows.append({"variant": name, "weights": weights, **res, "train_s": train_s, "curve": curve})
-        print(f"{name}: {res['accuracy'] * 100:.2f} +- {res['ci95'] * 100:.2f} % ({train_s:.0f} s)", file=sys.stderr)
-    lines = [
-        f"Omniglot 5-way 5-shot (MAML split), k = {K} SGD steps (rate {LR}) on minibatches of {MINIBATCH}, "
-        f"outer Adam 1e-3, meta-batch 5, {args.steps} meta-steps per variant; {args.eval_tasks} test tasks, "
-        "10 full-batch SGD steps, transductive batch norm.",
-        "",
-        "| meta-gradient | test accuracy (mean ± 95% CI) | training time |",
-        "|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['variant']} | {r['accuracy'] * 100:.2f} ± {r['ci95'] * 100:.2f} % | {r['train_s']:.0f} s |")
-    text = "\n".join(lines) + "\n"
-    (out / "reptile_ablation.md").write_text(text)
-    (out / "reptile_ablation.json").write_text(json.dumps(rows, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.bar(range(len(rows)), [r["accuracy"] * 100 for r in rows], yerr=[r["ci95"] * 100 for r in rows])
-    ax.set_xticks(range(len(rows)), [r["variant"].split(" ")[0] for r in rows])
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"inner-gradient combinations, {args.steps} meta-steps")
-    fig.tight_layout()
-    fig.savefig(out / "reptile_ablation.png", dpi=110)
+    text = (run_combos if args.study == "combos" else run_tail)(fs, init, args, out)
     print(text)
     return 0
 

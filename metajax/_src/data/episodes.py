@@ -27,7 +27,9 @@ def check_episode_args(num_classes: int, examples_per_class: int, ways: int, sho
         )
 
 
-def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, queries: int) -> Task:
+def sample_episode(
+    key: jax.Array, images: jax.Array, ways: int, shots: int, queries: int, allowed: jax.Array | None = None
+) -> Task:
     """One N-way K-shot task.
 
     Classes are drawn without replacement and relabelled 0..ways-1 in the
@@ -39,6 +41,9 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, que
       key: PRNG key.
       images: uint8 ``(classes, examples, H, W)`` or ``(classes, examples, H, W, C)``.
       ways, shots, queries: N, K, and query examples per class.
+      allowed: optional boolean ``(classes,)`` (may be traced): draw classes
+        only where it is true. It must hold at least ``ways`` true entries
+        (not checkable under ``jit``; callers check it on the host).
 
     Returns:
       ``Task((x_s, y_s), (x_q, y_q))`` with ``x_s`` float32 ``(ways*shots, H, W, C)``
@@ -48,7 +53,10 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, que
     # Sampling without replacement as the top-k of i.i.d. uniforms: every
     # ordered k-subset is equally likely, and it costs O(n) rather than the
     # sorting rounds of jax.random.choice(replace=False) (10x faster here).
-    classes = jax.lax.top_k(jax.random.uniform(kc, (images.shape[0],)), ways)[1]
+    scores = jax.random.uniform(kc, (images.shape[0],))
+    if allowed is not None:
+        scores = jnp.where(allowed, scores, -1.0)
+    classes = jax.lax.top_k(scores, ways)[1]
     picks = jax.lax.top_k(jax.random.uniform(ke, (ways, images.shape[1])), shots + queries)[1]
     x = images[classes[:, None], picks]  # (ways, shots + queries, H, W[, C])
     if x.ndim == 4:
@@ -63,9 +71,15 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, shots: int, que
 
 
 def sample_episodes(
-    key: jax.Array, images: jax.Array, meta_batch_size: int, ways: int, shots: int, queries: int
+    key: jax.Array,
+    images: jax.Array,
+    meta_batch_size: int,
+    ways: int,
+    shots: int,
+    queries: int,
+    allowed: jax.Array | None = None,
 ) -> Task:
-    """A batch of episodes (leading task axis), from independent keys.
+    """A batch of episodes (leading task axis), from independent keys (``allowed`` as in ``sample_episode``).
 
     >>> imgs = jnp.zeros((10, 20, 28, 28), jnp.uint8)
     >>> t = sample_episodes(jax.random.PRNGKey(0), imgs, 4, ways=5, shots=1, queries=15)
@@ -75,7 +89,7 @@ def sample_episodes(
     check_episode_args(images.shape[0], images.shape[1], ways, shots, queries)
     meta_batch_size = check_positive_int("meta_batch_size", meta_batch_size)
     keys = jax.random.split(key, meta_batch_size)
-    return jax.vmap(lambda k: sample_episode(k, images, ways, shots, queries))(keys)
+    return jax.vmap(lambda k: sample_episode(k, images, ways, shots, queries, allowed))(keys)
 
 
 def episode_spec(ways: int, shots: int, queries: int, image_shape: tuple[int, ...]) -> Task:
