@@ -220,6 +220,18 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from metajax._src.data import omniglot
+    from metajax._src.data.prepare import prepare_omniglot
+
+    out = args.data_dir or os.environ.get(omniglot.ENV_VAR) or str(Path.home() / "tensorflow_datasets")
+    res = prepare_omniglot(args.zips, out, args.format, log=lambda m: print(m, file=sys.stderr))
+    if args.format == "array_record":  # read it back the way training does
+        return cmd_data_check(argparse.Namespace(dataset="omniglot", data_dir=out, allow_pickle=False))
+    print(f"prepared {res['path']} ({args.format}; metajax reads array_record)")
+    return 0
+
+
 def cmd_grads(args: argparse.Namespace) -> int:
     import json
 
@@ -499,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.set_defaults(func=cmd_plot)
-    d = sub.add_parser("data", help="check that a data set is where metajax looks for it")
+    d = sub.add_parser("data", help="check that a data set is where metajax looks for it, or prepare it")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dc = dsub.add_parser(
         "check",
@@ -511,6 +523,28 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--data-dir", help="data directory (default: $METAJAX_DATA_DIR / $METAJAX_MINIIMAGENET_DIR)")
     dc.add_argument("--allow-pickle", action="store_true", help="Mini-ImageNet: convert trusted .pkl files once")
     dc.set_defaults(func=cmd_data_check)
+    dp = dsub.add_parser(
+        "prepare",
+        help="prepare TFDS omniglot 3.0.0 from local zips (no network; needs TensorFlow)",
+        description="Run tensorflow-datasets' omniglot builder on the four zips in --zips (images_background, "
+        "images_evaluation, images_background_small1, images_background_small2) without downloading; copies "
+        "with the same PNG files but different zip bytes are accepted (their own checksums are registered for "
+        "this preparation, and the command says which files differ from the originals). Writes "
+        "DATA_DIR/omniglot/3.0.0 and reads it back. Needs TensorFlow: pip install 'metajax[prepare]'. "
+        "Optional: metajax also trains straight from the two main zips.",
+    )
+    dp.add_argument("dataset", choices=["omniglot"])
+    dp.add_argument("--zips", required=True, help="directory holding the four Omniglot zips")
+    dp.add_argument(
+        "--data-dir", help="TFDS data directory to write (default: $METAJAX_DATA_DIR, then ~/tensorflow_datasets)"
+    )
+    dp.add_argument(
+        "--format",
+        choices=["array_record", "tfrecord"],
+        default="array_record",
+        help="TFDS file format (array_record: random access without TensorFlow, what metajax reads)",
+    )
+    dp.set_defaults(func=cmd_data_prepare)
     return parser
 
 

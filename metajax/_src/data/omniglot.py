@@ -67,7 +67,8 @@ def missing_data_message(tried: list[Path]) -> str:
     return (
         f"Omniglot (TFDS 'omniglot' 3.0.0) not found; looked in: {where}. Point --data-dir or ${ENV_VAR} at a "
         "directory that contains either omniglot/3.0.0/ (a prepared TFDS copy, e.g. from "
-        "tfds.builder('omniglot').download_and_prepare()) or the original images_background.zip and "
+        "tfds.builder('omniglot').download_and_prepare(), or offline from the four zips with `metajax data "
+        "prepare omniglot --zips ZIPDIR --data-dir DIR`) or the original images_background.zip and "
         "images_evaluation.zip from https://github.com/brendenlake/omniglot (folder python/); check it with "
         "`metajax data check --data-dir DIR`."
     )
