@@ -363,10 +363,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     key = jax.random.PRNGKey(args.seed)
     kr, kj = jax.random.split(key)
     random_init = exp.model.init(kr)
-    print(f"joint training baseline: {args.joint_steps} steps ...", file=sys.stderr, flush=True)
+    from metajax._src.train import Progress
+
+    bar = Progress(args.joint_steps, desc="joint-training baseline", every=1)
     joint = joint_training(
-        exp.loss_fn, random_init, lambda k: exp.sample_tasks(k, *exp.data), args.joint_steps, kj, has_aux=exp.has_aux
+        exp.loss_fn,
+        random_init,
+        lambda k: exp.sample_tasks(k, *exp.data),
+        args.joint_steps,
+        kj,
+        has_aux=exp.has_aux,
+        steps_per_call=max(1, min(100, args.joint_steps // 20)),
+        on_chunk=lambda done, n, loss: bar.update(done, n, {"loss": loss}),
     )
+    bar.close()
     inits = {
         f"meta-trained ({exp.learner.name})": exp.learner.model_params(meta_params),
         "random": random_init,

@@ -154,6 +154,7 @@ def test_eval_command_on_a_sinusoid_run(tmp_path, capsys):
     assert list(ft["loss"]) == ["meta-trained (meta_sgd)", "random", "jointly trained"]
     assert [r["steps"] for r in ft["loss"]["random"]] == [0, 1, 3]
     assert (run_dir / "finetune" / "finetune.png").is_file()
+    assert "joint-training baseline 5/5" in capsys.readouterr().err  # progress of the baseline (no terminal here)
     assert cli.main(["finetune", str(run_dir), "--opt", "lbfgs"]) == 2
     assert "--opt must be one of" in capsys.readouterr().err
 

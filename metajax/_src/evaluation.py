@@ -146,6 +146,7 @@ def joint_training(
     opt: optax.GradientTransformation | None = None,
     has_aux: bool = False,
     steps_per_call: int = 1000,
+    on_chunk: Callable[[int, int, float], None] | None = None,
 ) -> Params:
     """The "pretrained" baseline: minimise the loss pooled over tasks, no adaptation.
 
@@ -163,6 +164,8 @@ def joint_training(
       opt: optimiser (default Adam 1e-3).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
       steps_per_call: steps fused into one compiled call.
+      on_chunk: ``on_chunk(done, n, mean_loss)`` after every compiled call of
+        ``n`` steps (e.g. to drive a progress bar).
 
     Returns:
       The trained parameters.
@@ -180,21 +183,24 @@ def joint_training(
         def run(p, s, start):
             def body(carry, i):
                 p, s = carry
-                g = jax.grad(pooled)(p, sample_tasks(jax.random.fold_in(key, start + i)))
+                value, g = jax.value_and_grad(pooled)(p, sample_tasks(jax.random.fold_in(key, start + i)))
                 u, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, u), s), None
+                return (optax.apply_updates(p, u), s), value
 
-            (p, s), _ = jax.lax.scan(body, (p, s), jnp.arange(n))
-            return p, s
+            (p, s), values = jax.lax.scan(body, (p, s), jnp.arange(n))
+            return p, s, jnp.mean(values)
 
         return run
 
+    steps_per_call = check_positive_int("steps_per_call", steps_per_call)
     state = opt.init(params)
     done = 0
-    full = make(min(steps_per_call, num_steps))
-    while num_steps - done >= steps_per_call:
-        params, state = full(params, state, done)
-        done += steps_per_call
-    if done < num_steps:
-        params, state = make(num_steps - done)(params, state, done)
+    per_call = min(steps_per_call, num_steps)
+    full = make(per_call)
+    while done < num_steps:
+        n = min(per_call, num_steps - done)
+        params, state, value = (full if n == per_call else make(n))(params, state, done)
+        done += n
+        if on_chunk is not None:
+            on_chunk(done, n, float(value))
     return params

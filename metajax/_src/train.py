@@ -218,7 +218,7 @@ class Progress:
         rate = (done - self.begin) / elapsed if elapsed > 0 else float("nan")
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         stats = " ".join(f"{k}={v:.4g}" for k, v in postfix.items())
-        print(f"{self.desc} {done}/{self.total} {rate:.0f} it/s eta {eta:.0f}s {stats}", file=sys.stderr, flush=True)
+        print(f"{self.desc} {done}/{self.total} {rate:.3g} it/s eta {eta:.0f}s {stats}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
