@@ -199,21 +199,25 @@ def run_tail(fs: FewShot, init, args, out: Path) -> str:
                 file=sys.stderr,
             )
             (out / "reptile_tail.json").write_text(json.dumps(rows, indent=1))  # partial results survive a crash
+    return report_tail(rows, args.steps, args.eval_tasks, out)
+
+
+def report_tail(rows: list[dict], steps: int, eval_tasks: int, out: Path) -> str:
+    """Table and plot of the tail study from its rows (also for a partial ``reptile_tail.json``)."""
+    batches = sorted({r["inner_batch"] for r in rows})
     lines = [
         f"Omniglot 5-way 5-shot (MAML split), k = {K} SGD steps (rate {LR}) on minibatches of B cycling through "
-        f"the 25 support images, outer Adam 1e-3, meta-batch 5, {args.steps} meta-steps per cell; "
-        f"{args.eval_tasks} test tasks, 10 full-batch SGD steps, transductive batch norm.",
+        f"the 25 support images, outer Adam 1e-3, meta-batch 5, {steps} meta-steps per cell; "
+        f"{eval_tasks} test tasks, 10 full-batch SGD steps, transductive batch norm.",
         "",
         "| inner batch B | " + " | ".join(TAIL_MODES) + " |",
         "|---" * (len(TAIL_MODES) + 1) + "|",
     ]
-    for batch in args.batches:
-        cells = [
-            f"{r['accuracy'] * 100:.2f} ± {r['ci95'] * 100:.2f} %"
-            for mode in TAIL_MODES
-            for r in rows
-            if r["mode"] == mode and r["inner_batch"] == batch
-        ]
+    for batch in batches:
+        cells = []
+        for mode in TAIL_MODES:
+            hit = [r for r in rows if r["mode"] == mode and r["inner_batch"] == batch]
+            cells.append(f"{hit[0]['accuracy'] * 100:.2f} ± {hit[0]['ci95'] * 100:.2f} %" if hit else "not run")
         lines.append(f"| {batch} | " + " | ".join(cells) + " |")
 
     def draw(ax):
@@ -229,7 +233,7 @@ def run_tail(fs: FewShot, init, args, out: Path) -> str:
             )
         ax.set_xlabel("inner batch size B (support set: 25 images)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"overlap of inner minibatches, {args.steps} meta-steps")
+        ax.set_title(f"overlap of inner minibatches, {steps} meta-steps")
         ax.legend()
 
     _plot(out / "reptile_tail.png", draw)
@@ -247,7 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batches", type=int, nargs="+", default=list(TAIL_BATCHES), help="inner batch sizes of the tail study"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="tail study: redraw reptile_tail.{md,png} from results/reptile_tail.json (e.g. a partial run)",
+    )
     args = parser.parse_args(argv)
+    out = Path(__file__).resolve().parent / "results"
+    if args.report_only:
+        print(report_tail(json.loads((out / "reptile_tail.json").read_text()), args.steps, args.eval_tasks, out))
+        return 0
     if args.steps < 1 or (args.steps > 100 and args.steps % 100):
         parser.error(f"--steps must be <= 100 or a multiple of 100, got {args.steps}")
     bad = [b for b in args.batches if not 1 <= b <= 25]
@@ -263,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     c.eval.steps, c.eval.num_tasks, c.eval.bn = 10, args.eval_tasks, ("transductive",)
     fs = FewShot(c, lambda loss_fn, **kw: build_learner("fomaml", loss_fn, c.inner, task_chunk=1, **kw))
     init = fs.model.init(jax.random.PRNGKey(0))
-    out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     text = (run_combos if args.study == "combos" else run_tail)(fs, init, args, out)
     print(text)
