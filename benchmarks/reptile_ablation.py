@@ -67,19 +67,29 @@ VARIANTS = {
 K, LR, MINIBATCH = 4, 0.1, 5
 
 
+def inner_sgd(loss_fn, params, support, batch: int):
+    """K SGD steps (rate LR) on consecutive minibatches of ``batch`` cycling through ``support``.
+
+    Returns the adapted parameters, the K gradients (stacked; g_i at the i-th
+    iterate) and the K minibatch losses.
+    """
+    x, y = support
+    n = x.shape[0]
+
+    def step(p, t):
+        idx = (t * batch + jnp.arange(batch)) % n
+        (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, (x[idx], y[idx]))
+        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), (g, loss)
+
+    adapted, (grads, losses) = jax.lax.scan(step, params, jnp.arange(K))
+    return adapted, grads, losses
+
+
 def combination_learner(base: mj.MetaLearner, loss_fn, weights) -> mj.MetaLearner:
     w = jnp.asarray(weights, jnp.float32)
 
     def task_direction(meta_params, task):
-        x, y = task.support
-        n = x.shape[0]
-
-        def step(p, t):
-            idx = (t * MINIBATCH + jnp.arange(MINIBATCH)) % n
-            (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, (x[idx], y[idx]))
-            return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), (g, loss)
-
-        _, (grads, losses) = jax.lax.scan(step, meta_params, jnp.arange(K))
+        _, grads, losses = inner_sgd(loss_fn, meta_params, task.support, MINIBATCH)
         direction = jax.tree_util.tree_map(lambda gs: jnp.tensordot(w, gs, axes=1), grads)
         return direction, {"support_loss": losses[0], "query_loss": losses[-1]}
 
@@ -101,13 +111,7 @@ def tail_learner(base: mj.MetaLearner, loss_fn, mode: str, batch: int) -> mj.Met
     def task_direction(meta_params, task):
         x, y = task.support
         n = x.shape[0]
-
-        def step(p, t):
-            idx = (t * batch + jnp.arange(batch)) % n
-            (loss, _), g = grad(p, (x[idx], y[idx]))
-            return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), (g, loss)
-
-        adapted, (grads, losses) = jax.lax.scan(step, meta_params, jnp.arange(K))
+        adapted, grads, losses = inner_sgd(loss_fn, meta_params, task.support, batch)
         if mode == "Reptile":
             direction = jax.tree_util.tree_map(lambda gs: gs.sum(0), grads)
             tail_loss = losses[-1]

@@ -224,7 +224,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     from metajax._src.data import omniglot
     from metajax._src.data.prepare import prepare_omniglot
 
-    out = args.data_dir or os.environ.get(omniglot.ENV_VAR) or str(Path.home() / "tensorflow_datasets")
+    out = args.data_dir or str(omniglot.default_data_dir())
     res = prepare_omniglot(args.zips, out, args.format, log=lambda m: print(m, file=sys.stderr))
     if args.format == "array_record":  # read it back the way training does
         return cmd_data_check(argparse.Namespace(dataset="omniglot", data_dir=out, allow_pickle=False))

@@ -74,18 +74,18 @@ def missing_data_message(tried: list[Path]) -> str:
     )
 
 
+def default_data_dir() -> Path:
+    """``$METAJAX_DATA_DIR`` if set, else ``~/tensorflow_datasets`` (TFDS's own default)."""
+    return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else Path.home() / "tensorflow_datasets"
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None, allow_zips: bool = True) -> Path:
     """Find the data directory: one holding ``omniglot/3.0.0`` (TFDS) or the two original zips.
 
     Raises:
       DataNotFoundError: with instructions, if none of the candidates holds it.
     """
-    if data_dir is not None:
-        candidates = [Path(data_dir)]
-    elif os.environ.get(ENV_VAR):
-        candidates = [Path(os.environ[ENV_VAR])]
-    else:
-        candidates = [Path.home() / "tensorflow_datasets"]
+    candidates = [Path(data_dir) if data_dir is not None else default_data_dir()]
     for c in candidates:
         if (c / "omniglot" / "3.0.0" / "dataset_info.json").is_file():
             return c

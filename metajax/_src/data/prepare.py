@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -137,7 +136,6 @@ def prepare_omniglot(
         builder.download_and_prepare(
             download_dir=scratch, download_config=tfds.download.DownloadConfig(manual_dir=str(src))
         )
-        shutil.rmtree(Path(scratch) / "extracted", ignore_errors=True)
     counts = {name: int(split.num_examples) for name, split in builder.info.splits.items()}
     wrong = {k: (counts.get(k), v) for k, v in EXPECTED.items() if counts.get(k) != v}
     if wrong:
