@@ -118,3 +118,27 @@ def test_memory_is_flat_in_k_where_exact_grows():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mj.imaml(mlp_loss, "sgd", 3, **kwargs)
+
+
+def test_conv_net_with_custom_vjp_layers():
+    """conv4's closed-form (custom-VJP, no forward mode) layers give the same implicit gradient as plain autodiff."""
+    from metajax._src.models import conv4, cross_entropy_loss
+
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(4), 3)
+    xs = jax.random.normal(k1, (2, 3, 16, 16, 1), jnp.float64)
+    xq = jax.random.normal(k2, (2, 6, 16, 16, 1), jnp.float64)
+    ys, yq = jnp.tile(jnp.arange(3), (2, 1)), jnp.tile(jnp.repeat(jnp.arange(3), 2), (2, 1))
+    tasks = mj.Task((xs, ys), (xq, yq))
+    grads = []
+    for closed_form in (True, False):
+        model = conv4(ways=3, filters=2, image_size=16, conv="lax_vjp", closed_form=closed_form)
+        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(k3))
+        # task_chunk=1: XLA:CPU miscompiles float64 per-task lax.conv kernels under vmap (tests/test_models.py)
+        learner = mj.imaml(
+            cross_entropy_loss(model.apply), "sgd", 20, inner_lr=0.1, lam=LAM, has_aux=True, task_chunk=1
+        )
+        grads.append(jax.jit(learner.meta_grad)(params, tasks)[0])
+    leaves = [jax.tree_util.tree_leaves(g) for g in grads]
+    assert float(jnp.linalg.norm(ravel_pytree(grads[0])[0])) > 1e-6
+    for a, b in zip(*leaves, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)

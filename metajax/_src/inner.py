@@ -365,6 +365,45 @@ class FirstOrder(AbstractMetaGradient):
         return jax.lax.stop_gradient(grads)
 
 
+def conjugate_gradient(matvec: Callable, b: Any, tol: float, maxiter: int) -> Any:
+    """Solve ``matvec(x) = b`` for a symmetric positive-definite operator on pytrees.
+
+    Starts from zero and stops when ``|r| <= tol |b|`` or after ``maxiter``
+    iterations (``jax.scipy.sparse.linalg.cg`` with ``atol=0``). Written out
+    because that function's ``device_put`` of its operands fails under
+    ``vmap`` when parameters carry their batch axis anywhere but first, as
+    per-task convolution kernels do inside a vmapped meta-gradient.
+    """
+    tree = jax.tree_util
+
+    def vdot(a, c):
+        return sum(jnp.vdot(x, y) for x, y in zip(tree.tree_leaves(a), tree.tree_leaves(c), strict=True))
+
+    def axpy(alpha, x, y):
+        return tree.tree_map(lambda u, v: alpha.astype(u.dtype) * u + v, x, y)
+
+    x0 = tree.tree_map(jnp.zeros_like, b)
+    rr0 = vdot(b, b)
+    bound = jnp.square(tol) * rr0
+
+    def cond(state):
+        _, _, _, rr, k = state
+        return (rr > bound) & (k < maxiter)
+
+    def body(state):
+        x, r, p, rr, k = state
+        ap = matvec(p)
+        alpha = rr / vdot(p, ap)
+        x = axpy(alpha, p, x)
+        r = axpy(-alpha, ap, r)
+        rr_new = vdot(r, r)
+        p = axpy(rr_new / rr, p, r)
+        return x, r, p, rr_new, k + 1
+
+    x, *_ = jax.lax.while_loop(cond, body, (x0, b, b, rr0, jnp.asarray(0)))
+    return x
+
+
 def _zero_cotangent(x):
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.inexact):
@@ -479,10 +518,16 @@ class Implicit(AbstractMetaGradient):
             phi, th, fr, data = res
             g, _ = cotangents  # the losses / records carry no gradient
 
-            def matvec(v):  # (H + lam I) v by forward-over-reverse
-                return jax.jvp(lambda p: stationarity(p, th, fr, data), (phi,), (v,))[1]
+            # (H + lam I) v as a vector-Jacobian product of the stationarity map
+            # (reverse-over-reverse; its Jacobian is symmetric), linearised once
+            # for all CG iterations. Forward mode would not do: models may use
+            # custom-VJP layers (conv4's batch norm), which have no JVP.
+            _, hvp = jax.vjp(lambda p: stationarity(p, th, fr, data), phi)
 
-            u, _ = jax.scipy.sparse.linalg.cg(matvec, g, tol=self.cg_tol, atol=0.0, maxiter=self.cg_steps)
+            def matvec(v):
+                return hvp(v)[0]
+
+            u = conjugate_gradient(matvec, g, self.cg_tol, self.cg_steps)
             # d phi* = -(dF/dphi)^{-1} dF/d(theta, frozen); dF/dtheta = -lam I
             _, vjp = jax.vjp(lambda t, f: stationarity(phi, t, f, data), th, fr)
             d_th, d_fr = jax.tree_util.tree_map(jnp.negative, vjp(u))

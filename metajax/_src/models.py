@@ -20,6 +20,7 @@ as in the MAML reference implementation):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -138,27 +139,94 @@ def mlp(in_features: int = 1, hidden: Sequence[int] = (40, 40), out: int = 1) ->
     return Model(init, apply, (in_features,), module)
 
 
+def _bn_stats(x, num_ref, epsilon):
+    # per-channel mean and rsqrt(var + eps), kept broadcastable against x
+    ref = x if num_ref is None else x[:num_ref]
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(ref, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(ref - mean), axis=axes, keepdims=True)
+    return mean, jax.lax.rsqrt(var + epsilon)
+
+
+def _per_channel(v, ndim):
+    return v.reshape((1,) * (ndim - 1) + (-1,))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_ref: int | None, epsilon: float) -> jax.Array:
+    """Per-channel batch norm of ``x`` (last axis = channels) with the first ``num_ref`` rows' statistics.
+
+    ``y = (x - mean) * rsqrt(var + epsilon) * scale + bias`` with ``mean`` and
+    (biased) ``var`` over all axes but the last of ``x[:num_ref]`` (all of
+    ``x`` if ``num_ref`` is None). The value is what the formula gives; the
+    custom VJP is the closed-form gradient, which needs two per-channel
+    reductions and one elementwise pass where autodiff of the formula makes
+    several passes over the activations (the largest tensors of a Conv4 step):
+    with ``r = rsqrt(var + eps)``, ``xhat = (x - mean) r``, ``m = num_ref``
+    rows times the spatial size,
+
+        dx = r scale g - [row < num_ref] (r scale / m) (sum g + xhat sum(g xhat)),
+        dscale = sum(g xhat),  dbias = sum(g).
+
+    The backward pass is ordinary JAX code, so it is differentiated again for
+    second-order (exact MAML) gradients.
+    """
+    mean, rstd = _bn_stats(x, num_ref, epsilon)
+    return (x - mean) * (rstd * _per_channel(scale, x.ndim)) + _per_channel(bias, x.ndim)
+
+
+def _bn_fwd(x, scale, bias, num_ref, epsilon):
+    mean, rstd = _bn_stats(x, num_ref, epsilon)
+    xhat = (x - mean) * rstd
+    return xhat * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim), (xhat, rstd, scale)
+
+
+def _bn_bwd(num_ref, epsilon, res, g):
+    del epsilon
+    xhat, rstd, scale = res
+    axes = tuple(range(g.ndim - 1))
+    dbias = jnp.sum(g, axis=axes, keepdims=True)
+    dscale = jnp.sum(g * xhat, axis=axes, keepdims=True)
+    rows = g.shape[0] if num_ref is None else num_ref
+    m = rows * (g.size // (g.shape[0] * g.shape[-1]))
+    rs = rstd * _per_channel(scale, g.ndim)
+    correction = (rs / m) * (dbias + xhat * dscale)
+    if num_ref is None:
+        dx = rs * g - correction
+    else:
+        in_ref = (jnp.arange(g.shape[0]) < num_ref).reshape((-1,) + (1,) * (g.ndim - 1))
+        dx = rs * g - jnp.where(in_ref, correction, 0)
+    return dx, dscale.reshape(scale.shape), dbias.reshape(scale.shape)
+
+
+batch_norm.defvjp(_bn_fwd, _bn_bwd)
+
+
 class RefBatchNorm(nn.Module):
     """Batch norm over (batch, H, W) using the first ``num_ref`` examples' statistics.
 
     ``num_ref=None`` uses the whole batch (transductive). Learnable per-channel
-    scale and offset; no running averages.
+    scale and offset; no running averages. ``closed_form=True`` computes it
+    with :func:`batch_norm` (closed-form gradient), ``False`` by autodiff of
+    the formula (same values; kept for comparison and benchmarks).
     """
 
     epsilon: float = 1e-5
+    closed_form: bool = True
 
     @nn.compact
     def __call__(self, x, num_ref=None):
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        ref = x if num_ref is None else x[:num_ref]
-        axes = tuple(range(x.ndim - 1))
-        mean = jnp.mean(ref, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(ref - mean), axis=axes, keepdims=True)
-        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        shape = (1,) * (x.ndim - 1) + (c,)
-        return y * scale.astype(x.dtype).reshape(shape) + bias.astype(x.dtype).reshape(shape)
+        if not self.closed_form:
+            ref = x if num_ref is None else x[:num_ref]
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(ref, axis=axes, keepdims=True)
+            var = jnp.mean(jnp.square(ref - mean), axis=axes, keepdims=True)
+            y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+            return y * _per_channel(scale.astype(x.dtype), x.ndim) + _per_channel(bias.astype(x.dtype), x.ndim)
+        return batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype), num_ref, self.epsilon)
 
 
 class PatchConv3x3(nn.Module):
@@ -185,6 +253,108 @@ class PatchConv3x3(nn.Module):
         return y.reshape(n, h, w, self.features) + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
 
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_conv(x, w, padding):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+
+
+# Three stride-1 NHWC/HWIO operations close under reverse-mode differentiation:
+#   conv_s1(x, w)   y[n,o,f] = sum_{k,c} x[n,o+k-p,c] w[k,c,f]      (the forward convolution)
+#   _conv_t(g, w)   x[n,i,c] = sum_{k,f} g[n,i-k+p,f] w[k,c,f]      (its input gradient)
+#   _conv_w(x, g)   w[k,c,f] = sum_{n,o} x[n,o+k-p,c] g[n,o,f]      (its weight gradient)
+# Each is bilinear and each partial derivative of each is one of the three, so
+# every order of reverse-mode derivative is built from them; each is written as
+# a canonical convolution with a small (kernel-sized) output or kernel.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_s1(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution whose derivatives are canonical convolutions.
+
+    ``conv_s1(x, w, ((pt, pb), (pl, pr)))`` equals
+    ``lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))``.
+    The difference is the backward pass. JAX's transpose rules emit convolutions
+    with swapped dimension numbers (the weight gradient contracts the batch
+    axis), which XLA:CPU runs up to 60x slower inside a loop over tasks than
+    outside one (``benchmarks/conv_in_loop.py``). Here the input gradient is a
+    convolution with the flipped, in/out-swapped kernel and the weight gradient
+    a convolution of the transposed input (batch as features) with the
+    transposed output cotangent; their own derivatives are again one of these
+    three operations, so second- and higher-order reverse-mode derivatives (exact
+    MAML) stay in the same form. Forward-mode AD (``jax.jvp``) is not available
+    through a custom VJP; metajax's iMAML uses reverse-mode Hessian-vector
+    products, so it works with this convolution.
+    """
+    return _lax_conv(x, w, padding)
+
+
+def _conv_s1_fwd(x, w, padding):
+    return conv_s1(x, w, padding), (x, w)
+
+
+def _conv_s1_bwd(padding, res, g):
+    x, w = res
+    return _conv_t(g, w, padding), _conv_w(x, g, padding)
+
+
+conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_t(g, w, padding):
+    kh, kw = w.shape[0], w.shape[1]
+    (pt, pb), (pl, pr) = padding
+    return _lax_conv(g, jnp.flip(w, (0, 1)).swapaxes(2, 3), ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)))
+
+
+def _conv_t_fwd(g, w, padding):
+    return _conv_t(g, w, padding), (g, w)
+
+
+def _conv_t_bwd(padding, res, d):
+    g, w = res
+    return conv_s1(d, w, padding), _conv_w(d, g, padding)
+
+
+_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_w(x, g, padding):
+    return _lax_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), padding).transpose(1, 2, 0, 3)
+
+
+def _conv_w_fwd(x, g, padding):
+    return _conv_w(x, g, padding), (x, g)
+
+
+def _conv_w_bwd(padding, res, d):
+    x, g = res
+    return _conv_t(g, d, padding), conv_s1(x, d, padding)
+
+
+_conv_w.defvjp(_conv_w_fwd, _conv_w_bwd)
+
+
+class VJPConv3x3(nn.Module):
+    """3x3 SAME convolution through :func:`conv_s1` (canonical-convolution gradients).
+
+    Same parameters and result as ``nn.Conv(F, (3, 3), padding="SAME")``.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        y = conv_s1(x, kernel.astype(x.dtype), ((1, 1), (1, 1)))
+        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+
+
 def max_pool_2x2(x):
     """2x2 max-pool, stride 2, VALID (an odd trailing row/column is dropped), NHWC.
 
@@ -199,11 +369,59 @@ def max_pool_2x2(x):
     return x[:, : 2 * h2, : 2 * w2, :].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
 
 
-CONV_IMPLS = ("auto", "patches", "xla")
+@jax.custom_vjp
+def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
+    """``relu(max_pool_2x2(x))`` with a one-pass gradient.
+
+    The value and the gradient equal those of the composition under JAX's
+    rules (the gradient of a max is split equally among tied maxima; ReLU's
+    gradient at 0 is 0): ``dx = where(x == m and m > 0, g / ties, 0)`` with
+    ``m`` the window's maximum and ``ties`` the number of elements equal to it.
+    Ties are common on Omniglot's flat backgrounds, so the split matters.
+    Autodiff of the composition computes the same with separate mask, count,
+    divide and select passes over the largest activations.
+    """
+    return jax.nn.relu(max_pool_2x2(x))
+
+
+def _blocks(x):
+    n, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    return x[:, : 2 * h2, : 2 * w2, :].reshape(n, h2, 2, w2, 2, c)
+
+
+def _rmp_fwd(x):
+    m = max_pool_2x2(x)
+    return jax.nn.relu(m), (x, m)
+
+
+def _rmp_bwd(res, g):
+    x, m = res
+    n, h, w, c = x.shape
+    m = m[:, :, None, :, None, :]
+    hit = _blocks(x) == m
+    ties = jnp.sum(hit, axis=(2, 4), keepdims=True).astype(g.dtype)
+    share = jnp.where(m > 0, g[:, :, None, :, None, :] / ties, 0)
+    dx = jnp.where(hit, share, 0).reshape(n, 2 * (h // 2), 2 * (w // 2), c)
+    if dx.shape != x.shape:
+        dx = jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+    return (dx,)
+
+
+relu_max_pool_2x2.defvjp(_rmp_fwd, _rmp_bwd)
+
+
+CONV_IMPLS = ("auto", "patches", "xla", "lax_vjp")
 
 
 def resolve_conv_impl(conv: str) -> str:
-    """``"auto"`` is ``"patches"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere."""
+    """``"auto"`` is ``"patches"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere.
+
+    ``"lax_vjp"`` is never chosen automatically: on the Omniglot workload it
+    is 1.2x slower than ``"patches"`` on CPU (faster only for Reptile,
+    benchmarks/README.md), and on GPU/TPU the native gradient convolutions
+    are the tuned ones.
+    """
     if conv not in CONV_IMPLS:
         raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}.")
     if conv == "auto":
@@ -217,25 +435,38 @@ class Conv4Module(nn.Module):
     ways: int = 5
     filters: int = 64
     conv: str = "xla"
+    closed_form: bool = True
 
     @nn.compact
     def __call__(self, x, num_ref=None):
         for i in range(4):
             if self.conv == "patches":
                 x = PatchConv3x3(self.filters, name=f"Conv_{i}")(x)
+            elif self.conv == "lax_vjp":
+                x = VJPConv3x3(self.filters, name=f"Conv_{i}")(x)
             else:
                 x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"Conv_{i}")(x)
-            x = RefBatchNorm()(x, num_ref)
-            # max-pool then ReLU (they commute, ReLU being monotone): the pool
-            # sees generic pre-activations, so ties (where max's gradient is
-            # split) have probability zero instead of being every all-zero
-            # ReLU window, and ReLU runs on a 4x smaller tensor.
-            x = nn.relu(max_pool_2x2(x))
+            x = RefBatchNorm(closed_form=self.closed_form)(x, num_ref)
+            # max-pool then ReLU (they commute, ReLU being monotone): ReLU runs
+            # on a 4x smaller tensor and the pool's ties are only genuinely
+            # equal pre-activations (flat image regions), not every all-zero
+            # ReLU window.
+            if self.closed_form:
+                x = relu_max_pool_2x2(x)
+            else:
+                x = nn.relu(max_pool_2x2(x))
         x = x.reshape((x.shape[0], -1))
         return nn.Dense(self.ways, name="head")(x)
 
 
-def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int = 1, conv: str = "auto") -> Model:
+def conv4(
+    ways: int = 5,
+    filters: int = 64,
+    image_size: int = 28,
+    channels: int = 1,
+    conv: str = "auto",
+    closed_form: bool = True,
+) -> Model:
     """The standard 4-block conv net of MAML (Omniglot 28x28x1, Mini-ImageNet 84x84x3).
 
     Args:
@@ -243,9 +474,20 @@ def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int 
       filters: filters per conv layer (64 for Omniglot, 32 for Mini-ImageNet).
       image_size: input height and width.
       channels: input channels.
-      conv: ``"patches"`` (im2col matmuls), ``"xla"`` (``lax.conv``) or
-        ``"auto"`` (patches on CPU, XLA elsewhere). Both have the same
-        parameters and agree to float rounding.
+      conv: ``"patches"`` (im2col matmuls), ``"xla"`` (``lax.conv`` with
+        JAX's own gradients), ``"lax_vjp"`` (``lax.conv`` whose gradients are
+        canonical convolutions, :func:`conv_s1`) or ``"auto"`` (patches on
+        CPU, XLA elsewhere). All have the same parameters and agree to float
+        rounding, gradients of every order included. Known issue: XLA:CPU
+        (jaxlib 0.10.2) miscompiles *float64* ``lax.conv`` with per-task
+        kernels under ``vmap`` inside a loop (``"xla"``/``"lax_vjp"`` with
+        vmapped tasks and ``jax_enable_x64``): results are wrong by ~10 %.
+        float32, ``"patches"`` and one task at a time (``task_chunk=1``, the
+        CPU default) are unaffected (tests/test_models.py checks all three).
+      closed_form: batch norm and ReLU-max-pool with closed-form gradients
+        (:func:`batch_norm`, :func:`relu_max_pool_2x2`; fewer passes over the
+        activations, ~15 % faster MAML steps on CPU, benchmarks/README.md);
+        ``False`` differentiates the plain formulas. Same values either way.
 
     Returns:
       A :class:`Model` whose ``apply(params, x, reference=None)`` follows the
@@ -257,7 +499,9 @@ def conv4(ways: int = 5, filters: int = 64, image_size: int = 28, channels: int 
     >>> m.apply(m.init(jax.random.PRNGKey(0)), jax.numpy.zeros((2, 28, 28, 1))).shape
     (2, 5)
     """
-    module = Conv4Module(ways=ways, filters=filters, conv=resolve_conv_impl(conv))
+    if not isinstance(closed_form, bool):
+        raise TypeError(f"closed_form must be a bool, got {closed_form!r}.")
+    module = Conv4Module(ways=ways, filters=filters, conv=resolve_conv_impl(conv), closed_form=closed_form)
     shape = (image_size, image_size, channels)
 
     def init(key):
