@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (JAX uses all cores)")
     parser.add_argument("--only", help="comma-separated algorithm:k pairs, e.g. maml:1,fomaml:1")
+    parser.add_argument(
+        "--conv",
+        default="patches",
+        choices=("patches", "lax_vjp", "xla"),
+        help="metajax's conv4 convolution (patches = the CPU default of conv='auto')",
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     variants = VARIANTS
@@ -64,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         for alg, k in variants:
             spec = {"algorithm": alg, "k": k, "meta_batch": args.meta_batch, "repeats": args.repeats}
             l2l = [args.l2l_python, str(HERE / "l2l_worker.py"), "--l2l-src", args.l2l_src]
-            jax_spec = {**spec, "workload": "omniglot", "conv": "patches", "task_chunk": 1, "cpu_threads": 0}
+            jax_spec = {**spec, "workload": "omniglot", "conv": args.conv, "task_chunk": 1, "cpu_threads": 0}
+            if alg == "reptile":
+                # learn2learn's Reptile loop scores nothing on the query batch; neither does metajax's here
+                jax_spec["score_query"] = False
             mj = [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(jax_spec)]
             for lib, cmd in (("learn2learn", [*l2l, json.dumps({**spec, "threads": args.threads})]), ("metajax", mj)):
                 r = run(cmd, timeout=1800)
@@ -103,14 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
         f"torch {torch_version}, learn2learn 0.2.0 (torch threads: {args.threads}); meta-batch "
-        f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side.\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side; "
+        f"metajax conv={args.conv}.\n\n" + "\n".join(lines) + "\n"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    raw = {"machine": info, "rows": rows, "samples": {f"{a}|{b}|{c}": v for (a, b, c), v in samples.items()}}
+    raw = {
+        "machine": info,
+        "conv": args.conv,
+        "rows": rows,
+        "samples": {f"{a}|{b}|{c}": v for (a, b, c), v in samples.items()},
+    }
     (out / f"l2l-{stamp}.json").write_text(json.dumps(raw, indent=1))
     (out / f"l2l-{stamp}.md").write_text(md)
     print(md)

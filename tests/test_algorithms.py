@@ -47,6 +47,18 @@ def test_reptile_k1_equals_joint_training_gradient(key):
     allclose(jax.tree_util.tree_map(lambda d: d / alpha, direction), jax.grad(joint)(params), rtol=1e-10)
 
 
+def test_reptile_without_query_scoring_has_the_same_direction(key):
+    tasks = regression_tasks(key)
+    params = tanh_mlp_init(jax.random.fold_in(key, 1))
+    d1, m1 = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05).meta_grad(params, tasks)
+    d2, m2 = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05, score_query=False).meta_grad(params, tasks)
+    allclose(d1, d2, rtol=0)
+    assert set(m2) == {"support_loss"} and "query_loss" in m1
+    allclose(m1["support_loss"], m2["support_loss"], rtol=0)
+    with pytest.raises(TypeError, match="score_query must be a bool"):
+        mj.reptile(mlp_loss, "sgd", 3, score_query=1)
+
+
 def test_batched_reptile_is_mean_of_serial_updates_from_same_start(key):
     tasks = regression_tasks(key, num_tasks=4)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))

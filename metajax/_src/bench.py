@@ -19,7 +19,9 @@ Workloads:
             array (4,400 classes): task batches per second (100 per call).
   omniglot  synthetic Omniglot-shaped data: Conv4-64, 28x28x1, 5-way 1-shot,
             15 query per class, meta-batch 32; one meta-step per call.
-Strategies (omniglot): conv = patches (im2col matmuls) or xla (lax.conv);
+Strategies (omniglot): conv = patches (im2col matmuls), xla (lax.conv) or
+lax_vjp (lax.conv with canonical-convolution gradients); batch norm and
+ReLU-max-pool with closed-form gradients (default) or by autodiff;
 task_chunk = 1 (lax.map over tasks), c (map over chunks of c, vmap inside) or
 vmap (all tasks at once). cpu_threads = 1 pins the process to one core.
 """
@@ -54,6 +56,8 @@ def worker(spec: dict) -> dict:
     alg, k = spec["algorithm"], spec["k"]
     factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}
     extra = {"gradient": spec["gradient"]} if spec.get("gradient") else {}
+    if "score_query" in spec:  # Reptile only: skip the monitoring forward pass on the query batch
+        extra["score_query"] = spec["score_query"]
     key = jax.random.PRNGKey(0)
     if spec["workload"] == "sinusoid":
         model = mlp()
@@ -67,7 +71,7 @@ def worker(spec: dict) -> dict:
         params = model.init(key)
         args = (params, ms.init(params), key)
     else:
-        model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
+        model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"], closed_form=spec.get("closed_form", True))
         chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
         learner = factories[alg](
             cross_entropy_loss(model.apply),
@@ -212,11 +216,16 @@ def variants(full: bool, only: str | None) -> list[dict]:
         base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
         for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
             out.append({**base, "algorithm": alg, "k": k, "conv": "patches", "task_chunk": 1})
-        strategies = [("patches", "vmap"), ("patches", 4), ("xla", 1)]
+        # (conv, task_chunk, closed-form batch-norm/pool gradients)
+        strategies = [("patches", 1, False), ("lax_vjp", 1, True), ("patches", "vmap", True), ("patches", 4, True)]
+        strategies += [("xla", 1, True)]
         if full:
-            strategies += [("patches", 8), ("patches", 16)]
-        for conv, chunk in strategies:
-            for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5)) if full else (("maml", 1),):
+            strategies += [("patches", 8, True), ("patches", 16, True)]
+        for conv, chunk, closed in strategies:
+            pairs = (("maml", 1), ("fomaml", 1), ("maml", 5)) if full else (("maml", 1),)
+            if conv == "lax_vjp" or not closed:
+                pairs += (("reptile", 5),)
+            for alg, k in pairs:
                 out.append(
                     {
                         **base,
@@ -224,6 +233,7 @@ def variants(full: bool, only: str | None) -> list[dict]:
                         "k": k,
                         "conv": conv,
                         "task_chunk": chunk,
+                        "closed_form": closed,
                         "repeats": 1 if conv == "xla" else reps,
                     }
                 )
@@ -314,6 +324,8 @@ def label(r: dict) -> str:
     if r["workload"] == "sinusoid":
         return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
     text = f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
+    if not r.get("closed_form", True):
+        text += ", autodiff BN/pool"
     return text + (f", {r['devices']} devices" if r.get("devices") else "")
 
 

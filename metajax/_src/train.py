@@ -387,7 +387,9 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                     **metrics,
                 }
                 params_ok = all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(meta_params))
-                if not params_ok or (nan_policy == "stop" and not math.isfinite(metrics["query_loss"])):
+                if not params_ok or (
+                    nan_policy == "stop" and not math.isfinite(metrics.get("query_loss", metrics["support_loss"]))
+                ):
                     f.write(json.dumps(rec) + "\n")
                     last = max(ckpt.steps(), default=0)
                     raise FloatingPointError(
@@ -410,7 +412,8 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                     board.flush()
                 if (ckpt_every and done % ckpt_every == 0) or done == total or stop:
                     save()
-                shown = {"query_loss": metrics["query_loss"]}
+                key = "query_loss" if "query_loss" in metrics else "support_loss"
+                shown = {key: metrics[key]}
                 if "query_accuracy" in metrics:
                     shown["acc"] = metrics["query_accuracy"]
                 if "val_accuracy" in rec:
