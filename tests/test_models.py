@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 from test_maml import directional_fd_check
 
 import metajax as mj
@@ -271,20 +272,47 @@ def _vmap_vs_loop_gap(conv, dtype):
     return float(jnp.max(jnp.abs(jax.jit(jax.vmap(adapted_loss))(xs) - loop)))
 
 
-def test_vmapped_tasks_match_a_loop_for_the_default_cpu_conv_in_float64():
-    assert _vmap_vs_loop_gap("patches", jnp.float64) < 1e-12
+@pytest.mark.parametrize("conv", ["patches", "lax_vjp"])
+def test_vmapped_tasks_match_a_loop_in_float64(conv):
+    assert _vmap_vs_loop_gap(conv, jnp.float64) < 1e-12
 
 
-def test_vmapped_lax_conv_tasks_match_a_loop_in_float32():
-    assert _vmap_vs_loop_gap("xla", jnp.float32) < 1e-5
-
-
-@pytest.mark.xfail(
+XLA_CPU_GROUPED_CONV_BUG = pytest.mark.xfail(
     jax.default_backend() == "cpu",
     strict=True,
-    reason="XLA:CPU (jaxlib 0.10.2) miscompiles float64 grouped convolutions (per-task kernels under vmap) "
-    "inside a loop; disabling its convolution-group-converter or algsimp pass gives the right answer",
+    reason="XLA:CPU (jaxlib 0.10.2) miscompiles grouped convolutions (lax.conv with per-task kernels under vmap) "
+    "in some shapes; disabling its convolution-group-converter or algsimp pass gives the right answer",
 )
+
+
+@XLA_CPU_GROUPED_CONV_BUG
 def test_vmapped_lax_conv_tasks_match_a_loop_in_float64():
     # strict: when a jaxlib fixes this the test XPASSes and fails, so the warning in conv4's docstring can go
     assert _vmap_vs_loop_gap("xla", jnp.float64) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "conv,task_chunk,closed_form",
+    [
+        ("patches", None, True),
+        ("lax_vjp", 1, True),
+        ("lax_vjp", None, True),
+        ("patches", 2, False),
+        pytest.param("xla", None, True, marks=XLA_CPU_GROUPED_CONV_BUG),
+    ],
+)
+def test_every_strategy_gives_the_reference_maml_meta_gradient_in_float32(conv, task_chunk, closed_form):
+    """Exact MAML (k = 2) on a Conv4 in float32: each strategy against plain autodiff of lax.conv, map over tasks."""
+
+    def meta_grad(conv, task_chunk, closed_form):
+        model = conv4(ways=3, filters=4, image_size=16, conv=conv, closed_form=closed_form)
+        learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 2, inner_lr=0.4, has_aux=True, task_chunk=task_chunk)
+        tasks = jax.tree_util.tree_map(
+            lambda a: a.astype(jnp.float32) if a.dtype == jnp.float64 else a, image_tasks(jax.random.PRNGKey(5), 3)
+        )
+        return jax.jit(learner.meta_grad)(model.init(jax.random.PRNGKey(0)), tasks)[0]
+
+    want = ravel_pytree(meta_grad("xla", 1, False))[0]
+    got = ravel_pytree(meta_grad(conv, task_chunk, closed_form))[0]
+    assert got.dtype == jnp.float32
+    assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 2e-5

@@ -257,7 +257,38 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 def _lax_conv(x, w, padding):
-    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+    return _batch_safe_conv(padding)(x, w)
+
+
+@functools.cache
+def _batch_safe_conv(padding):
+    """``lax.conv`` (stride 1, NHWC/HWIO) whose vmap never becomes a grouped convolution.
+
+    JAX batches a convolution with per-example kernels into one grouped
+    convolution, which XLA:CPU (jaxlib 0.10.2) miscompiles in some shapes: the
+    exact MAML meta-gradient of a 16x16 Conv4 under vmap over tasks came out
+    with relative error ~1 (tests/test_models.py). Here a batched kernel runs
+    as a loop over the batch (``lax.map``; what ``task_chunk=1`` does anyway),
+    and a batched input with a shared kernel folds the batch into the
+    examples axis (no grouping).
+    """
+
+    @jax.custom_batching.custom_vmap
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+
+    @conv.def_vmap
+    def _rule(axis_size, in_batched, x, w):
+        x_batched, w_batched = in_batched
+        if w_batched:
+            if not x_batched:
+                x = jnp.broadcast_to(x, (axis_size, *x.shape))
+            return jax.lax.map(lambda xw: conv(*xw), (x, w)), True
+        b, n = x.shape[0], x.shape[1]
+        out = conv(x.reshape(b * n, *x.shape[2:]), w)
+        return out.reshape(b, n, *out.shape[1:]), True
+
+    return conv
 
 
 # Three stride-1 NHWC/HWIO operations close under reverse-mode differentiation:
@@ -493,11 +524,14 @@ def conv4(
         canonical convolutions, :func:`conv_s1`) or ``"auto"`` (patches on
         CPU, XLA elsewhere). All have the same parameters and agree to float
         rounding, gradients of every order included. Known issue: XLA:CPU
-        (jaxlib 0.10.2) miscompiles *float64* ``lax.conv`` with per-task
-        kernels under ``vmap`` inside a loop (``"xla"``/``"lax_vjp"`` with
-        vmapped tasks and ``jax_enable_x64``): results are wrong by ~10 %.
-        float32, ``"patches"`` and one task at a time (``task_chunk=1``, the
-        CPU default) are unaffected (tests/test_models.py checks all three).
+        (jaxlib 0.10.2) miscompiles the grouped convolutions that ``vmap``
+        makes of ``lax.conv`` with per-task kernels, in some shapes (a 16x16
+        Conv4's MAML meta-gradient under vmap over tasks: relative error ~1,
+        float32 and float64; the 28x28 Omniglot shape in float32 was right).
+        ``"xla"`` with vmapped tasks on CPU is therefore unsafe; ``"lax_vjp"``
+        never emits grouped convolutions (a batched kernel loops over the
+        batch), and ``"patches"`` and ``task_chunk=1`` (the CPU defaults) are
+        unaffected. tests/test_models.py checks each case.
       closed_form: batch norm and ReLU-max-pool with closed-form gradients
         (:func:`batch_norm`, :func:`relu_max_pool_2x2`; fewer passes over the
         activations, ~15 % faster MAML steps on CPU, benchmarks/README.md);
