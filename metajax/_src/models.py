@@ -256,6 +256,15 @@ class PatchConv3x3(nn.Module):
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+def _saving_operands(op):
+    """The forward rule of a bilinear op ``op(a, b, padding)``: its value, and both operands as residuals."""
+
+    def fwd(a, b, padding):
+        return op(a, b, padding), (a, b)
+
+    return fwd
+
+
 def _lax_conv(x, w, padding):
     return _batch_safe_conv(padding)(x, w)
 
@@ -321,16 +330,12 @@ def conv_s1(x: jax.Array, w: jax.Array, padding: tuple[tuple[int, int], tuple[in
     return _lax_conv(x, w, padding)
 
 
-def _conv_s1_fwd(x, w, padding):
-    return conv_s1(x, w, padding), (x, w)
-
-
 def _conv_s1_bwd(padding, res, g):
     x, w = res
     return _conv_t(g, w, padding), _conv_w(x, g, padding)
 
 
-conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
+conv_s1.defvjp(_saving_operands(conv_s1), _conv_s1_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -340,16 +345,12 @@ def _conv_t(g, w, padding):
     return _lax_conv(g, jnp.flip(w, (0, 1)).swapaxes(2, 3), ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)))
 
 
-def _conv_t_fwd(g, w, padding):
-    return _conv_t(g, w, padding), (g, w)
-
-
 def _conv_t_bwd(padding, res, d):
     g, w = res
     return conv_s1(d, w, padding), _conv_w(d, g, padding)
 
 
-_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
+_conv_t.defvjp(_saving_operands(_conv_t), _conv_t_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -370,16 +371,12 @@ def _conv_w(x, g, padding):
     return dw.reshape(kh, kw, c, f)
 
 
-def _conv_w_fwd(x, g, padding):
-    return _conv_w(x, g, padding), (x, g)
-
-
 def _conv_w_bwd(padding, res, d):
     x, g = res
     return _conv_t(g, d, padding), conv_s1(x, d, padding)
 
 
-_conv_w.defvjp(_conv_w_fwd, _conv_w_bwd)
+_conv_w.defvjp(_saving_operands(_conv_w), _conv_w_bwd)
 
 
 class VJPConv3x3(nn.Module):
