@@ -171,6 +171,10 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_ref: int | N
     The backward pass is ordinary JAX code, so it is differentiated again for
     second-order (exact MAML) gradients.
     """
+    return _bn_formula(x, scale, bias, num_ref, epsilon)
+
+
+def _bn_formula(x, scale, bias, num_ref, epsilon):
     mean, rstd = _bn_stats(x, num_ref, epsilon)
     return (x - mean) * (rstd * _per_channel(scale, x.ndim)) + _per_channel(bias, x.ndim)
 
@@ -219,14 +223,8 @@ class RefBatchNorm(nn.Module):
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        if not self.closed_form:
-            ref = x if num_ref is None else x[:num_ref]
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(ref, axis=axes, keepdims=True)
-            var = jnp.mean(jnp.square(ref - mean), axis=axes, keepdims=True)
-            y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-            return y * _per_channel(scale.astype(x.dtype), x.ndim) + _per_channel(bias.astype(x.dtype), x.ndim)
-        return batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype), num_ref, self.epsilon)
+        norm = batch_norm if self.closed_form else _bn_formula  # the formula alone: differentiated by autodiff
+        return norm(x, scale.astype(x.dtype), bias.astype(x.dtype), num_ref, self.epsilon)
 
 
 class PatchConv3x3(nn.Module):
@@ -247,13 +245,21 @@ class PatchConv3x3(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         n, h, w, _ = x.shape
-        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        cols = jnp.concatenate([xp[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
-        y = cols.reshape(n * h * w, 9 * c) @ kernel.astype(x.dtype).reshape(9 * c, self.features)
+        cols = _im2col(x, ((1, 1), (1, 1)), (h, w), (3, 3))
+        y = cols @ kernel.astype(x.dtype).reshape(9 * c, self.features)
         return y.reshape(n, h, w, self.features) + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
 
 
 _DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _im2col(x, padding, out_hw, kernel_hw):
+    """``(N * OH * OW, KH * KW * C)`` columns of the padded NHWC ``x``: one row per output position."""
+    (pt, pb), (pl, pr) = padding
+    (oh, ow), (kh, kw) = out_hw, kernel_hw
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    cols = jnp.concatenate([xp[:, i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1)
+    return cols.reshape(x.shape[0] * oh * ow, kh * kw * x.shape[-1])
 
 
 def _saving_operands(op):
@@ -363,11 +369,8 @@ def _conv_w(x, g, padding):
     n, h, w, c = x.shape
     oh, ow, f = g.shape[1], g.shape[2], g.shape[3]
     kh, kw = h + pt + pb - oh + 1, w + pl + pr - ow + 1
-    xp = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-    cols = jnp.concatenate([xp[:, i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1)
-    dw = jax.lax.dot_general(
-        cols.reshape(n * oh * ow, kh * kw * c), g.reshape(n * oh * ow, f), (((0,), (0,)), ((), ()))
-    )
+    cols = _im2col(x, padding, (oh, ow), (kh, kw))
+    dw = jax.lax.dot_general(cols, g.reshape(n * oh * ow, f), (((0,), (0,)), ((), ())))
     return dw.reshape(kh, kw, c, f)
 
 
@@ -405,9 +408,7 @@ def max_pool_2x2(x):
     XLA:CPU runs ~7x slower (the MAML step went from 3.0 to 2.0 s/it;
     benchmarks/README.md).
     """
-    n, h, w, c = x.shape
-    h2, w2 = h // 2, w // 2
-    return x[:, : 2 * h2, : 2 * w2, :].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
+    return _blocks(x).max(axis=(2, 4))
 
 
 @jax.custom_vjp
