@@ -68,6 +68,10 @@ def test_train_then_eval_commands(tmp_path, capsys):
     assert summary["best_step"] in (10, 20)
     assert set(summary["results"]) == {"final", "best"}
     assert set(summary["results"]["best"]) == {"transductive", "support"}
+    assert {p.name for p in run_dir.glob("eval_*")} >= {"eval_final.json", "eval_final.md", "eval_best.json"}
+    if summary["best_step"] == 20:  # best is the last step: one evaluation, reported under both names
+        assert summary["results"]["best"] == summary["results"]["final"]
+        assert (run_dir / "eval_best.md").read_text() == (run_dir / "eval_final.md").read_text()
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [5, 10, 15, 20] and "val_accuracy" in lines[1]
     capsys.readouterr()

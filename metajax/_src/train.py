@@ -527,7 +527,12 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
     evals = {"final": exp.evaluate(meta_params, run_dir, "final")}
-    if "best_step" in train_info:
+    if train_info.get("best_step") == train_info["steps"]:
+        # the best validation score came at the last step: best.msgpack holds the final parameters
+        for path in run_dir.glob("eval_final.*"):
+            shutil.copyfile(path, path.with_name("eval_best" + path.suffix))
+        evals["best"] = evals["final"]
+    elif "best_step" in train_info:
         evals["best"] = exp.evaluate(load_params(run_dir / "best.msgpack", meta_params), run_dir, "best")
     summary = {
         "algorithm": exp.learner.name,
