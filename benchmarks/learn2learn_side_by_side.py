@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("patches", "lax_vjp", "xla"),
         help="metajax's conv4 convolution (patches = the CPU default of conv='auto')",
     )
+    parser.add_argument(
+        "--compile-cache",
+        default="fresh",
+        help="metajax's persistent compilation cache: 'fresh' (default: a new empty directory, so round 1 "
+        "compiles and later rounds load the stored step; the table shows both peaks), 'off', or a directory",
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     variants = VARIANTS
@@ -65,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         variants = [(a, int(k)) for a, k in (item.split(":") for item in args.only.split(","))]
     if not (Path(args.l2l_src) / "learn2learn" / "algorithms" / "maml.py").is_file():
         parser.error(f"--l2l-src {args.l2l_src!r} is not an unpacked learn2learn source release (see --help)")
+    cache_dir = None
+    if args.compile_cache == "fresh":
+        cache_dir = tempfile.mkdtemp(prefix="metajax-xla-cache-")
+    elif args.compile_cache.lower() != "off":
+        cache_dir = args.compile_cache
     samples: dict[tuple[str, str, int], list[dict]] = {}
     for rnd in range(args.rounds):
         for alg, k in variants:
             spec = {"algorithm": alg, "k": k, "meta_batch": args.meta_batch, "repeats": args.repeats}
             l2l = [args.l2l_python, str(HERE / "l2l_worker.py"), "--l2l-src", args.l2l_src]
             jax_spec = {**spec, "workload": "omniglot", "conv": args.conv, "task_chunk": 1, "cpu_threads": 0}
+            if cache_dir is not None:
+                jax_spec["compile_cache"] = cache_dir
             if alg == "reptile":
                 # learn2learn's Reptile loop scores nothing on the query batch; neither does metajax's here
                 jax_spec["score_query"] = False
@@ -79,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run(cmd, timeout=1800)
                 samples.setdefault((lib, alg, k), []).append(r)
                 shown = r.get("error") or f"{r['s_per_it']:.3f} s/it, peak RSS {r['peak_rss_mb']:.0f} MB"
+                if r.get("compile_cache"):
+                    shown += f" (compilation cache {r['compile_cache']}, {r['compile_s']:.1f} s)"
                 print(f"round {rnd + 1} {lib:11s} {alg} k={k}: {shown}", file=sys.stderr, flush=True)
     from metajax._src.bench import machine
 
@@ -86,9 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     lines = [
         "| algorithm | k | learn2learn s/it | metajax s/it | speed-up | learn2learn peak RSS MB | "
-        "metajax peak RSS MB (incl. compiling) | metajax steady RSS MB | peak ratio | steady ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "metajax peak RSS MB, compiling | metajax peak RSS MB, cached step | metajax steady RSS MB | "
+        "peak ratio compiling | peak ratio cached | steady ratio | metajax compile s / cached load s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(x, spec=".0f"):
+        return "–" if x is None else format(x, spec)
+
     for alg, k in variants:
         med, rss, steady = {}, {}, {}
         for lib in ("learn2learn", "metajax"):
@@ -97,23 +119,46 @@ def main(argv: list[str] | None = None) -> int:
                 med[lib] = statistics.median(t for r in ok for t in r["times_s"])
                 rss[lib] = max(r["peak_rss_mb"] for r in ok)
                 steady[lib] = max(r.get("steady_rss_mb") or r["peak_rss_mb"] for r in ok)
+        mj = [r for r in samples[("metajax", alg, k)] if "error" not in r]
+        cold = [r for r in mj if r.get("compile_cache") != "hit"]
+        warm = [r for r in mj if r.get("compile_cache") == "hit"]
+        peak_cold = max((r["peak_rss_mb"] for r in cold), default=None)
+        peak_warm = max((r["peak_rss_mb"] for r in warm), default=None)
+        compile_cold = statistics.median(r["compile_s"] for r in cold) if cold else None
+        load_warm = statistics.median(r["compile_s"] for r in warm) if warm else None
         if len(med) == 2:
             ratio = med["learn2learn"] / med["metajax"]
+            base = rss["learn2learn"]
             lines.append(
                 f"| {alg} | {k} | {med['learn2learn']:.3f} | {med['metajax']:.3f} | {ratio:.2f}x | "
-                f"{rss['learn2learn']:.0f} | {rss['metajax']:.0f} | {steady['metajax']:.0f} | "
-                f"{rss['metajax'] / rss['learn2learn']:.2f} | {steady['metajax'] / rss['learn2learn']:.2f} |"
+                f"{base:.0f} | {fmt(peak_cold)} | {fmt(peak_warm)} | {steady['metajax']:.0f} | "
+                f"{fmt(peak_cold and peak_cold / base, '.2f')} | {fmt(peak_warm and peak_warm / base, '.2f')} | "
+                f"{steady['metajax'] / base:.2f} | {fmt(compile_cold, '.1f')} / {fmt(load_warm, '.2f')} |"
             )
         else:
             errs = [r["error"] for lib in ("learn2learn", "metajax") for r in samples[(lib, alg, k)] if "error" in r]
-            lines.append(f"| {alg} | {k} | failed: {errs[:1]} | | | | | | | |")
-        rows.append({"algorithm": alg, "k": k, "median_s": med, "peak_rss_mb": rss, "steady_rss_mb": steady})
+            lines.append(f"| {alg} | {k} | failed: {errs[:1]} | | | | | | | | | | |")
+        rows.append(
+            {
+                "algorithm": alg,
+                "k": k,
+                "median_s": med,
+                "peak_rss_mb": rss,
+                "steady_rss_mb": steady,
+                "metajax_peak_rss_mb_compiling": peak_cold,
+                "metajax_peak_rss_mb_cached": peak_warm,
+                "metajax_compile_s": compile_cold,
+                "metajax_cached_load_s": load_warm,
+            }
+        )
+    if args.compile_cache == "fresh":
+        shutil.rmtree(cache_dir, ignore_errors=True)
     torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
         f"torch {torch_version}, learn2learn 0.2.0 (torch threads: {args.threads}); meta-batch "
         f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side; "
-        f"metajax conv={args.conv}.\n\n" + "\n".join(lines) + "\n"
+        f"metajax conv={args.conv}; compilation cache: {args.compile_cache}.\n\n" + "\n".join(lines) + "\n"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ The public API; the code lives in ``metajax._src``.
 
 from metajax._src.anil import anil
 from metajax._src.base import InnerResult, MetaLearner, MetaState, Task
+from metajax._src.compile_cache import disable_compilation_cache, enable_compilation_cache
 from metajax._src.inner import (
     SAFE_EPS_ROOT,
     AbstractMetaGradient,
@@ -44,6 +45,8 @@ __all__ = [
     "check_task",
     "check_task_values",
     "combine",
+    "disable_compilation_cache",
+    "enable_compilation_cache",
     "fomaml",
     "imaml",
     "initialize_distributed",

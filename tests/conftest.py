@@ -5,10 +5,14 @@ Strict *dtype* promotion is not used: optax's own Adam bias correction
 (``1 - decay**count`` with an int32 count) fails under it.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import pytest
 
+# CLI tests must not write compiled programs into the user's ~/.cache (tests/test_compile_cache.py covers the cache)
+os.environ["METAJAX_COMPILE_CACHE"] = "off"
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -303,6 +303,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     import signal
 
     from metajax._src.checkpoint import Checkpointer
+    from metajax._src.compile_cache import cache_events
     from metajax._src.memory import check_fits, estimate, release_host_memory
     from metajax._src.sharding import make_mesh, replicate
 
@@ -344,7 +345,13 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         if n not in runners:
             jitted = jax.jit(mj.make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
             # compile explicitly: XLA's memory analysis says whether the step fits before it runs
-            compiled = jitted.lower(meta_params, state, train_key, *data).compile()
+            t = time.perf_counter()
+            with cache_events() as seen:
+                compiled = jitted.lower(meta_params, state, train_key, *data).compile()
+            how = f"compiled in {time.perf_counter() - t:.1f} s"
+            if seen["hits"]:
+                how = "loaded from the compilation cache"
+            print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
             if cfg.train.get("memory_check", True):
                 report = check_fits(estimate(compiled), f"the training step ({n} meta-steps per call)")
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
