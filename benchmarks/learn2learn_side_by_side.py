@@ -5,7 +5,10 @@ with 15 queries per class, meta-batch 32, inner SGD rate 0.4, outer Adam
 (Reptile: outer step 1 on the mean displacement); random data of that shape.
 Variants alternate between the libraries for ``--rounds`` rounds, each in a
 fresh subprocess (so peak RSS is that variant's), and the table reports the
-median of all timed meta-iterations per side and their ratio.
+median of all timed meta-iterations per side and their ratio. metajax runs
+with a persistent compilation cache in a fresh directory (``--compile-cache``):
+its first round compiles, later rounds load the stored step, and the table
+reports the peak RSS of both.
 
 Set-up of the learn2learn side (a separate venv; torch's CPU build from PyPI):
 
