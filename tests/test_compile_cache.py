@@ -76,6 +76,12 @@ def test_refuses_shared_and_survives_unwritable(tmp_path):
     shared.chmod(0o777)
     with pytest.raises(PermissionError, match="writable by other users"):
         mj.enable_compilation_cache(shared)
+    if hasattr(os, "getuid") and os.getuid() == 0:  # only root can hand a directory to another user
+        other = tmp_path / "other"
+        other.mkdir(mode=0o700)
+        os.chown(other, 65534, 65534)
+        with pytest.raises(PermissionError, match="owned by another user"):
+            mj.enable_compilation_cache(other)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.warns(RuntimeWarning, match="running without a cache"):

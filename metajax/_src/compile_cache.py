@@ -17,8 +17,8 @@ between machines. JAX's own key covers the program, the jax/jaxlib versions,
 the backend and the XLA flags.
 
 A cache directory is trusted code: whoever can write to it can make JAX run
-arbitrary code. The directory is created private (mode 0700) and a directory
-that others can write to is refused.
+arbitrary code. The directory is created private (mode 0700); a directory
+that others can write to, or that another user owns, is refused.
 """
 
 from __future__ import annotations
@@ -126,11 +126,14 @@ def enable_compilation_cache(
         )
         disable_compilation_cache()
         return None
-    mode = where.stat().st_mode
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+    info = where.stat()
+    # a sticky bit does not help: others could still create entries under the names JAX will look up
+    foreign = hasattr(os, "getuid") and info.st_uid != os.getuid()
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or foreign:
+        who = "owned by another user" if foreign else f"writable by other users (mode {stat.filemode(info.st_mode)})"
         raise PermissionError(
-            f"compilation cache: {str(where)!r} is writable by other users (mode {stat.filemode(mode)}); a compiled "
-            f"program loaded from it runs as you. Use a private directory (chmod go-w) or set {ENV}=off."
+            f"compilation cache: {str(where)!r} is {who}; a compiled program loaded from it runs as you. "
+            f"Use a private directory of your own (chmod go-w) or set {ENV}=off."
         )
     cc.reset_cache()  # JAX initialises its cache once per process; a new directory needs a fresh start
     jax.config.update("jax_enable_compilation_cache", True)
