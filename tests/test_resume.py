@@ -108,6 +108,32 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path, reference):
     assert "inner.lr" in out.stderr
 
 
+def test_more_steps_extend_the_run(tmp_path, reference):
+    """Changing only train.num_steps continues a run: 700 steps, then 1500, ends with the reference's bits."""
+    run_dir = tmp_path / "run"
+    subprocess.run(train_cmd(run_dir) + ["--set", "train.num_steps=700"], check=True, capture_output=True, timeout=600)
+    fewer = subprocess.run(
+        train_cmd(run_dir) + ["--set", "train.num_steps=600"], capture_output=True, text=True, timeout=600
+    )
+    assert fewer.returncode == 2 and "already has a checkpoint at step 700" in fewer.stderr
+    out = subprocess.run(train_cmd(run_dir), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "continuing the run" in out.stderr and "resuming from the checkpoint at step 700" in out.stderr
+    assert (run_dir / "meta_params.msgpack").read_bytes() == reference
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(50, 1501, 50))
+    assert json.loads((run_dir / "summary.json").read_text())["resumed_from"] == 700
+
+
+def test_annealed_run_cannot_be_extended(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "metajax", "train", "--config", "sinusoid_reptile", "--run-dir", str(run_dir)]
+    cmd += ["--smoke", "--no-progress", "--set", "eval.num_tasks=2", "--set", "eval.num_examples=0"]
+    subprocess.run(cmd + ["--set", "train.num_steps=20"], check=True, capture_output=True, timeout=600)
+    out = subprocess.run(cmd + ["--set", "train.num_steps=40"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and "anneals over train.num_steps" in out.stderr
+
+
 CORRUPTION_SCRIPT = r"""
 import json, sys, warnings
 from pathlib import Path

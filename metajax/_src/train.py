@@ -521,9 +521,33 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
     ):
         old, new = json.loads(previous.read_text()), json.loads(resolved)
         diff = sorted(_diff_keys(old, new))
-        raise ValueError(
-            f"--run-dir {str(run_dir)!r} holds checkpoints of a run with another configuration (differs in {diff}). "
-            "Rerun with the same configuration to resume it, or choose a new --run-dir."
+        annealed = bool(new.get("outer", {}).get("anneal", False))
+        if diff != ["train.num_steps"] or annealed:
+            why = (
+                " The outer rate anneals over train.num_steps (outer.anneal), so this run cannot be extended."
+                if "train.num_steps" in diff and annealed
+                else ""
+            )
+            raise ValueError(
+                f"--run-dir {str(run_dir)!r} holds checkpoints of a run with another configuration (differs in "
+                f"{diff}).{why} Rerun with the same configuration to resume it (changing only train.num_steps "
+                "extends it), or choose a new --run-dir."
+            )
+        from metajax._src.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(run_dir / "checkpoints")
+        reached = max(ckpt.steps(), default=0)
+        ckpt.close()
+        if config.train.num_steps < reached:
+            raise ValueError(
+                f"train.num_steps={config.train.num_steps}: the run in {str(run_dir)!r} already has a checkpoint at "
+                f"step {reached}; give at least {reached} to continue it, or choose a new --run-dir."
+            )
+        print(
+            f"metajax train: continuing the run in {run_dir} to {config.train.num_steps} meta-steps "
+            f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})",
+            file=sys.stderr,
+            flush=True,
         )
     exp = build(config)
     run_dir.mkdir(parents=True, exist_ok=True)
