@@ -82,12 +82,77 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
     return c
 
 
-def maml_20_way(shots: int, smoke: bool = False) -> ConfigDict:
+def maml_20_way(shots: int, smoke: bool = False, algorithm: str = "maml") -> ConfigDict:
     """MAML 20-way settings (Finn et al. 2017, A.1): alpha 0.1, 5 inner steps (train and test), meta-batch 16."""
-    c = omniglot_config("maml", 20, shots, smoke)
+    c = omniglot_config(algorithm, 20, shots, smoke)
     c.inner.lr = 0.1
     c.inner.steps = 5
     c.eval.steps = 5
     if not smoke:
         c.data.meta_batch_size = 16
+    return c
+
+
+def maml_settings(algorithm: str, ways: int, shots: int, smoke: bool = False) -> ConfigDict:
+    """MAML's published settings for ``ways`` (5: alpha 0.4, 1 step, meta-batch 32; 20: :func:`maml_20_way`)."""
+    if ways == 20:
+        return maml_20_way(shots, smoke, algorithm)
+    return omniglot_config(algorithm, ways, shots, smoke)
+
+
+def meta_sgd_settings(ways: int, shots: int, smoke: bool = False) -> ConfigDict:
+    """Meta-SGD (Li et al. 2017): one inner step with learned per-parameter rates, MAML's meta-batch.
+
+    The learned rates start at MAML's alpha for the way count (0.4 for 5-way,
+    0.1 for 20-way); evaluation takes the same single step.
+    """
+    c = omniglot_config("meta_sgd", ways, shots, smoke)
+    c.eval.steps = 1
+    if ways == 20:
+        c.inner.lr = 0.1
+        if not smoke:
+            c.data.meta_batch_size = 16
+    return c
+
+
+def reptile_settings(
+    ways: int,
+    shots: int,
+    smoke: bool = False,
+    *,
+    train_shots: int,
+    inner_batch: int,
+    inner_iters: int,
+    lr: float,
+    meta_step: float,
+    meta_batch: int,
+    meta_iters: int,
+    eval_batch: int,
+    eval_iters: int,
+) -> ConfigDict:
+    """Reptile from the flags of Nichol et al.'s run_omniglot.py commands (openai/supervised-reptile README).
+
+    Inner Adam with beta1 = 0 on minibatches of ``inner_batch`` drawn in order
+    from ``train_shots`` examples per class; outer SGD with ``meta_step``
+    annealed linearly to 0 over ``meta_iters``; evaluation with
+    ``eval_iters`` Adam steps on minibatches of ``eval_batch``.
+    """
+    c = omniglot_config("reptile", ways, shots, smoke)
+    c.data.shots = train_shots  # Reptile trains on train_shots examples per class
+    c.data.queries = 1
+    c.data.order = "shot"  # consecutive inner minibatches mix the classes
+    c.data.meta_batch_size = meta_batch
+    c.inner.opt = "adam"
+    c.inner.b1 = 0.0
+    c.inner.lr = lr
+    c.inner.steps = inner_iters
+    c.inner.batch_size = inner_batch
+    c.outer.opt = "sgd"
+    c.outer.lr = meta_step
+    c.outer.anneal = True
+    c.eval.steps = eval_iters
+    c.eval.inner_batch_size = eval_batch
+    if not smoke:
+        c.train.num_steps = meta_iters
+        c.train.steps_per_call = 50
     return c

@@ -9,26 +9,21 @@ Run:      metajax train --config omniglot_5w1s_reptile
 Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
 """
 
-from .omniglot import omniglot_config
+from .omniglot import reptile_settings
 
 
 def get_config(smoke: bool = False):
-    c = omniglot_config("reptile", 5, 1, smoke)
-    c.data.shots = 10  # Reptile trains on 10 examples per class ("train-shots")
-    c.data.queries = 1
-    c.data.order = "shot"  # consecutive inner minibatches mix the classes
-    c.data.meta_batch_size = 5
-    c.inner.opt = "adam"
-    c.inner.b1 = 0.0
-    c.inner.lr = 1e-3
-    c.inner.steps = 5
-    c.inner.batch_size = 10
-    c.outer.opt = "sgd"
-    c.outer.lr = 1.0
-    c.outer.anneal = True
-    c.eval.steps = 50
-    c.eval.inner_batch_size = 5
-    if not smoke:
-        c.train.num_steps = 100_000
-        c.train.steps_per_call = 50
-    return c
+    return reptile_settings(
+        5,
+        1,
+        smoke,
+        train_shots=10,
+        inner_batch=10,
+        inner_iters=5,
+        lr=1e-3,
+        meta_step=1.0,
+        meta_batch=5,
+        meta_iters=100_000,
+        eval_batch=5,
+        eval_iters=50,
+    )

@@ -1,5 +1,6 @@
 """Few-shot classification end to end on the shared Omniglot copy (tiny net, few steps)."""
 
+import importlib
 import json
 
 import jax
@@ -127,19 +128,16 @@ def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
     assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "images_evaluation.zip" in err
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "omniglot_5w1s_maml",
-        "omniglot_5w5s_maml",
-        "omniglot_20w1s_maml",
-        "omniglot_20w5s_maml",
-        "omniglot_5w1s_fomaml",
-        "omniglot_5w1s_reptile",
-        "omniglot_5w1s_meta_sgd",
-        "omniglot_5w1s_anil",
-    ],
-)
+OMNIGLOT_CONFIGS = sorted(n for n in cli.available_configs() if n.startswith("omniglot_"))
+
+
+def test_every_setting_has_every_algorithm():
+    algos = ("maml", "fomaml", "reptile", "meta_sgd", "anil")
+    wanted = {f"omniglot_{s}_{a}" for s in ("5w1s", "5w5s", "20w1s", "20w5s") for a in algos}
+    assert wanted <= set(OMNIGLOT_CONFIGS), sorted(wanted - set(OMNIGLOT_CONFIGS))
+
+
+@pytest.mark.parametrize("name", OMNIGLOT_CONFIGS)
 def test_every_omniglot_config_builds(name):
     from metajax._src import train
 
@@ -147,3 +145,8 @@ def test_every_omniglot_config_builds(name):
     cfg.data.data_dir = DATA_DIR
     exp = train.build(cfg)
     assert exp.learner.name == cfg.algorithm
+    full = cli.load_config(name)
+    ways, shots = (int(x) for x in name.split("_")[1].rstrip("s").split("w"))
+    assert (full.eval.ways, full.eval.shots, full.eval.queries, full.eval.num_tasks) == (ways, shots, 15, 600)
+    doc = importlib.import_module(f"metajax.configs.{name}").__doc__
+    assert "Source:" in doc and "paper" in doc.lower() and f"--config {name}" in doc

@@ -1,0 +1,16 @@
+"""ANIL, Omniglot 20-way 5-shot: only the linear head adapts in the inner loop.
+
+Source: Raghu et al. 2020, with MAML's settings for this way count (5 inner
+steps with alpha = 0.1, meta-batch 16, trained and evaluated with 5 steps). The
+paper reports ANIL on par with MAML on Omniglot 20-way 1-shot and 5-shot (its
+Table 2).
+
+Run:      metajax train --config omniglot_20w5s_anil
+Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+"""
+
+from .omniglot import maml_settings
+
+
+def get_config(smoke: bool = False):
+    return maml_settings("anil", 20, 5, smoke)

@@ -1,0 +1,15 @@
+"""First-order MAML, Omniglot 20-way 5-shot.
+
+Source: Finn et al. 2017 (appendix A.1): 5 inner steps with alpha = 0.1,
+meta-batch 16, trained and evaluated with 5 steps; the
+second-order term dropped (Finn et al. 2017, section 5.2). Paper: 97.9 +- 0.1 %.
+
+Run:      metajax train --config omniglot_20w5s_fomaml
+Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+"""
+
+from .omniglot import maml_settings
+
+
+def get_config(smoke: bool = False):
+    return maml_settings("fomaml", 20, 5, smoke)

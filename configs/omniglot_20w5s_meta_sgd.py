@@ -1,0 +1,15 @@
+"""Meta-SGD, Omniglot 20-way 5-shot.
+
+Source: Li et al. 2017: one inner step with learned per-parameter rates
+(initialised at MAML's alpha for 20-way, 0.1), meta-batch 16 (MAML's).
+Paper: 98.97 +- 0.19 %.
+
+Run:      metajax train --config omniglot_20w5s_meta_sgd
+Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+"""
+
+from .omniglot import meta_sgd_settings
+
+
+def get_config(smoke: bool = False):
+    return meta_sgd_settings(20, 5, smoke)

@@ -1,0 +1,16 @@
+"""ANIL, Omniglot 5-way 5-shot: only the linear head adapts in the inner loop.
+
+Source: Raghu et al. 2020, with MAML's settings for this way count (1 inner
+step of SGD with alpha = 0.4, meta-batch 32, Adam 1e-3; evaluated with 3 inner
+steps). The paper reports ANIL on par with MAML on Omniglot 20-way 1-shot and
+5-shot (its Table 2).
+
+Run:      metajax train --config omniglot_5w5s_anil
+Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+"""
+
+from .omniglot import maml_settings
+
+
+def get_config(smoke: bool = False):
+    return maml_settings("anil", 5, 5, smoke)
