@@ -242,6 +242,30 @@ def test_benchmark_harness_runs_a_tiny_variant(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 10_000
 
 
+def test_benchmark_run_writes_results_after_every_variant(tmp_path, monkeypatch):
+    """Each variant in its own subprocess; the JSON/markdown are rewritten after each, so a killed run keeps them."""
+    from metajax._src import bench
+
+    tiny = {"workload": "sinusoid", "k": 1, "meta_batch": 3, "cpu_threads": 0, "steps_per_call": 5, "repeats": 1}
+    specs = [{**tiny, "algorithm": "fomaml"}, {**tiny, "algorithm": "no_such_algorithm"}]
+    seen = []
+    real_table = bench.table
+
+    def table(results):  # called once per variant: record what had been written by then
+        seen.append(len(results))
+        return real_table(results)
+
+    monkeypatch.setattr(bench, "variants", lambda full, only: specs)
+    monkeypatch.setattr(bench, "table", table)
+    assert bench.main(["--out", str(tmp_path)]) == 0
+    assert seen == [1, 2]
+    (out,) = tmp_path.glob("*.json")
+    data = json.loads(out.read_text())
+    assert data["complete"] is True and len(data["results"]) == 2
+    assert data["results"][0]["s_per_it"] > 0 and "error" in data["results"][1]
+    assert "partial" not in out.with_suffix(".md").read_text()
+
+
 def test_a_step_that_cannot_fit_is_refused_before_it_runs(tmp_path, capsys, monkeypatch):
     """XLA's memory analysis against the free memory (here an override of 1 MB) stops the run after compiling."""
     monkeypatch.setenv("METAJAX_MEMORY_LIMIT_MB", "1")

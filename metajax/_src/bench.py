@@ -9,7 +9,9 @@ Every variant runs in its own subprocess (so peak RSS is that variant's) and
 reports: the median time of ``--repeats`` timed calls after one warm-up call,
 meta-iterations per second, compile time (lower + compile, measured
 separately), XLA's temporary-buffer estimate, and the process's peak RSS.
-Results go to ``benchmarks/results/<timestamp>.json`` and ``.md``.
+Results go to ``benchmarks/results/<timestamp>.json`` and ``.md``, rewritten after
+every variant (an interrupted run keeps what it measured; ``"complete"`` says
+whether it finished).
 
 Workloads:
   sinusoid  MLP 1-40-40-1, K=10 support/query, meta-batch 25; 500 meta-steps
@@ -381,6 +383,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = variants(args.full, args.only)
     results = []
+    info = machine()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    def write() -> str:
+        """The results so far (rewritten after every variant: an interrupted run keeps what it measured)."""
+        done = "" if len(results) == len(specs) else f" (partial: {len(results)} of {len(specs)} variants)"
+        (out / f"{stamp}.json").write_text(
+            json.dumps({"machine": info, "complete": not done, "results": results}, indent=1)
+        )
+        md = (
+            f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
+            f"optax {info['optax']}{done}.\n\n" + table(results)
+        )
+        (out / f"{stamp}.md").write_text(md)
+        return md
+
     for i, spec in enumerate(specs):
         print(f"[{i + 1}/{len(specs)}] {json.dumps(spec)}", file=sys.stderr, flush=True)
         try:
@@ -413,16 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    info = machine()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (out / f"{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
-    md = (
-        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
-        f"optax {info['optax']}.\n\n" + table(results)
-    )
-    (out / f"{stamp}.md").write_text(md)
+        md = write()
     if args.only == "grid":
         plot_grid(results, out / f"{stamp}-grid.png")
     print(md)
