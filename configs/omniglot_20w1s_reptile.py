@@ -15,17 +15,4 @@ from .omniglot import reptile_settings
 
 
 def get_config(smoke: bool = False):
-    return reptile_settings(
-        20,
-        1,
-        smoke,
-        train_shots=9,
-        inner_batch=15,
-        inner_iters=12,
-        lr=0.00046,
-        meta_step=1.0,
-        meta_batch=3,
-        meta_iters=200_000,
-        eval_batch=10,
-        eval_iters=97,
-    )
+    return reptile_settings(20, 1, smoke)

@@ -13,17 +13,4 @@ from .omniglot import reptile_settings
 
 
 def get_config(smoke: bool = False):
-    return reptile_settings(
-        5,
-        1,
-        smoke,
-        train_shots=10,
-        inner_batch=10,
-        inner_iters=5,
-        lr=1e-3,
-        meta_step=1.0,
-        meta_batch=5,
-        meta_iters=100_000,
-        eval_batch=5,
-        eval_iters=50,
-    )
+    return reptile_settings(5, 1, smoke)

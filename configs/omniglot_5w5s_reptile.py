@@ -15,17 +15,4 @@ from .omniglot import reptile_settings
 
 
 def get_config(smoke: bool = False):
-    return reptile_settings(
-        5,
-        5,
-        smoke,
-        train_shots=10,
-        inner_batch=10,
-        inner_iters=5,
-        lr=0.0015,
-        meta_step=0.7,
-        meta_batch=5,
-        meta_iters=100_000,
-        eval_batch=6,
-        eval_iters=100,
-    )
+    return reptile_settings(5, 5, smoke)
