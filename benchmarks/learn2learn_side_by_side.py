@@ -116,15 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
     for alg, k in variants:
         med, rss, steady = {}, {}, {}
-        for lib in ("learn2learn", "metajax"):
-            ok = [r for r in samples[(lib, alg, k)] if "error" not in r]
-            if ok:
-                med[lib] = statistics.median(t for r in ok for t in r["times_s"])
-                rss[lib] = max(r["peak_rss_mb"] for r in ok)
-                steady[lib] = max(r.get("steady_rss_mb") or r["peak_rss_mb"] for r in ok)
-        mj = [r for r in samples[("metajax", alg, k)] if "error" not in r]
-        cold = [r for r in mj if r.get("compile_cache") != "hit"]
-        warm = [r for r in mj if r.get("compile_cache") == "hit"]
+        ok = {lib: [r for r in samples[(lib, alg, k)] if "error" not in r] for lib in ("learn2learn", "metajax")}
+        for lib, good in ok.items():
+            if good:
+                med[lib] = statistics.median(t for r in good for t in r["times_s"])
+                rss[lib] = max(r["peak_rss_mb"] for r in good)
+                steady[lib] = max(r.get("steady_rss_mb") or r["peak_rss_mb"] for r in good)
+        cold = [r for r in ok["metajax"] if r.get("compile_cache") != "hit"]
+        warm = [r for r in ok["metajax"] if r.get("compile_cache") == "hit"]
         peak_cold = max((r["peak_rss_mb"] for r in cold), default=None)
         peak_warm = max((r["peak_rss_mb"] for r in warm), default=None)
         compile_cold = statistics.median(r["compile_s"] for r in cold) if cold else None

@@ -138,25 +138,22 @@ def reptile_settings(ways: int, shots: int, smoke: bool = False) -> ConfigDict:
     ``eval_iters`` Adam steps on minibatches of ``eval_batch``.
     """
     f = REPTILE_FLAGS[(ways, shots)]
-    train_shots, inner_batch, inner_iters, lr = f["train_shots"], f["inner_batch"], f["inner_iters"], f["lr"]
-    meta_step, meta_batch, meta_iters = f["meta_step"], f["meta_batch"], f["meta_iters"]
-    eval_batch, eval_iters = f["eval_batch"], f["eval_iters"]
     c = omniglot_config("reptile", ways, shots, smoke)
-    c.data.shots = train_shots  # Reptile trains on train_shots examples per class
+    c.data.shots = f["train_shots"]  # Reptile trains on train_shots examples per class
     c.data.queries = 1
     c.data.order = "shot"  # consecutive inner minibatches mix the classes
-    c.data.meta_batch_size = meta_batch
+    c.data.meta_batch_size = f["meta_batch"]
     c.inner.opt = "adam"
     c.inner.b1 = 0.0
-    c.inner.lr = lr
-    c.inner.steps = inner_iters
-    c.inner.batch_size = inner_batch
+    c.inner.lr = f["lr"]
+    c.inner.steps = f["inner_iters"]
+    c.inner.batch_size = f["inner_batch"]
     c.outer.opt = "sgd"
-    c.outer.lr = meta_step
+    c.outer.lr = f["meta_step"]
     c.outer.anneal = True
-    c.eval.steps = eval_iters
-    c.eval.inner_batch_size = eval_batch
+    c.eval.steps = f["eval_iters"]
+    c.eval.inner_batch_size = f["eval_batch"]
     if not smoke:
-        c.train.num_steps = meta_iters
+        c.train.num_steps = f["meta_iters"]
         c.train.steps_per_call = 50
     return c

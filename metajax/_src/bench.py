@@ -100,15 +100,14 @@ def worker(spec: dict) -> dict:
             args = (*mj.replicate(args[:2], mesh), mj.shard_tasks(tasks, mesh))
     from metajax._src.compile_cache import cache_events, enable_compilation_cache
 
-    cached = None
-    if spec.get("compile_cache"):  # a persistent cache directory: the first process compiles, later ones load
+    use_cache = bool(spec.get("compile_cache"))
+    if use_cache:  # a persistent cache directory: the first process compiles, later ones load
         enable_compilation_cache(spec["compile_cache"])
     t0 = time.perf_counter()
     with cache_events() as seen:
         compiled = fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    if spec.get("compile_cache"):
-        cached = "hit" if seen["hits"] else "miss"
+    cached = ("hit" if seen["hits"] else "miss") if use_cache else None
     mem = compiled.memory_analysis()
     temp_mb = None if mem is None else round(mem.temp_size_in_bytes / 2**20, 1)
     from metajax._src.memory import release_host_memory
