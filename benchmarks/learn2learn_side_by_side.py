@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--conv",
         default="patches",
-        choices=("patches", "lax_vjp", "xla"),
+        choices=("patches", "winograd", "lax_vjp", "xla"),
         help="metajax's conv4 convolution (patches = the CPU default of conv='auto')",
     )
     parser.add_argument(

@@ -94,7 +94,8 @@ def test_non_transductive_query_loss_is_used(small_conv):
 @pytest.fixture(scope="module")
 def conv_reference():
     """Plain autodiff of lax.conv, batch norm and ReLU-max-pool: value, gradient, second-order term."""
-    model = conv4(ways=3, filters=4, image_size=16, conv="xla", closed_form=False)
+    # 8 filters: the second block (8x8 outputs, 8 input channels) is the one "winograd" transforms
+    model = conv4(ways=3, filters=8, image_size=16, conv="xla", closed_form=False)
     params = f64(model.init(jax.random.PRNGKey(0)))
     x = jnp.round(4 * jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)) / 4  # with ties
     return params, x, _value_grad_second(model, params, x)
@@ -112,11 +113,12 @@ def _value_grad_second(model, params, x):
 
 
 @pytest.mark.parametrize(
-    "conv,closed_form", [("patches", False), ("xla", True), ("patches", True), ("lax_vjp", True), ("lax_vjp", False)]
+    "conv,closed_form",
+    [("patches", False), ("xla", True), ("patches", True), ("lax_vjp", True), ("lax_vjp", False), ("winograd", True)],
 )
 def test_conv_implementations_agree_to_second_order(conv_reference, conv, closed_form):
     params, x, ref = conv_reference
-    model = conv4(ways=3, filters=4, image_size=16, conv=conv, closed_form=closed_form)
+    model = conv4(ways=3, filters=8, image_size=16, conv=conv, closed_form=closed_form)
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(model.init(jax.random.PRNGKey(0)))
     out = _value_grad_second(model, params, x)
     for want, got in zip(ref, out, strict=True):
@@ -129,7 +131,7 @@ def test_conv_implementations_agree_to_second_order(conv_reference, conv, closed
 
 def test_conv_bad_arguments():
     with pytest.raises(ValueError, match="conv must be one of"):
-        conv4(conv="winograd")
+        conv4(conv="fft")
     with pytest.raises(TypeError, match="closed_form must be a bool"):
         conv4(closed_form="yes")
 
@@ -254,9 +256,41 @@ def test_max_pool_2x2_equals_reduce_window(size):
     np.testing.assert_array_equal(nn.relu(max_pool_2x2(x)), max_pool_2x2(nn.relu(x)))
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (3, 3), (7, 7), (8, 8), (6, 5)])
+def test_winograd_conv3x3_is_lax_conv_with_correct_derivatives_to_third_order(hw):
+    from jax.test_util import check_grads
+
+    from metajax._src.models import _wino_in, _wino_in_t_op, _wino_out, _wino_out_t_op, winograd_conv3x3
+
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(0), 4)
+    x = jax.random.normal(k1, (2, *hw, 3), jnp.float64)
+    w = jax.random.normal(k2, (3, 3, 3, 4), jnp.float64)
+    dn = ("NHWC", "HWIO", "NHWC")
+    lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)  # noqa: E731
+    np.testing.assert_allclose(winograd_conv3x3(x, w), lax_conv(x, w), rtol=1e-12, atol=1e-12)
+    # the custom VJPs are the transforms' adjoints: <T a, b> = <a, T^T b>
+    v = jax.random.normal(k3, _wino_in(x, hw).shape, jnp.float64)
+    np.testing.assert_allclose(jnp.vdot(_wino_in(x, hw), v), jnp.vdot(x, _wino_in_t_op(v, hw)), rtol=1e-12)
+    m = jax.random.normal(k4, (*v.shape[:2], 4), jnp.float64)
+    g = lax_conv(x, w)
+    np.testing.assert_allclose(jnp.vdot(_wino_out(m, 2, hw), g), jnp.vdot(m, _wino_out_t_op(g, 2, hw)), rtol=1e-12)
+    check_grads(winograd_conv3x3, (x, w), order=3, modes=["rev"])
+    # batched per-task weights (vmap) give the plain convolution's gradients
+    ws = jnp.stack([w, -2 * w])
+
+    def grads(conv):
+        return jax.vmap(jax.grad(lambda w: jnp.sum(conv(x, w) ** 3)))(ws)
+
+    np.testing.assert_allclose(grads(winograd_conv3x3), grads(lax_conv), rtol=1e-10)
+    # float32: rounding comparable to a direct convolution's
+    x32, w32 = x.astype(jnp.float32), w.astype(jnp.float32)
+    err = jnp.max(jnp.abs(winograd_conv3x3(x32, w32) - lax_conv(x, w))) / jnp.max(jnp.abs(lax_conv(x, w)))
+    assert float(err) < 1e-5
+
+
 def _vmap_vs_loop_gap(conv, dtype):
     """Largest |vmap - loop| of a post-one-SGD-step loss over 2 tasks (per-task kernels inside a scan)."""
-    model = conv4(ways=3, filters=2, image_size=16, conv=conv, closed_form=False)
+    model = conv4(ways=3, filters=8, image_size=16, conv=conv, closed_form=False)
     params = jax.tree_util.tree_map(lambda a: a.astype(dtype), model.init(jax.random.PRNGKey(3)))
     xs = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 16, 16, 1), dtype)
     loss = lambda p, x: cross_entropy_loss(model.apply)(p, (x, jnp.arange(3)))[0]  # noqa: E731
@@ -272,7 +306,7 @@ def _vmap_vs_loop_gap(conv, dtype):
     return float(jnp.max(jnp.abs(jax.jit(jax.vmap(adapted_loss))(xs) - loop)))
 
 
-@pytest.mark.parametrize("conv", ["patches", "lax_vjp"])
+@pytest.mark.parametrize("conv", ["patches", "lax_vjp", "winograd"])
 def test_vmapped_tasks_match_a_loop_in_float64(conv):
     assert _vmap_vs_loop_gap(conv, jnp.float64) < 1e-12
 
@@ -298,6 +332,8 @@ def test_vmapped_lax_conv_tasks_match_a_loop_in_float64():
         ("lax_vjp", 1, True),
         ("lax_vjp", None, True),
         ("patches", 2, False),
+        ("winograd", 1, True),
+        ("winograd", None, True),
         pytest.param("xla", None, True, marks=XLA_CPU_GROUPED_CONV_BUG),
     ],
 )
@@ -305,7 +341,7 @@ def test_every_strategy_gives_the_reference_maml_meta_gradient_in_float32(conv, 
     """Exact MAML (k = 2) on a Conv4 in float32: each strategy against plain autodiff of lax.conv, map over tasks."""
 
     def meta_grad(conv, task_chunk, closed_form):
-        model = conv4(ways=3, filters=4, image_size=16, conv=conv, closed_form=closed_form)
+        model = conv4(ways=3, filters=8, image_size=16, conv=conv, closed_form=closed_form)
         learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 2, inner_lr=0.4, has_aux=True, task_chunk=task_chunk)
         tasks = jax.tree_util.tree_map(
             lambda a: a.astype(jnp.float32) if a.dtype == jnp.float64 else a, image_tasks(jax.random.PRNGKey(5), 3)

@@ -382,6 +382,206 @@ def _conv_w_bwd(padding, res, d):
 _conv_w.defvjp(_saving_operands(_conv_w), _conv_w_bwd)
 
 
+# ---------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) convolution (Lavin & Gray 2016): 16 batched matmuls of
+# (tiles x C) @ (C x F) replace the (positions x 9C) @ (9C x F) im2col matmul,
+# 2.25x fewer multiplications. The two linear tile transforms get custom VJPs
+# that are each other's transposes, so every order of reverse-mode derivative
+# is again these transforms and batched matmuls (autodiff's own transposes of
+# the strided stacks and slices ran 3-30x slower than the forward transforms on
+# XLA:CPU). Writing the output transform's transpose as one (16 x 4) matmul of
+# the four output phases was no faster and, inside the Conv4 gradient,
+# miscompiled by XLA:CPU's algebraic simplifier (jaxlib 0.10.2: jit and eager
+# disagreed, right with --xla_disable_hlo_passes=algsimp), so it stays adds.
+# ---------------------------------------------------------------------------
+
+# Y = A^T [(G g G^T) * (B^T d B)] A for a 4x4 input tile d and a 3x3 kernel g.
+_WINO_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_WINO_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+_WINO_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def _combine(mat, terms):
+    """``[sum_j mat[i][j] * terms[j] for i]`` for a small integer matrix, as adds and subtracts."""
+    out = []
+    for row in mat:
+        acc = None
+        for coef, t in zip(row, terms, strict=True):
+            if coef == 0:
+                continue
+            if acc is None:
+                acc = t if coef == 1 else -t
+            else:
+                acc = acc + t if coef == 1 else acc - t
+        out.append(acc)
+    return out
+
+
+def _transpose_mat(mat):
+    return tuple(zip(*mat, strict=True))
+
+
+def _tiles(hw):
+    return -(-hw[0] // 2), -(-hw[1] // 2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _wino_in(x, hw):
+    """(N, H, W, C) -> (16, N * TH * TW, C): B^T d B of every 4x4 tile of the SAME-padded input, stride 2."""
+    n, h, w, c = x.shape
+    th, tw = _tiles(hw)
+    xp = jnp.pad(x, ((0, 0), (1, 2 * th + 1 - h), (1, 2 * tw + 1 - w), (0, 0)))
+    p = xp.reshape(n, th + 1, 2, tw + 1, 2, c)  # row 2i + a of tile i: block i + a // 2, phase a % 2
+    rows = [p[:, a // 2 : a // 2 + th, a % 2] for a in range(4)]  # (N, TH, TW + 1, 2, C)
+    out = []
+    for r in _combine(_WINO_BT, rows):
+        cols = [r[:, :, b // 2 : b // 2 + tw, b % 2] for b in range(4)]  # (N, TH, TW, C)
+        out.extend(_combine(_WINO_BT, cols))
+    return jnp.stack(out).reshape(16, n * th * tw, c)
+
+
+def _wino_in_t(v, hw):
+    """The transpose of :func:`_wino_in`: (16, N * TH * TW, C) -> (N, H, W, C), overlapping tiles summed."""
+    h, w = hw
+    th, tw = _tiles(hw)
+    c = v.shape[-1]
+    n = v.shape[1] // (th * tw)
+    v = v.reshape(4, 4, n, th, tw, c)
+    b_mat = _transpose_mat(_WINO_BT)
+
+    def overlap_add(parts, axis):
+        # parts[k] belongs at block offset k // 2, phase k % 2, along `axis` (blocks) / `axis + 1` (phase)
+        def shift(t, lo):
+            pad = [(0, 0)] * t.ndim
+            pad[axis] = (lo, 1 - lo)
+            return jnp.pad(t, pad)
+
+        return jnp.stack([shift(parts[q], 0) + shift(parts[q + 2], 1) for q in range(2)], axis=axis + 1)
+
+    rows = [overlap_add(_combine(b_mat, [v[ap, bp] for bp in range(4)]), axis=2) for ap in range(4)]
+    p = overlap_add(_combine(b_mat, rows), axis=1)  # (N, TH + 1, 2, TW + 1, 2, C)
+    return p.reshape(n, 2 * th + 2, 2 * tw + 2, c)[:, 1 : 1 + h, 1 : 1 + w, :]
+
+
+def _wino_in_fwd(x, hw):
+    return _wino_in(x, hw), None
+
+
+def _wino_in_bwd(hw, _, g):
+    return (_wino_in_t_op(g, hw),)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _wino_in_t_op(v, hw):
+    return _wino_in_t(v, hw)
+
+
+def _wino_in_t_fwd(v, hw):
+    return _wino_in_t(v, hw), None
+
+
+def _wino_in_t_bwd(hw, _, g):
+    return (_wino_in(g, hw),)
+
+
+_wino_in.defvjp(_wino_in_fwd, _wino_in_bwd)
+_wino_in_t_op.defvjp(_wino_in_t_fwd, _wino_in_t_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _wino_out(m, n, hw):
+    """(16, N * TH * TW, F) -> (N, H, W, F): A^T M A of every tile, interleaved and cropped to H x W."""
+    h, w = hw
+    th, tw = _tiles(hw)
+    f = m.shape[-1]
+    m = m.reshape(4, 4, n, th, tw, f)
+    rows = _combine(_WINO_AT, [m[i] for i in range(4)])  # 2 x (4, N, TH, TW, F)
+    y = [jnp.stack(_combine(_WINO_AT, [r[j] for j in range(4)]), axis=-2) for r in rows]  # (N, TH, TW, 2, F)
+    return jnp.stack(y, axis=2).reshape(n, 2 * th, 2 * tw, f)[:, :h, :w, :]
+
+
+def _wino_out_t(g, n, hw):
+    """The transpose of :func:`_wino_out`: (N, H, W, F) -> (16, N * TH * TW, F)."""
+    h, w = hw
+    th, tw = _tiles(hw)
+    f = g.shape[-1]
+    g = jnp.pad(g, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0))).reshape(n, th, 2, tw, 2, f)
+    a_mat = _transpose_mat(_WINO_AT)
+    rows = _combine(a_mat, [g[:, :, o] for o in range(2)])  # 4 x (N, TH, TW, 2, F)
+    out = []
+    for r in rows:
+        out.extend(_combine(a_mat, [r[:, :, :, p] for p in range(2)]))
+    return jnp.stack(out).reshape(16, n * th * tw, f)
+
+
+def _wino_out_fwd(m, n, hw):
+    return _wino_out(m, n, hw), None
+
+
+def _wino_out_bwd(n, hw, _, g):
+    return (_wino_out_t_op(g, n, hw),)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _wino_out_t_op(g, n, hw):
+    return _wino_out_t(g, n, hw)
+
+
+def _wino_out_t_fwd(g, n, hw):
+    return _wino_out_t(g, n, hw), None
+
+
+def _wino_out_t_bwd(n, hw, _, d):
+    return (_wino_out(d, n, hw),)
+
+
+_wino_out.defvjp(_wino_out_fwd, _wino_out_bwd)
+_wino_out_t_op.defvjp(_wino_out_t_fwd, _wino_out_t_bwd)
+
+
+def winograd_conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
+    """3x3 SAME stride-1 NHWC/HWIO convolution by Winograd F(2x2, 3x3).
+
+    Equals ``lax.conv_general_dilated(x, w, (1, 1), "SAME", ...)`` up to float
+    rounding (the transforms add and subtract at most 16 terms; relative error
+    ~1e-6 in float32 on the Conv4 layers, tests/test_models.py). Odd sizes are
+    padded to whole 2x2 output tiles and cropped.
+    """
+    n, h, w_, c = x.shape
+    g = jnp.asarray(_WINO_G, x.dtype)
+    u = jnp.einsum("ai,ijcf,bj->abcf", g, w, g).reshape(16, c, w.shape[-1])
+    v = _wino_in(x, (h, w_))
+    m = jax.lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))
+    return _wino_out(m, n, (h, w_))
+
+
+class WinogradConv3x3(nn.Module):
+    """3x3 SAME convolution by Winograd F(2x2, 3x3) (:func:`winograd_conv3x3`).
+
+    Same parameters and result (to float rounding) as ``nn.Conv(F, (3, 3),
+    padding="SAME")``. Layers with fewer than ``min_channels`` input channels
+    (the image layer) use the im2col matmul of :class:`PatchConv3x3` instead:
+    a 16-way transform of a 1-channel input costs more than it saves.
+    """
+
+    features: int
+    min_channels: int = 8
+    min_size: int = 8
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        if c >= self.min_channels and min(x.shape[1:3]) >= self.min_size:
+            y = winograd_conv3x3(x, kernel.astype(x.dtype))
+        else:
+            n, h, w, _ = x.shape
+            cols = _im2col(x, ((1, 1), (1, 1)), (h, w), (3, 3))
+            y = (cols @ kernel.astype(x.dtype).reshape(9 * c, self.features)).reshape(n, h, w, self.features)
+        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+
+
 class VJPConv3x3(nn.Module):
     """3x3 SAME convolution through :func:`conv_s1` (canonical-convolution gradients).
 
@@ -453,22 +653,24 @@ def _rmp_bwd(res, g):
 relu_max_pool_2x2.defvjp(_rmp_fwd, _rmp_bwd)
 
 
-CONV_IMPLS = ("auto", "patches", "xla", "lax_vjp")
+CONV_IMPLS = ("auto", "patches", "winograd", "xla", "lax_vjp")
 
 
 def resolve_conv_impl(conv: str) -> str:
-    """``"auto"`` is ``"patches"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere.
+    """``"auto"`` is ``"winograd"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere.
 
-    ``"lax_vjp"`` is never chosen automatically: on the Omniglot workload it
-    is ~1.2x slower than ``"patches"`` for MAML and FOMAML on CPU but ~1.2x
-    faster for Reptile, whose 75-image query pass is forward-only
-    (benchmarks/README.md); on GPU/TPU the native gradient convolutions are
-    the tuned ones.
+    On the Omniglot workload on CPU, ``"winograd"`` (Winograd F(2x2, 3x3) on
+    the layers with at least 8 input channels and 8x8 outputs, im2col
+    elsewhere) was 1.05-1.15x faster than ``"patches"`` for MAML, FOMAML and
+    Reptile at k = 1 and 5, compiling ~1 s longer; ``"lax_vjp"`` is ~1.2x
+    slower than ``"patches"`` for MAML and FOMAML on CPU but ~1.2x faster for
+    Reptile, whose 75-image query pass is forward-only (benchmarks/README.md).
+    On GPU/TPU the native convolutions are the tuned ones.
     """
     if conv not in CONV_IMPLS:
         raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}.")
     if conv == "auto":
-        return "patches" if jax.default_backend() == "cpu" else "xla"
+        return "winograd" if jax.default_backend() == "cpu" else "xla"
     return conv
 
 
@@ -485,6 +687,8 @@ class Conv4Module(nn.Module):
         for i in range(4):
             if self.conv == "patches":
                 x = PatchConv3x3(self.filters, name=f"Conv_{i}")(x)
+            elif self.conv == "winograd":
+                x = WinogradConv3x3(self.filters, name=f"Conv_{i}")(x)
             elif self.conv == "lax_vjp":
                 x = VJPConv3x3(self.filters, name=f"Conv_{i}")(x)
             else:
@@ -517,10 +721,12 @@ def conv4(
       filters: filters per conv layer (64 for Omniglot, 32 for Mini-ImageNet).
       image_size: input height and width.
       channels: input channels.
-      conv: ``"patches"`` (im2col matmuls), ``"xla"`` (``lax.conv`` with
-        JAX's own gradients), ``"lax_vjp"`` (``lax.conv`` whose gradients are
-        canonical convolutions, :func:`conv_s1`) or ``"auto"`` (patches on
-        CPU, XLA elsewhere). All have the same parameters and agree to float
+      conv: ``"patches"`` (im2col matmuls), ``"winograd"`` (Winograd
+        F(2x2, 3x3) matmuls on layers with >= 8 input channels and >= 8x8
+        outputs, im2col on the others, :func:`winograd_conv3x3`), ``"xla"``
+        (``lax.conv`` with JAX's own gradients), ``"lax_vjp"`` (``lax.conv``
+        whose gradients are canonical convolutions, :func:`conv_s1`) or
+        ``"auto"`` (winograd on CPU, XLA elsewhere). All have the same parameters and agree to float
         rounding, gradients of every order included. Known issue: XLA:CPU
         (jaxlib 0.10.2) miscompiles the grouped convolutions that ``vmap``
         makes of ``lax.conv`` with per-task kernels, in some shapes (a 16x16
@@ -528,8 +734,8 @@ def conv4(
         float32 and float64; the 28x28 Omniglot shape in float32 was right).
         ``"xla"`` with vmapped tasks on CPU is therefore unsafe; ``"lax_vjp"``
         never emits grouped convolutions (a batched kernel loops over the
-        batch), and ``"patches"`` and ``task_chunk=1`` (the CPU defaults) are
-        unaffected. tests/test_models.py checks each case.
+        batch), and ``"patches"``, ``"winograd"`` and ``task_chunk=1`` (the
+        CPU defaults) are unaffected. tests/test_models.py checks each case.
       closed_form: batch norm and ReLU-max-pool with closed-form gradients
         (:func:`batch_norm`, :func:`relu_max_pool_2x2`; fewer passes over the
         activations, ~15 % faster MAML steps on CPU, benchmarks/README.md);
