@@ -21,8 +21,9 @@ Workloads:
             array (4,400 classes): task batches per second (100 per call).
   omniglot  synthetic Omniglot-shaped data: Conv4-64, 28x28x1, 5-way 1-shot,
             15 query per class, meta-batch 32; one meta-step per call.
-Strategies (omniglot): conv = patches (im2col matmuls), xla (lax.conv) or
-lax_vjp (lax.conv with canonical-convolution gradients); batch norm and
+Strategies (omniglot): conv = patches (im2col matmuls), winograd (Winograd
+F(2x2, 3x3) matmuls; ``--only conv`` compares it with patches), xla (lax.conv)
+or lax_vjp (lax.conv with canonical-convolution gradients); batch norm and
 ReLU-max-pool with closed-form gradients (default) or by autodiff;
 task_chunk = 1 (lax.map over tasks), c (map over chunks of c, vmap inside) or
 vmap (all tasks at once). cpu_threads = 1 pins the process to one core.
@@ -246,6 +247,12 @@ def variants(full: bool, only: str | None) -> list[dict]:
                         "repeats": 1 if conv == "xla" else reps,
                     }
                 )
+    if only == "conv":
+        # im2col against Winograd F(2x2, 3x3), each algorithm's pair back to back (ratios within a pair)
+        for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
+            for conv in ("patches", "winograd"):
+                spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
+                out.append({**spec, "algorithm": alg, "k": k, "conv": conv, "task_chunk": 1, "closed_form": True})
     if only == "devices":
         # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
         # overhead, not a speed-up (all "devices" share this machine's cores)
@@ -367,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
     parser.add_argument(
         "--only",
-        choices=["sinusoid", "episodes", "omniglot", "grid", "devices"],
-        help="one workload; not in the default run: 'grid' times every algorithm x k in {1,5,10,50} x "
+        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv"],
+        help="one workload; not in the default run: 'conv' compares im2col and Winograd convolutions "
+        "(5 algorithm pairs, ~6 min); 'grid' times every algorithm x k in {1,5,10,50} x "
         "meta-batch in {4,16,32} and plots cost against k; 'devices' runs the sharded meta-step on 1-8 "
         "simulated CPU devices",
     )
