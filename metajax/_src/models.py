@@ -607,6 +607,12 @@ def max_pool_2x2(x):
     elementwise mask where ``reduce_window``'s is ``select_and_scatter``, which
     XLA:CPU runs ~7x slower (the MAML step went from 3.0 to 2.0 s/it;
     benchmarks/README.md).
+
+    Known issue: XLA:CPU (jaxlib 0.10.2) miscompiles the gradient of this
+    reshaped form after batch normalisation in some shapes (wide channel rows;
+    second order already at 64 float32 channels), so
+    ``conv4(closed_form=False)`` is a reference for small nets only; the
+    default :func:`relu_max_pool_2x2` is written differently and is right.
     """
     return _blocks(x).max(axis=(2, 4))
 
@@ -622,8 +628,15 @@ def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
     Ties are common on Omniglot's flat backgrounds, so the split matters.
     Autodiff of the composition computes the same with separate mask, count,
     divide and select passes over the largest activations.
+
+    Written on the four strided corners of the windows (elementwise maxima,
+    per-corner masks, one interleave), not on a reshaped (N, H/2, 2, W/2, 2, C)
+    view: XLA:CPU (jaxlib 0.10.2) miscompiles the gradient of the reshaped form
+    after batch normalisation in some shapes (exact MAML's meta-gradient on the
+    Omniglot Conv4-64 was off by ~25 % in float32 under ``jit``; see
+    ``tests/test_models.py`` and README "Known issues").
     """
-    return jax.nn.relu(max_pool_2x2(x))
+    return jax.nn.relu(_corner_max(_corners(x)))
 
 
 def _blocks(x):
@@ -632,19 +645,51 @@ def _blocks(x):
     return x[:, : 2 * h2, : 2 * w2, :].reshape(n, h2, 2, w2, 2, c)
 
 
+def _corners(x):
+    """The four (N, H/2, W/2, C) strided views x[:, a::2, b::2] (a, b in 0, 1) of the 2x2 windows."""
+    h2, w2 = x.shape[1] // 2, x.shape[2] // 2
+    return [x[:, a : 2 * h2 : 2, b : 2 * w2 : 2, :] for a in (0, 1) for b in (0, 1)]
+
+
+def _corner_max(c):
+    return _max4(*c)
+
+
+@jax.custom_jvp
+def _max4(a, b, c, d):
+    """Elementwise max of four arrays whose derivative splits equally among ties (as ``reduce_max``'s does).
+
+    ``jnp.maximum`` splits a tie in halves at each pairwise step (a three-way
+    tie would get 1/4, 1/4, 1/2); higher-order derivatives of
+    :func:`relu_max_pool_2x2` differentiate its forward rule, so the split matters there.
+    """
+    return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+
+
+@_max4.defjvp
+def _max4_jvp(primals, tangents):
+    m = _max4(*primals)
+    hits = [p == m for p in primals]
+    ties = sum(h.astype(m.dtype) for h in hits)
+    tangent = sum(jnp.where(h, t, 0) for h, t in zip(hits, tangents, strict=True)) / ties
+    return m, tangent
+
+
 def _rmp_fwd(x):
-    m = max_pool_2x2(x)
+    m = _corner_max(_corners(x))
     return jax.nn.relu(m), (x, m)
 
 
 def _rmp_bwd(res, g):
     x, m = res
     n, h, w, c = x.shape
-    m = m[:, :, None, :, None, :]
-    hit = _blocks(x) == m
-    ties = jnp.sum(hit, axis=(2, 4), keepdims=True).astype(g.dtype)
-    share = jnp.where(m > 0, g[:, :, None, :, None, :] / ties, 0)
-    dx = jnp.where(hit, share, 0).reshape(n, 2 * (h // 2), 2 * (w // 2), c)
+    hits = [corner == m for corner in _corners(x)]
+    ties = sum(hit.astype(g.dtype) for hit in hits)
+    share = jnp.where(m > 0, g / ties, 0)
+    d = [jnp.where(hit, share, 0) for hit in hits]
+    # (N, H/2, 2, W/2, 2, C): row phase a, column phase b
+    dx = jnp.stack([jnp.stack(d[0:2], axis=3), jnp.stack(d[2:4], axis=3)], axis=2)
+    dx = dx.reshape(n, 2 * (h // 2), 2 * (w // 2), c)
     if dx.shape != x.shape:
         dx = jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
     return (dx,)
@@ -740,7 +785,9 @@ def conv4(
       closed_form: batch norm and ReLU-max-pool with closed-form gradients
         (:func:`batch_norm`, :func:`relu_max_pool_2x2`; fewer passes over the
         activations, ~15 % faster MAML steps on CPU, benchmarks/README.md);
-        ``False`` differentiates the plain formulas. Same values either way.
+        ``False`` differentiates the plain formulas. Same values either way
+        (but see :func:`max_pool_2x2`: ``False`` is affected by an XLA:CPU
+        miscompile at the Conv4-64 widths).
 
     Returns:
       A :class:`Model` whose ``apply(params, x, reference=None)`` follows the
