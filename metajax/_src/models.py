@@ -774,14 +774,14 @@ def conv4(
         whose gradients are canonical convolutions, :func:`conv_s1`) or
         ``"auto"`` (patches on CPU, XLA elsewhere). All have the same parameters and agree to float
         rounding, gradients of every order included. Known issue: XLA:CPU
-        (jaxlib 0.10.2) miscompiles the grouped convolutions that ``vmap``
-        makes of ``lax.conv`` with per-task kernels, in some shapes (a 16x16
-        Conv4's MAML meta-gradient under vmap over tasks: relative error ~1,
-        float32 and float64; the 28x28 Omniglot shape in float32 was right).
-        ``"xla"`` with vmapped tasks on CPU is therefore unsafe; ``"lax_vjp"``
-        never emits grouped convolutions (a batched kernel loops over the
-        batch), and ``"patches"``, ``"winograd"`` and ``task_chunk=1`` (the
-        CPU defaults) are unaffected. tests/test_models.py checks each case.
+        (jaxlib 0.10.2) gave wrong MAML meta-gradients for ``"xla"`` with
+        tasks vmapped (grouped convolutions) in some shapes; since the
+        closed-form pool was rewritten (see :func:`relu_max_pool_2x2`) the
+        tested case is right, and the remaining failing one uses the
+        reshaped plain-formula pool, so that miscompile may have been the
+        cause. ``"lax_vjp"`` never emits grouped convolutions, and
+        ``"patches"``, ``"winograd"`` and ``task_chunk=1`` (the CPU
+        defaults) are unaffected. tests/test_models.py checks each case.
       closed_form: batch norm and ReLU-max-pool with closed-form gradients
         (:func:`batch_norm`, :func:`relu_max_pool_2x2`; fewer passes over the
         activations, ~15 % faster MAML steps on CPU, benchmarks/README.md);
