@@ -94,8 +94,7 @@ def test_non_transductive_query_loss_is_used(small_conv):
 @pytest.fixture(scope="module")
 def conv_reference():
     """Plain autodiff of lax.conv, batch norm and ReLU-max-pool: value, gradient, second-order term."""
-    # 8 filters: the second block (8x8 outputs, 8 input channels) is the one "winograd" transforms
-    model = conv4(ways=3, filters=8, image_size=16, conv="xla", closed_form=False)
+    model = conv4(ways=3, filters=4, image_size=16, conv="xla", closed_form=False)
     params = f64(model.init(jax.random.PRNGKey(0)))
     x = jnp.round(4 * jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)) / 4  # with ties
     return params, x, _value_grad_second(model, params, x)
@@ -114,11 +113,12 @@ def _value_grad_second(model, params, x):
 
 @pytest.mark.parametrize(
     "conv,closed_form",
-    [("patches", False), ("xla", True), ("patches", True), ("lax_vjp", True), ("lax_vjp", False), ("winograd", True)],
+    [("patches", False), ("xla", True), ("patches", True), ("lax_vjp", True), ("lax_vjp", False)],
 )
 def test_conv_implementations_agree_to_second_order(conv_reference, conv, closed_form):
     params, x, ref = conv_reference
-    model = conv4(ways=3, filters=8, image_size=16, conv=conv, closed_form=closed_form)
+    # "winograd" is checked to third order by test_winograd_conv3x3_... and in the MAML strategy test
+    model = conv4(ways=3, filters=4, image_size=16, conv=conv, closed_form=closed_form)
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(model.init(jax.random.PRNGKey(0)))
     out = _value_grad_second(model, params, x)
     for want, got in zip(ref, out, strict=True):
