@@ -244,10 +244,15 @@ class PatchConv3x3(nn.Module):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        n, h, w, _ = x.shape
-        cols = _im2col(x, ((1, 1), (1, 1)), (h, w), (3, 3))
-        y = cols @ kernel.astype(x.dtype).reshape(9 * c, self.features)
-        return y.reshape(n, h, w, self.features) + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+        y = _im2col_conv3x3(x, kernel.astype(x.dtype))
+        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+
+
+def _im2col_conv3x3(x, kernel):
+    """3x3 SAME convolution as nine shifted slices and one matmul."""
+    n, h, w, c = x.shape
+    cols = _im2col(x, ((1, 1), (1, 1)), (h, w), (3, 3))
+    return (cols @ kernel.reshape(9 * c, kernel.shape[-1])).reshape(n, h, w, kernel.shape[-1])
 
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -417,16 +422,38 @@ def _combine(mat, terms):
     return out
 
 
-def _transpose_mat(mat):
-    return tuple(zip(*mat, strict=True))
+_WINO_B = tuple(zip(*_WINO_BT, strict=True))
+_WINO_A = tuple(zip(*_WINO_AT, strict=True))
 
 
 def _tiles(hw):
     return -(-hw[0] // 2), -(-hw[1] // 2)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _wino_in(x, hw):
+def _transpose_pair(fn, fn_t, nondiff_argnums):
+    """Two linear maps ``fn(x, *static)`` and ``fn_t(y, *static)``, each with the other as its VJP.
+
+    Every derivative order then stays in these two forms.
+    """
+    op = jax.custom_vjp(fn, nondiff_argnums=nondiff_argnums)
+    op_t = jax.custom_vjp(fn_t, nondiff_argnums=nondiff_argnums)
+
+    def define(this, other):
+        def fwd(x, *static):  # linear: nothing to save
+            return this(x, *static), None
+
+        def bwd(*args):  # (*static, residuals, cotangent)
+            *static, _, g = args
+            return (other(g, *static),)
+
+        this.defvjp(fwd, bwd)
+
+    define(op, op_t)
+    define(op_t, op)
+    return op, op_t
+
+
+def _wino_in_raw(x, hw):
     """(N, H, W, C) -> (16, N * TH * TW, C): B^T d B of every 4x4 tile of the SAME-padded input, stride 2."""
     n, h, w, c = x.shape
     th, tw = _tiles(hw)
@@ -441,13 +468,12 @@ def _wino_in(x, hw):
 
 
 def _wino_in_t(v, hw):
-    """The transpose of :func:`_wino_in`: (16, N * TH * TW, C) -> (N, H, W, C), overlapping tiles summed."""
+    """The transpose of :func:`_wino_in_raw`: (16, N * TH * TW, C) -> (N, H, W, C), overlapping tiles summed."""
     h, w = hw
     th, tw = _tiles(hw)
     c = v.shape[-1]
     n = v.shape[1] // (th * tw)
     v = v.reshape(4, 4, n, th, tw, c)
-    b_mat = _transpose_mat(_WINO_BT)
 
     def overlap_add(parts, axis):
         # parts[k] belongs at block offset k // 2, phase k % 2, along `axis` (blocks) / `axis + 1` (phase)
@@ -458,38 +484,15 @@ def _wino_in_t(v, hw):
 
         return jnp.stack([shift(parts[q], 0) + shift(parts[q + 2], 1) for q in range(2)], axis=axis + 1)
 
-    rows = [overlap_add(_combine(b_mat, [v[ap, bp] for bp in range(4)]), axis=2) for ap in range(4)]
-    p = overlap_add(_combine(b_mat, rows), axis=1)  # (N, TH + 1, 2, TW + 1, 2, C)
+    rows = [overlap_add(_combine(_WINO_B, [v[ap, bp] for bp in range(4)]), axis=2) for ap in range(4)]
+    p = overlap_add(_combine(_WINO_B, rows), axis=1)  # (N, TH + 1, 2, TW + 1, 2, C)
     return p.reshape(n, 2 * th + 2, 2 * tw + 2, c)[:, 1 : 1 + h, 1 : 1 + w, :]
 
 
-def _wino_in_fwd(x, hw):
-    return _wino_in(x, hw), None
+_wino_in, _wino_in_t_op = _transpose_pair(_wino_in_raw, _wino_in_t, (1,))
 
 
-def _wino_in_bwd(hw, _, g):
-    return (_wino_in_t_op(g, hw),)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _wino_in_t_op(v, hw):
-    return _wino_in_t(v, hw)
-
-
-def _wino_in_t_fwd(v, hw):
-    return _wino_in_t(v, hw), None
-
-
-def _wino_in_t_bwd(hw, _, g):
-    return (_wino_in(g, hw),)
-
-
-_wino_in.defvjp(_wino_in_fwd, _wino_in_bwd)
-_wino_in_t_op.defvjp(_wino_in_t_fwd, _wino_in_t_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _wino_out(m, n, hw):
+def _wino_out_raw(m, n, hw):
     """(16, N * TH * TW, F) -> (N, H, W, F): A^T M A of every tile, interleaved and cropped to H x W."""
     h, w = hw
     th, tw = _tiles(hw)
@@ -501,42 +504,19 @@ def _wino_out(m, n, hw):
 
 
 def _wino_out_t(g, n, hw):
-    """The transpose of :func:`_wino_out`: (N, H, W, F) -> (16, N * TH * TW, F)."""
+    """The transpose of :func:`_wino_out_raw`: (N, H, W, F) -> (16, N * TH * TW, F)."""
     h, w = hw
     th, tw = _tiles(hw)
     f = g.shape[-1]
     g = jnp.pad(g, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0))).reshape(n, th, 2, tw, 2, f)
-    a_mat = _transpose_mat(_WINO_AT)
-    rows = _combine(a_mat, [g[:, :, o] for o in range(2)])  # 4 x (N, TH, TW, 2, F)
+    rows = _combine(_WINO_A, [g[:, :, o] for o in range(2)])  # 4 x (N, TH, TW, 2, F)
     out = []
     for r in rows:
-        out.extend(_combine(a_mat, [r[:, :, :, p] for p in range(2)]))
+        out.extend(_combine(_WINO_A, [r[:, :, :, p] for p in range(2)]))
     return jnp.stack(out).reshape(16, n * th * tw, f)
 
 
-def _wino_out_fwd(m, n, hw):
-    return _wino_out(m, n, hw), None
-
-
-def _wino_out_bwd(n, hw, _, g):
-    return (_wino_out_t_op(g, n, hw),)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _wino_out_t_op(g, n, hw):
-    return _wino_out_t(g, n, hw)
-
-
-def _wino_out_t_fwd(g, n, hw):
-    return _wino_out_t(g, n, hw), None
-
-
-def _wino_out_t_bwd(n, hw, _, d):
-    return (_wino_out(d, n, hw),)
-
-
-_wino_out.defvjp(_wino_out_fwd, _wino_out_bwd)
-_wino_out_t_op.defvjp(_wino_out_t_fwd, _wino_out_t_bwd)
+_wino_out, _wino_out_t_op = _transpose_pair(_wino_out_raw, _wino_out_t, (1, 2))
 
 
 def winograd_conv3x3(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -573,12 +553,8 @@ class WinogradConv3x3(nn.Module):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        if c >= self.min_channels and min(x.shape[1:3]) >= self.min_size:
-            y = winograd_conv3x3(x, kernel.astype(x.dtype))
-        else:
-            n, h, w, _ = x.shape
-            cols = _im2col(x, ((1, 1), (1, 1)), (h, w), (3, 3))
-            y = (cols @ kernel.astype(x.dtype).reshape(9 * c, self.features)).reshape(n, h, w, self.features)
+        use_winograd = c >= self.min_channels and min(x.shape[1:3]) >= self.min_size
+        y = (winograd_conv3x3 if use_winograd else _im2col_conv3x3)(x, kernel.astype(x.dtype))
         return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
 
 
@@ -636,7 +612,7 @@ def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
     Omniglot Conv4-64 was off by ~25 % in float32 under ``jit``; see
     ``tests/test_models.py`` and README "Known issues").
     """
-    return jax.nn.relu(_corner_max(_corners(x)))
+    return jax.nn.relu(_max4(*_corners(x)))
 
 
 def _blocks(x):
@@ -649,10 +625,6 @@ def _corners(x):
     """The four (N, H/2, W/2, C) strided views x[:, a::2, b::2] (a, b in 0, 1) of the 2x2 windows."""
     h2, w2 = x.shape[1] // 2, x.shape[2] // 2
     return [x[:, a : 2 * h2 : 2, b : 2 * w2 : 2, :] for a in (0, 1) for b in (0, 1)]
-
-
-def _corner_max(c):
-    return _max4(*c)
 
 
 @jax.custom_jvp
@@ -676,7 +648,7 @@ def _max4_jvp(primals, tangents):
 
 
 def _rmp_fwd(x):
-    m = _corner_max(_corners(x))
+    m = _max4(*_corners(x))
     return jax.nn.relu(m), (x, m)
 
 
