@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated algorithm:k pairs, e.g. maml:1,fomaml:1")
     parser.add_argument(
         "--conv",
-        default="patches",
-        choices=("patches", "winograd", "lax_vjp", "xla"),
-        help="metajax's conv4 convolution (patches = the CPU default of conv='auto')",
+        default="auto",
+        choices=("auto", "patches", "winograd", "lax_vjp", "xla"),
+        help="metajax's conv4 convolution (default auto: winograd on CPU, as conv4's default)",
     )
     parser.add_argument(
         "--compile-cache",
@@ -156,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile_cache == "fresh":
         shutil.rmtree(cache_dir, ignore_errors=True)
     torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
+    resolved = next((r["conv_resolved"] for v in samples.values() for r in v if r.get("conv_resolved")), None)
+    conv_text = args.conv if resolved in (None, args.conv) else f"{args.conv} ({resolved})"
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
         f"torch {torch_version}, learn2learn 0.2.0 (torch threads: {args.threads}); meta-batch "
         f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side; "
-        f"metajax conv={args.conv}; compilation cache: {args.compile_cache}.\n\n" + "\n".join(lines) + "\n"
+        f"metajax conv={conv_text}; compilation cache: {args.compile_cache}.\n\n" + "\n".join(lines) + "\n"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def worker(spec: dict) -> dict:
 
     import metajax as mj
     from metajax._src.data import sinusoid
-    from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss
+    from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss, resolve_conv_impl
 
     if spec["workload"] == "episodes":
         return episodes_worker(spec)
@@ -125,7 +125,9 @@ def worker(spec: dict) -> dict:
     def timed():
         state["args"] = call(state["args"])
 
-    return _result(spec, _median_times(timed, spec["repeats"]), steps, compile_s, temp_mb, compile_cache=cached)
+    extra = {"conv_resolved": resolve_conv_impl(spec["conv"])} if "conv" in spec else {}
+    times = _median_times(timed, spec["repeats"])
+    return _result(spec, times, steps, compile_s, temp_mb, compile_cache=cached, **extra)
 
 
 def _median_times(fn, repeats: int) -> list[float]:
@@ -225,7 +227,7 @@ def variants(full: bool, only: str | None) -> list[dict]:
         reps = 5 if full else 3
         base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
         for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
-            out.append({**base, "algorithm": alg, "k": k, "conv": "patches", "task_chunk": 1})
+            out.append({**base, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1})
         # (conv, task_chunk, closed-form batch-norm/pool gradients)
         strategies = [("patches", 1, False), ("lax_vjp", 1, True), ("patches", "vmap", True), ("patches", 4, True)]
         strategies += [("xla", 1, True)]
@@ -258,15 +260,15 @@ def variants(full: bool, only: str | None) -> list[dict]:
         # overhead, not a speed-up (all "devices" share this machine's cores)
         for n in (1, 2, 4, 8):
             for alg in ("maml", "fomaml"):
-                spec = {"workload": "omniglot", "algorithm": alg, "k": 1, "meta_batch": 32, "conv": "patches"}
+                spec = {"workload": "omniglot", "algorithm": alg, "k": 1, "meta_batch": 32, "conv": "auto"}
                 out.append({**spec, "task_chunk": 1, "cpu_threads": 0, "repeats": 3, "devices": n})
     if only == "grid":
-        # cost against k and meta-batch for every algorithm, at the CPU strategy (patches, map over tasks)
+        # cost against k and meta-batch for every algorithm, at the default strategy (conv and task batching "auto")
         algs = [("maml", None), ("maml", "exact_remat"), ("fomaml", None), ("reptile", None), ("imaml", None)]
         for alg, grad in algs:
             for k in (1, 5, 10, 50):
                 for t in (4, 16, 32):
-                    spec = {"workload": "omniglot", "algorithm": alg, "k": k, "meta_batch": t, "conv": "patches"}
+                    spec = {"workload": "omniglot", "algorithm": alg, "k": k, "meta_batch": t, "conv": "auto"}
                     spec.update({"task_chunk": 1, "cpu_threads": 0, "repeats": 3 if full else 2})
                     if grad:
                         spec["gradient"] = grad
@@ -339,7 +341,8 @@ def label(r: dict) -> str:
         return f"{r['ways']}-way {r['shots']}-shot, {r['queries']} queries: {r['episodes_per_s']:.0f} episodes/s"
     if r["workload"] == "sinusoid":
         return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
-    text = f"conv={r['conv']}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
+    conv = r["conv"] if r["conv"] != "auto" or "conv_resolved" not in r else f"auto ({r['conv_resolved']})"
+    text = f"conv={conv}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
     if not r.get("closed_form", True):
         text += ", autodiff BN/pool"
     return text + (f", {r['devices']} devices" if r.get("devices") else "")

@@ -679,13 +679,14 @@ CONV_IMPLS = ("auto", "patches", "winograd", "xla", "lax_vjp")
 
 
 def resolve_conv_impl(conv: str) -> str:
-    """``"auto"`` is ``"patches"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere.
+    """``"auto"`` is ``"winograd"`` on CPU and ``"xla"`` (cuDNN and friends) elsewhere.
 
-    ``"winograd"`` and ``"lax_vjp"`` are opt-in. On the Omniglot workload on
-    CPU, ``"winograd"`` was 1.02-1.21x faster than ``"patches"`` (MAML, FOMAML
-    and Reptile at k = 1 and 5) but compiles 1-2 s longer and holds 40-200 MB
-    more; it is not the default until its memory is measured against
-    learn2learn's. ``"lax_vjp"`` is ~1.2x slower than ``"patches"`` for MAML
+    On the Omniglot workload on CPU, ``"winograd"`` (Winograd F(2x2, 3x3) on
+    layers with >= 8 input channels and >= 8x8 outputs, im2col elsewhere) was
+    1.06-1.30x faster per step than ``"patches"`` (MAML, FOMAML and Reptile at
+    k = 1 and 5), compiles ~1-1.5 s longer and holds 50-150 MB more; beside
+    learn2learn its cached-step peak memory was 1.22-1.34x learn2learn's for
+    MAML and FOMAML. ``"lax_vjp"`` is ~1.2x slower than ``"patches"`` for MAML
     and FOMAML on CPU but ~1.2x faster for Reptile, whose 75-image query pass
     is forward-only (benchmarks/README.md). On GPU/TPU the native
     convolutions are the tuned ones.
@@ -693,7 +694,7 @@ def resolve_conv_impl(conv: str) -> str:
     if conv not in CONV_IMPLS:
         raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}.")
     if conv == "auto":
-        return "patches" if jax.default_backend() == "cpu" else "xla"
+        return "winograd" if jax.default_backend() == "cpu" else "xla"
     return conv
 
 
@@ -749,7 +750,7 @@ def conv4(
         outputs, im2col on the others, :func:`winograd_conv3x3`), ``"xla"``
         (``lax.conv`` with JAX's own gradients), ``"lax_vjp"`` (``lax.conv``
         whose gradients are canonical convolutions, :func:`conv_s1`) or
-        ``"auto"`` (patches on CPU, XLA elsewhere). All have the same parameters and agree to float
+        ``"auto"`` (winograd on CPU, XLA elsewhere). All have the same parameters and agree to float
         rounding, gradients of every order included. Known issue: XLA:CPU
         (jaxlib 0.10.2) gave wrong MAML meta-gradients for ``"xla"`` with
         tasks vmapped (grouped convolutions) in some shapes; since the
