@@ -288,12 +288,37 @@ def test_winograd_conv3x3_is_lax_conv_with_correct_derivatives_to_third_order(hw
     assert float(err) < 1e-5
 
 
+def test_winograd_layer_chooses_per_call_by_channels_size_and_batch():
+    from metajax._src.models import PatchConv3x3, WinogradConv3x3
+
+    def uses_winograd(x):
+        layer = WinogradConv3x3(8)
+        params = layer.init(jax.random.PRNGKey(0), x)
+        jaxpr = jax.make_jaxpr(layer.apply)(params, x)
+        # Winograd's 16 batched (tiles x C) @ (C x F) matmuls: a dot_general with a batch dimension of 16
+        return any(e.primitive.name == "dot_general" and e.params["dimension_numbers"][1][0] for e in jaxpr.jaxpr.eqns)
+
+    key = jax.random.PRNGKey(1)
+    assert uses_winograd(jax.random.normal(key, (16, 8, 8, 8)))
+    assert not uses_winograd(jax.random.normal(key, (15, 8, 8, 8)))  # a 5-way support set: im2col
+    assert not uses_winograd(jax.random.normal(key, (16, 8, 8, 4)))  # too few input channels
+    assert not uses_winograd(jax.random.normal(key, (16, 7, 7, 8)))  # too small
+    # either way the layer computes the same convolution as im2col with the same parameters
+    x = jax.random.normal(key, (16, 8, 8, 8))
+    for n in (16, 15):
+        params = WinogradConv3x3(8).init(jax.random.PRNGKey(0), x[:n])
+        np.testing.assert_allclose(
+            WinogradConv3x3(8).apply(params, x[:n]), PatchConv3x3(8).apply(params, x[:n]), rtol=1e-10, atol=1e-10
+        )
+
+
 def _vmap_vs_loop_gap(conv, dtype):
     """Largest |vmap - loop| of a post-one-SGD-step loss over 2 tasks (per-task kernels inside a scan)."""
     model = conv4(ways=3, filters=8, image_size=16, conv=conv, closed_form=False)
     params = jax.tree_util.tree_map(lambda a: a.astype(dtype), model.init(jax.random.PRNGKey(3)))
-    xs = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 16, 16, 1), dtype)
-    loss = lambda p, x: cross_entropy_loss(model.apply)(p, (x, jnp.arange(3)))[0]  # noqa: E731
+    n = 16 if conv == "winograd" else 3  # Winograd applies to batches of >= 16 images
+    xs = jax.random.normal(jax.random.PRNGKey(4), (2, n, 16, 16, 1), dtype)
+    loss = lambda p, x: cross_entropy_loss(model.apply)(p, (x, jnp.arange(n) % 3))[0]  # noqa: E731
 
     def adapted_loss(x):
         def step(p, _):
@@ -357,7 +382,7 @@ def test_jitted_maml_meta_gradient_matches_eager_at_conv4_64_width(dtype):
     params = jax.tree_util.tree_map(lambda a: a.astype(dtype), model.init(jax.random.PRNGKey(0)))
     tasks = jax.tree_util.tree_map(
         lambda a: a.astype(dtype) if a.dtype == jnp.float64 else a,
-        image_tasks(jax.random.PRNGKey(1), 1, ways=5, shots=1, query=2, size=20),
+        image_tasks(jax.random.PRNGKey(1), 1, ways=5, shots=1, query=4, size=20),  # 20 query images: Winograd
     )
     lowered = jax.jit(learner.meta_grad).lower(params, tasks)
     jitted = ravel_pytree(lowered.compile()(params, tasks)[0])[0]
@@ -416,15 +441,17 @@ def test_every_strategy_gives_the_reference_maml_meta_gradient_in_float32(conv, 
 
     filters = 8 if conv == "winograd" else 4  # 8: the second block is the one "winograd" transforms
 
-    def meta_grad(conv, task_chunk, closed_form):
+    def meta_grad(conv, task_chunk, closed_form, query):
         model = conv4(ways=3, filters=filters, image_size=16, conv=conv, closed_form=closed_form)
         learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 2, inner_lr=0.4, has_aux=True, task_chunk=task_chunk)
         tasks = jax.tree_util.tree_map(
-            lambda a: a.astype(jnp.float32) if a.dtype == jnp.float64 else a, image_tasks(jax.random.PRNGKey(5), 3)
+            lambda a: a.astype(jnp.float32) if a.dtype == jnp.float64 else a,
+            image_tasks(jax.random.PRNGKey(5), 3, query=query),
         )
         return jax.jit(learner.meta_grad)(model.init(jax.random.PRNGKey(0)), tasks)[0]
 
-    want = ravel_pytree(meta_grad("xla", 1, False))[0]
-    got = ravel_pytree(meta_grad(conv, task_chunk, closed_form))[0]
+    query = 6 if conv == "winograd" else 2  # winograd: 18 query images take Winograd, the 3-image support im2col
+    want = ravel_pytree(meta_grad("xla", 1, False, query))[0]
+    got = ravel_pytree(meta_grad(conv, task_chunk, closed_form, query))[0]
     assert got.dtype == jnp.float32
     assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 2e-5

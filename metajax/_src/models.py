@@ -540,20 +540,27 @@ class WinogradConv3x3(nn.Module):
 
     Same parameters and result (to float rounding) as ``nn.Conv(F, (3, 3),
     padding="SAME")``. Layers with fewer than ``min_channels`` input channels
-    (the image layer) use the im2col matmul of :class:`PatchConv3x3` instead:
-    a 16-way transform of a 1-channel input costs more than it saves.
+    (the image layer), outputs smaller than ``min_size`` or batches of fewer
+    than ``min_batch`` images use the im2col matmul of :class:`PatchConv3x3`
+    instead: a 16-way transform of a 1-channel input, of tiles mostly padding,
+    or of a 5-image support set costs more than it saves. The choice is per
+    call (shapes are static), so one layer can take Winograd on the 75-image
+    query and im2col on the 5-image support: that made exact MAML 1.0-1.08x
+    faster at k = 1-50 than Winograd everywhere, compiling ~1 s sooner
+    (benchmarks/README.md).
     """
 
     features: int
     min_channels: int = 8
     min_size: int = 8
+    min_batch: int = 16
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        use_winograd = c >= self.min_channels and min(x.shape[1:3]) >= self.min_size
+        use_winograd = c >= self.min_channels and min(x.shape[1:3]) >= self.min_size and x.shape[0] >= self.min_batch
         y = (winograd_conv3x3 if use_winograd else _im2col_conv3x3)(x, kernel.astype(x.dtype))
         return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
 
