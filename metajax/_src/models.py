@@ -545,9 +545,9 @@ class WinogradConv3x3(nn.Module):
     instead: a 16-way transform of a 1-channel input, of tiles mostly padding,
     or of a 5-image support set costs more than it saves. The choice is per
     call (shapes are static), so one layer can take Winograd on the 75-image
-    query and im2col on the 5-image support: that made exact MAML 1.0-1.08x
-    faster at k = 1-50 than Winograd everywhere, compiling ~1 s sooner
-    (benchmarks/README.md).
+    query and im2col on the 5-image support: that made exact MAML 1.01x,
+    1.04x and 1.10x faster at k = 1, 5 and 50 than Winograd everywhere,
+    compiling ~1 s sooner (benchmarks/README.md).
     """
 
     features: int
@@ -666,7 +666,7 @@ def _rmp_bwd(res, g):
     ties = sum((corner == m).astype(g.dtype) for corner in _corners(x))
     share = jnp.where(m > 0, g / ties, 0)
     # one full-resolution pass: each input takes its window's share where it equals the window's maximum
-    # (1.1x faster for the whole MAML step than four per-corner masks interleaved by a stack)
+    # (whole steps 1.02-1.11x faster than with four per-corner masks interleaved by a stack; benchmarks/README.md)
     dx = jnp.where(x[:, : 2 * (h // 2), : 2 * (w // 2), :] == _upsample_2x(m), _upsample_2x(share), 0)
     if dx.shape != x.shape:
         dx = jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
