@@ -64,13 +64,12 @@ def _git(*args: str) -> str:
 
 
 def _run_worker(tree: Path, spec: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    cmd = [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)]
-    out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"worker failed in {tree} for {spec}:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    from metajax._src.bench import run_worker
+
+    r = run_worker(spec, env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tree)
+    if "error" in r:
+        raise RuntimeError(f"worker failed in {tree} for {spec}: {r['error']}")
+    return r
 
 
 def _check_import(tree: Path) -> None:

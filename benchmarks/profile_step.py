@@ -3,8 +3,9 @@
     python benchmarks/profile_step.py                         # MAML k=1, conv=auto, top 30 ops
     python benchmarks/profile_step.py --algorithm fomaml --k 5 --conv patches --top 50
 
-Runs the step of ``python benchmarks/run.py --only omniglot`` (Conv4-64,
-5-way 1-shot, 15 queries, meta-batch 32, tasks in a ``lax.map``) under
+Runs the step of ``python benchmarks/run.py --only omniglot``
+(``metajax._src.bench.omniglot_workload``: Conv4-64, 5-way 1-shot, 15
+queries, meta-batch 32, tasks in a ``lax.map``) under
 ``jax.profiler`` and sums the duration of every XLA op (thunk) over
 ``--steps`` calls. Prints the heaviest ops with their share, calls per step
 and, from the optimised HLO, each op's output shape and the JAX operation
@@ -38,26 +39,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     import jax
-    import jax.numpy as jnp
-    import optax
 
-    import metajax as mj
-    from metajax._src.models import conv4, cross_entropy_loss, resolve_conv_impl
+    from metajax._src.bench import omniglot_workload
+    from metajax._src.models import resolve_conv_impl
 
-    model = conv4(ways=5, filters=64, image_size=28, conv=args.conv)
-    factory = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}[args.algorithm]
-    lr = 0.1 if args.algorithm == "imaml" else 0.4
-    learner = factory(cross_entropy_loss(model.apply), "sgd", args.k, inner_lr=lr, has_aux=True, task_chunk=1)
-    outer = optax.sgd(1.0) if args.algorithm == "reptile" else optax.adam(1e-3)
-    ms = mj.make_meta_step(learner, outer)
-    t = args.meta_batch
-    ks, kq = jax.random.split(jax.random.PRNGKey(0))
-    tasks = mj.Task(
-        (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
-        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
-    )
-    params = model.init(jax.random.PRNGKey(1))
+    spec = {"algorithm": args.algorithm, "k": args.k, "conv": args.conv, "task_chunk": 1, "meta_batch": args.meta_batch}
+    ms, params, tasks = omniglot_workload(spec)
     state = ms.init(params)
+    t = args.meta_batch
     compiled = jax.jit(ms.step).lower(params, state, tasks).compile()
     hlo = compiled.as_text()
     jax.block_until_ready(compiled(params, state, tasks))  # warm-up

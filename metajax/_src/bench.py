@@ -47,12 +47,11 @@ def worker(spec: dict) -> dict:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: spec["cpu_threads"]])
 
     import jax
-    import jax.numpy as jnp
     import optax
 
     import metajax as mj
     from metajax._src.data import sinusoid
-    from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss, resolve_conv_impl
+    from metajax._src.models import mlp, mse_loss, resolve_conv_impl
 
     if spec["workload"] == "episodes":
         return episodes_worker(spec)
@@ -74,28 +73,10 @@ def worker(spec: dict) -> dict:
         params = model.init(key)
         args = (params, ms.init(params), key)
     else:
-        model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"], closed_form=spec.get("closed_form", True))
-        chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
-        learner = factories[alg](
-            cross_entropy_loss(model.apply),
-            "sgd",
-            k,
-            inner_lr=0.1 if alg == "imaml" else 0.4,
-            has_aux=True,
-            task_chunk=chunk,
-            **extra,
-        )
         mesh = mj.make_mesh(spec["devices"]) if spec.get("devices") else None
-        ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0), mesh=mesh)
-        t = spec["meta_batch"]
-        ks, kq = jax.random.split(key)
-        tasks = mj.Task(
-            (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
-            (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
-        )
+        ms, params, tasks = omniglot_workload(spec, extra, mesh)
         fn = jax.jit(ms.step, donate_argnums=(0, 1))
         steps = 1
-        params = model.init(key)
         args = (params, ms.init(params), tasks)
         if mesh is not None:
             args = (*mj.replicate(args[:2], mesh), mj.shard_tasks(tasks, mesh))
@@ -128,6 +109,63 @@ def worker(spec: dict) -> dict:
     extra = {"conv_resolved": resolve_conv_impl(spec["conv"])} if "conv" in spec else {}
     times = _median_times(timed, spec["repeats"])
     return _result(spec, times, steps, compile_s, temp_mb, compile_cache=cached, **extra)
+
+
+def omniglot_workload(spec: dict, extra: dict | None = None, mesh=None):
+    """The Omniglot-shaped benchmark step: (meta_step, params, tasks) for a worker spec.
+
+    Conv4-64 on synthetic 28x28x1 images, 5-way 1-shot with 15 queries per
+    class, ``spec["meta_batch"]`` tasks; ``extra`` holds learner options
+    (``gradient``, ``score_query``).
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import metajax as mj
+    from metajax._src.models import conv4, cross_entropy_loss
+
+    alg, k = spec["algorithm"], spec["k"]
+    factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}
+    key = jax.random.PRNGKey(0)
+    model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"], closed_form=spec.get("closed_form", True))
+    chunk = None if spec["task_chunk"] == "vmap" else int(spec["task_chunk"])
+    learner = factories[alg](
+        cross_entropy_loss(model.apply),
+        "sgd",
+        k,
+        inner_lr=0.1 if alg == "imaml" else 0.4,
+        has_aux=True,
+        task_chunk=chunk,
+        **(extra or {}),
+    )
+    ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0), mesh=mesh)
+    t = spec["meta_batch"]
+    ks, kq = jax.random.split(key)
+    tasks = mj.Task(
+        (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
+        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
+    )
+    return ms, model.init(key), tasks
+
+
+def run_worker(spec: dict, *, env: dict | None = None, cwd=None, timeout: float | None = None) -> dict:
+    """Run :func:`worker` on ``spec`` in a fresh ``python -m metajax._src.bench --worker`` process.
+
+    Returns its result, or ``{**spec, "error": ...}`` (the last stderr line) when it failed.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {**spec, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _median_times(fn, repeats: int) -> list[float]:
@@ -419,18 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 env["XLA_FLAGS"] = (
                     f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={spec['devices']}"
                 )
-            proc = subprocess.run(
-                [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                timeout=args.timeout,
-                env=env,
-            )
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                results.append({**spec, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]})
-            else:
-                results.append(json.loads(lines[-1][7:]))
+            results.append(run_worker(spec, env=env, timeout=args.timeout))
         except subprocess.TimeoutExpired:
             results.append({**spec, "error": f"timeout after {args.timeout:.0f} s"})
         r = results[-1]

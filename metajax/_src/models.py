@@ -692,8 +692,9 @@ def resolve_conv_impl(conv: str) -> str:
     layers with >= 8 input channels and >= 8x8 outputs, im2col elsewhere) was
     1.06-1.30x faster per step than ``"patches"`` (MAML, FOMAML and Reptile at
     k = 1 and 5), compiles ~1-1.5 s longer and holds 50-150 MB more; beside
-    learn2learn its cached-step peak memory was 1.22-1.34x learn2learn's for
-    MAML and FOMAML. ``"lax_vjp"`` is ~1.2x slower than ``"patches"`` for MAML
+    learn2learn (with the per-call batch threshold of :class:`WinogradConv3x3`)
+    its cached-step peak memory was 1.15-1.25x learn2learn's for MAML and
+    FOMAML. ``"lax_vjp"`` is ~1.2x slower than ``"patches"`` for MAML
     and FOMAML on CPU but ~1.2x faster for Reptile, whose 75-image query pass
     is forward-only (benchmarks/README.md). On GPU/TPU the native
     convolutions are the tuned ones.
