@@ -342,7 +342,15 @@ def plot_grid(results: list[dict], path: Path) -> None:
             axes[i][j].set_ylabel(ylabel)
             axes[i][j].grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Omniglot-shaped Conv4 (5-way 1-shot, 15 queries), CPU strategy: im2col conv, lax.map over tasks")
+    # Say what ran, from the results themselves (conv="auto" resolves per platform and per call site).
+    convs = sorted({f"conv={r['conv']}" + (f" ({r['conv_resolved']})" if r.get("conv_resolved") else "") for r in ok})
+    chunks = sorted({str(r.get("task_chunk", 1)) for r in ok})
+    backends = sorted({str(r.get("backend", "?")) for r in ok})
+    fig.suptitle(
+        "Omniglot-shaped Conv4 (5-way 1-shot, 15 queries) on "
+        + ", ".join(backends)
+        + f": {', '.join(convs)}, tasks in lax.map, chunk {'/'.join(chunks)}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
