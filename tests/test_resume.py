@@ -108,6 +108,23 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path, reference):
     assert "inner.lr" in out.stderr
 
 
+def test_resume_allows_more_steps_and_other_runtime_settings_only():
+    """train.num_steps and runtime.* may change on resume; anything else, or num_steps under annealing, may not."""
+    from metajax._src.train import resume_change
+
+    old = {"train": {"num_steps": 10}, "inner": {"lr": 0.4}, "outer": {"anneal": False}, "runtime": {"cpu_threads": 0}}
+    same = json.loads(json.dumps(old))
+    assert resume_change(old, same, "r") == []
+    new = {**same, "train": {"num_steps": 20}, "runtime": {"cpu_threads": 1, "devices": 2}}
+    assert resume_change(old, new, "r") == ["runtime.cpu_threads", "runtime.devices", "train.num_steps"]
+    with pytest.raises(ValueError, match=r"differs in \['inner.lr', 'train.num_steps'\]"):
+        resume_change(old, {**new, "inner": {"lr": 0.1}}, "r")
+    annealed = {**old, "outer": {"anneal": True}}
+    assert resume_change(annealed, {**annealed, "runtime": {"cpu_threads": 1}}, "r") == ["runtime.cpu_threads"]
+    with pytest.raises(ValueError, match="anneals over train.num_steps"):
+        resume_change(annealed, {**annealed, "train": {"num_steps": 20}}, "r")
+
+
 def test_more_steps_extend_the_run(tmp_path, reference):
     """Changing only train.num_steps continues a run: 700 steps, then 1500, ends with the reference's bits."""
     run_dir = tmp_path / "run"

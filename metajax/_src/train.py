@@ -504,6 +504,40 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+# Settings that say where a run executes (cores, devices, processes), not what it computes: a resumed run may
+# change them (continue on one core what started on all, or on another machine).
+RESUMABLE_PREFIX = "runtime."
+
+
+def _get(tree: dict, dotted: str) -> Any:
+    for k in dotted.split("."):
+        tree = tree.get(k) if isinstance(tree, dict) else None
+    return tree
+
+
+def resume_change(old: dict, new: dict, run_dir: str) -> list[str]:
+    """The config keys that differ between a run directory's config and the one given to resume it.
+
+    Raises ``ValueError`` unless the differences are ones a resumed run allows: ``train.num_steps`` (extends
+    the run, unless the outer rate anneals over it) and ``runtime.*``.
+    """
+    diff = sorted(_diff_keys(old, new))
+    annealed = bool(new.get("outer", {}).get("anneal", False))
+    fixed = [k for k in diff if not k.startswith(RESUMABLE_PREFIX)]
+    if fixed and (fixed != ["train.num_steps"] or annealed):
+        why = (
+            " The outer rate anneals over train.num_steps (outer.anneal), so this run cannot be extended."
+            if "train.num_steps" in fixed and annealed
+            else ""
+        )
+        raise ValueError(
+            f"--run-dir {run_dir!r} holds checkpoints of a run with another configuration (differs in "
+            f"{fixed}).{why} Rerun with the same configuration to resume it (changing only train.num_steps "
+            "extends it; runtime.* settings may change), or choose a new --run-dir."
+        )
+    return diff
+
+
 def load_params(path: Path, template: Any) -> Any:
     from flax import serialization
 
@@ -520,19 +554,7 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         and json.loads(previous.read_text()) != json.loads(resolved)
     ):
         old, new = json.loads(previous.read_text()), json.loads(resolved)
-        diff = sorted(_diff_keys(old, new))
-        annealed = bool(new.get("outer", {}).get("anneal", False))
-        if diff != ["train.num_steps"] or annealed:
-            why = (
-                " The outer rate anneals over train.num_steps (outer.anneal), so this run cannot be extended."
-                if "train.num_steps" in diff and annealed
-                else ""
-            )
-            raise ValueError(
-                f"--run-dir {str(run_dir)!r} holds checkpoints of a run with another configuration (differs in "
-                f"{diff}).{why} Rerun with the same configuration to resume it (changing only train.num_steps "
-                "extends it), or choose a new --run-dir."
-            )
+        change = resume_change(old, new, str(run_dir))
         from metajax._src.checkpoint import Checkpointer
 
         ckpt = Checkpointer(run_dir / "checkpoints")
@@ -543,12 +565,22 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
                 f"train.num_steps={config.train.num_steps}: the run in {str(run_dir)!r} already has a checkpoint at "
                 f"step {reached}; give at least {reached} to continue it, or choose a new --run-dir."
             )
-        print(
-            f"metajax train: continuing the run in {run_dir} to {config.train.num_steps} meta-steps "
-            f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})",
-            file=sys.stderr,
-            flush=True,
-        )
+        if "train.num_steps" in change:
+            print(
+                f"metajax train: continuing the run in {run_dir} to {config.train.num_steps} meta-steps "
+                f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})",
+                file=sys.stderr,
+                flush=True,
+            )
+        moved = [k for k in change if k.startswith(RESUMABLE_PREFIX)]
+        if moved:
+            print(
+                "metajax train: resuming with other runtime settings ("
+                + ", ".join(f"{k}: {_get(old, k)!r} -> {_get(new, k)!r}" for k in moved)
+                + "); they decide where it executes, not what it computes (the float rounding may differ)",
+                file=sys.stderr,
+                flush=True,
+            )
     exp = build(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     previous.write_text(resolved)
