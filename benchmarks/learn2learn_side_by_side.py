@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         help="metajax's persistent compilation cache: 'fresh' (default: a new empty directory, so round 1 "
         "compiles and later rounds load the stored step; the table shows both peaks), 'off', or a directory",
     )
+    parser.add_argument(
+        "--cpu-streams",
+        type=int,
+        default=0,
+        help="metajax's CPU task streams (runtime.cpu_streams; default 0: one per core, as `metajax train` "
+        "does; 1: one program over all tasks)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     variants = VARIANTS
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = {"algorithm": alg, "k": k, "meta_batch": args.meta_batch, "repeats": args.repeats}
             l2l = [args.l2l_python, str(HERE / "l2l_worker.py"), "--l2l-src", args.l2l_src]
             jax_spec = {**spec, "workload": "omniglot", "conv": args.conv, "task_chunk": 1, "cpu_threads": 0}
+            jax_spec["cpu_streams"] = args.cpu_streams
             if cache_dir is not None:
                 jax_spec["compile_cache"] = cache_dir
             if alg == "reptile":
@@ -158,11 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
     resolved = next((r["conv_resolved"] for v in samples.values() for r in v if r.get("conv_resolved")), None)
     conv_text = args.conv if resolved in (None, args.conv) else f"{args.conv} ({resolved})"
+    used = {r.get("devices") or 1 for v in samples.values() for r in v if "s_per_it" in r and "torch" not in r}
+    streams_text = "/".join(str(n) for n in sorted(used)) + " devices"
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "
         f"torch {torch_version}, learn2learn 0.2.0 (torch threads: {args.threads}); meta-batch "
         f"{args.meta_batch}; {args.rounds} alternating rounds x {args.repeats} timed meta-iterations per side; "
-        f"metajax conv={conv_text}; compilation cache: {args.compile_cache}.\n\n" + "\n".join(lines) + "\n"
+        f"metajax conv={conv_text}, cpu_streams={args.cpu_streams} ({streams_text}); compilation cache: "
+        f"{args.compile_cache}.\n\n" + "\n".join(lines) + "\n"
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = {
         "machine": info,
         "conv": args.conv,
+        "cpu_streams": args.cpu_streams,
         "rows": rows,
         "samples": {f"{a}|{b}|{c}": v for (a, b, c), v in samples.items()},
     }

@@ -70,7 +70,9 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
             "seed": 2024,
         }
     )
-    c.runtime = ConfigDict({"cpu_threads": 0, "devices": 1, "distributed": False})
+    # cpu_streams: on the CPU backend, split the host into this many XLA devices and shard the tasks over them
+    # (0: one per core, reduced to a divisor of the meta-batch; 1: off); see metajax.use_cpu_streams.
+    c.runtime = ConfigDict({"cpu_threads": 0, "cpu_streams": 0, "devices": 1, "distributed": False})
     if smoke:
         c.train.num_steps = 20
         c.train.eval_every = 10

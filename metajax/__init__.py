@@ -23,7 +23,14 @@ from metajax._src.maml import fomaml, imaml, maml
 from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
 from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
 from metajax._src.reptile import reptile
-from metajax._src.sharding import initialize_distributed, make_mesh, replicate, shard_tasks
+from metajax._src.sharding import (
+    initialize_distributed,
+    make_mesh,
+    replicate,
+    resolve_cpu_streams,
+    shard_tasks,
+    use_cpu_streams,
+)
 from metajax._src.validation import check_task, check_task_values, task_spec_of
 
 __version__ = "0.1.0"
@@ -60,7 +67,9 @@ __all__ = [
     "partition",
     "replicate",
     "reptile",
+    "resolve_cpu_streams",
     "select_mask",
     "shard_tasks",
     "task_spec_of",
+    "use_cpu_streams",
 ]

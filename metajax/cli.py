@@ -129,6 +129,33 @@ def pin_cpu_threads(n: int) -> str:
     return f"cores {cores}"
 
 
+def split_cpu_streams(config: Any) -> str:
+    """Split the CPU backend into ``runtime.cpu_streams`` devices before JAX starts (after pinning); a log phrase.
+
+    Only when the task batch would otherwise run on one device (``runtime.devices = 1``, not distributed)
+    and JAX will run on the CPU; the sharded step then runs one program per stream.
+    """
+    rt = config.get("runtime", {})
+    streams = rt.get("cpu_streams", 1)
+    if streams == 1 or rt.get("devices", 1) != 1 or rt.get("distributed", False):
+        return ""
+    from metajax._src.sharding import resolve_cpu_streams, use_cpu_streams
+
+    n = resolve_cpu_streams(streams, config.data.meta_batch_size, "runtime.cpu_streams")
+    if n == 1 or not _cpu_backend():
+        return ""
+    use_cpu_streams(n)
+    return f", {n} CPU task streams"
+
+
+def _cpu_backend() -> bool:
+    """Whether JAX will run on the CPU (JAX_PLATFORMS says cpu, or no accelerator plugin is installed)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").lower()
+    if platforms:
+        return platforms.split(",")[0] == "cpu"
+    return not any(importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS)
+
+
 def use_compile_cache(value: str | None) -> str:
     """Turn on the persistent compilation cache (``--compile-cache`` / ``$METAJAX_COMPILE_CACHE``); a log phrase."""
     from metajax._src.compile_cache import enable_compilation_cache
@@ -160,6 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ) from err
     threads = config.get("runtime", {}).get("cpu_threads", 0)
     where = pin_cpu_threads(int(threads))
+    where += split_cpu_streams(config)
     where += ", " + use_compile_cache(args.compile_cache)
     if config.get("runtime", {}).get("distributed", False):
         from metajax._src.sharding import initialize_distributed
@@ -346,7 +374,7 @@ def _load_run(
         found = sorted(p.name for p in run_dir.glob("*.msgpack"))
         raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
     where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
-    where += ", " + use_compile_cache(compile_cache)
+    where += ", " + use_compile_cache(compile_cache)  # evaluation adapts one task batch at a time: no task streams
     import jax
 
     from metajax._src import train

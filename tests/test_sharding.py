@@ -53,3 +53,50 @@ def test_train_command_on_four_devices(tmp_path):
     assert "4 devices" in ok.stderr
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 300
+
+
+def test_cpu_streams_resolve_to_a_divisor_of_the_meta_batch(monkeypatch):
+    import metajax as mj
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert mj.resolve_cpu_streams(0, 32) == 4  # one per core
+    assert mj.resolve_cpu_streams("auto", 6) == 3  # reduced to a divisor of the meta-batch
+    assert mj.resolve_cpu_streams(0, 25) == 1
+    assert mj.resolve_cpu_streams(0, 2) == 2
+    assert mj.resolve_cpu_streams(8, 32) == 8  # explicit counts may exceed the cores
+    with pytest.raises(ValueError, match=r"runtime.cpu_streams=3 does not divide the meta-batch of 32 tasks"):
+        mj.resolve_cpu_streams(3, 32, "runtime.cpu_streams")
+    for bad in (-1, 1.5, True, "two"):
+        with pytest.raises(ValueError, match=r"cpu_streams must be an int >= 1, or 0 / 'auto' for one per core"):
+            mj.resolve_cpu_streams(bad, 32)
+
+
+def test_cpu_streams_must_be_chosen_before_jax_runs():
+    import jax
+
+    import metajax as mj
+
+    jax.numpy.zeros(1).block_until_ready()
+    with pytest.raises(RuntimeError, match=r"must run before JAX computes anything"):
+        mj.use_cpu_streams(len(jax.devices("cpu")) + 1)
+
+
+def test_train_command_splits_the_cpu_into_task_streams(tmp_path):
+    """runtime.cpu_streams=2 with no XLA flags: the CLI splits the CPU backend and shards the tasks over it."""
+    run = tmp_path / "r"
+    base = [sys.executable, "-m", "metajax", "train", "--smoke", "--no-progress", "--run-dir", str(run)]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    bad = subprocess.run([*base, "--set", "runtime.cpu_streams=2"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "runtime.cpu_streams=2 does not divide the meta-batch of 25 tasks" in bad.stderr
+    ok = subprocess.run(
+        [*base, "--set", "runtime.cpu_streams=2", "--set", "data.meta_batch_size=8"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "2 CPU task streams" in ok.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task_devices"] == 2 and summary["backend"] == "cpu"

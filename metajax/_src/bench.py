@@ -51,6 +51,12 @@ def worker(spec: dict) -> dict:
 
     import metajax as mj
     from metajax._src.data import sinusoid
+
+    if spec.get("cpu_streams", 1) != 1:  # split the CPU backend before anything runs; shard the tasks over it
+        streams = mj.resolve_cpu_streams(spec["cpu_streams"], spec["meta_batch"])
+        mj.use_cpu_streams(streams)
+        if streams > 1:
+            spec = {**spec, "devices": streams}
     from metajax._src.models import mlp, mse_loss, resolve_conv_impl
 
     if spec["workload"] == "episodes":
@@ -293,6 +299,13 @@ def variants(full: bool, only: str | None) -> list[dict]:
             for conv in ("patches", "winograd"):
                 spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
                 out.append({**spec, "algorithm": alg, "k": k, "conv": conv, "task_chunk": 1, "closed_form": True})
+    if only == "streams":
+        # one program over all tasks against the host split into CPU task streams (cpu_streams=0: one per
+        # core), each algorithm's pair back to back (ratios within a pair)
+        for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5), ("imaml", 5)):
+            for streams in (1, 0):
+                spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
+                out.append({**spec, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1, "cpu_streams": streams})
     if only == "devices":
         # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
         # overhead, not a speed-up (all "devices" share this machine's cores)
@@ -391,6 +404,8 @@ def label(r: dict) -> str:
     text = f"conv={conv}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
     if not r.get("closed_form", True):
         text += ", autodiff BN/pool"
+    if r.get("cpu_streams", 1) != 1:
+        return text + f", cpu_streams={r['cpu_streams']} ({r.get('devices') or 1} devices)"
     return text + (f", {r['devices']} devices" if r.get("devices") else "")
 
 
@@ -423,11 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
     parser.add_argument(
         "--only",
-        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv"],
+        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv", "streams"],
         help="one workload; not in the default run: 'conv' compares im2col and Winograd convolutions "
         "(5 algorithm pairs, ~6 min); 'grid' times every algorithm x k in {1,5,10,50} x "
         "meta-batch in {4,16,32} and plots cost against k; 'devices' runs the sharded meta-step on 1-8 "
-        "simulated CPU devices",
+        "simulated CPU devices; 'streams' compares one program over all tasks with the host split into one "
+        "CPU task stream per core (6 algorithm pairs, ~8 min)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")

@@ -46,6 +46,52 @@ def make_mesh(devices: int | None = None, axis_name: str = TASK_AXIS) -> Mesh:
     return Mesh(np.asarray(available[:n]), (axis_name,))
 
 
+def resolve_cpu_streams(value: int | str, meta_batch: int, argname: str = "cpu_streams") -> int:
+    """How many CPU task streams ``value`` means for a meta-batch of ``meta_batch`` tasks.
+
+    ``0`` or ``"auto"``: one per core this process may run on (its CPU affinity), reduced to the
+    largest count that divides the meta-batch; an int >= 1 is taken as given and must divide it.
+
+    >>> resolve_cpu_streams(3, 6)
+    3
+    """
+    if value == "auto" or (value == 0 and not isinstance(value, bool)):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(d for d in range(1, min(cores, meta_batch) + 1) if meta_batch % d == 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argname} must be an int >= 1, or 0 / 'auto' for one per core, got {value!r}.")
+    if meta_batch % value:
+        raise ValueError(
+            f"{argname}={value} does not divide the meta-batch of {meta_batch} tasks: each stream takes an equal "
+            "share of the tasks. Use a divisor of the meta-batch, or 0 for one per core."
+        )
+    return value
+
+
+def use_cpu_streams(n: int) -> None:
+    """Split the host CPU backend into ``n`` XLA devices ("task streams"); call before JAX computes anything.
+
+    XLA:CPU runs a program's copies and elementwise loops on one thread, so
+    one program rarely keeps two cores busy. With the host split into ``n``
+    devices and the task axis sharded over them (``make_mesh(n)``), each
+    device runs its share of the tasks as its own program, concurrently. It
+    changes only where tasks run: the meta-gradient is the same mean (up to
+    summation order). Only the CPU backend is affected; on a GPU/TPU machine
+    this is a no-op for the accelerator devices.
+    """
+    import jax
+
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}.")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"use_cpu_streams({n}) must run before JAX computes anything: JAX creates its CPU backend, with its "
+            "device count, on first use. Call it right after `import jax`."
+        ) from err
+
+
 def check_divisible(num_tasks: int, mesh: Mesh, axis_name: str = TASK_AXIS, argname: str = "meta-batch") -> None:
     """Raise a clear error when ``num_tasks`` does not split evenly over the mesh's task axis."""
     n = mesh.shape[axis_name]

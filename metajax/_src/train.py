@@ -114,6 +114,26 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
 TASKS = ("sinusoid", "omniglot", "miniimagenet")
 
 
+def task_devices(config: Any) -> int | None:
+    """How many devices the task batch is sharded over: ``runtime.devices``, or on the CPU backend with
+    ``runtime.devices = 1``, the CPU task streams (``runtime.cpu_streams``) the host was split into.
+
+    The split itself happens before JAX starts (``metajax train`` calls :func:`metajax.use_cpu_streams`);
+    when it did not (``train.run`` called from Python without it), the run uses one device.
+    """
+    from metajax._src.sharding import resolve_cpu_streams
+
+    rt = config.get("runtime", {})
+    devices = rt.get("devices", 1)
+    streams = rt.get("cpu_streams", 1)
+    if devices != 1 or streams == 1 or rt.get("distributed", False):
+        return devices
+    n = resolve_cpu_streams(streams, config.data.meta_batch_size, "runtime.cpu_streams")
+    if jax.default_backend() != "cpu" or len(jax.devices()) < n:
+        return 1
+    return n
+
+
 def build(config: Any) -> Experiment:
     """Validate a config and build the experiment (data loaded, nothing compiled yet)."""
     if config.task not in TASKS:
@@ -125,7 +145,7 @@ def build(config: Any) -> Experiment:
     mj._src.base.check_positive_int("data.meta_batch_size", config.data.meta_batch_size)
     from metajax._src.sharding import check_divisible, make_mesh
 
-    devices = config.get("runtime", {}).get("devices", 1)
+    devices = task_devices(config)
     try:
         mesh = make_mesh(devices)
     except ValueError as err:
@@ -314,7 +334,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     nan_policy = cfg.train.get("nan_policy", "stop")
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
-    mesh = make_mesh(cfg.get("runtime", {}).get("devices", 1))
+    mesh = make_mesh(task_devices(cfg))
     ms = mj.make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
     state = ms.init(meta_params)
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
@@ -441,6 +461,8 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
         "first_call_s": round(compile_s or 0.0, 2),
         "steps": total,
         "resumed_from": restored[1]["step"] if restored is not None else None,
+        "task_devices": mesh.shape["tasks"],
+        "backend": jax.default_backend(),
     }
     if best["step"] is not None:
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
