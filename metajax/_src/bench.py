@@ -271,6 +271,8 @@ def variants(full: bool, only: str | None) -> list[dict]:
         reps = 5 if full else 3
         base = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": reps}
         for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
+            # the defaults of `metajax train` (one CPU task stream per core), then one program over all tasks
+            out.append({**base, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1, "cpu_streams": 0})
             out.append({**base, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1})
         # (conv, task_chunk, closed-form batch-norm/pool gradients)
         strategies = [("patches", 1, False), ("lax_vjp", 1, True), ("patches", "vmap", True), ("patches", 4, True)]
