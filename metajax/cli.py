@@ -144,7 +144,14 @@ def split_cpu_streams(config: Any) -> str:
     n = resolve_cpu_streams(streams, config.data.meta_batch_size, "runtime.cpu_streams")
     if n == 1 or not _cpu_backend():
         return ""
-    use_cpu_streams(n)
+    try:
+        use_cpu_streams(n)
+    except RuntimeError:  # called in a process where JAX already runs (cli.main from Python, a notebook)
+        import jax
+
+        if len(jax.devices()) >= n and jax.default_backend() == "cpu":
+            return f", {n} CPU task streams"
+        return ", one program over all tasks (JAX had started before the CPU could be split into task streams)"
     return f", {n} CPU task streams"
 
 
