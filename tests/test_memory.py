@@ -23,6 +23,12 @@ def test_check_fits_reports_and_refuses():
     with pytest.raises(MemoryError, match=r"step will not fit: XLA estimates 111 MB .* 100 MB free .* remat"):
         memory.check_fits(est, "step", available=100 * memory.MB)
     assert "no memory estimate" in memory.check_fits(None, "step")
+    # CPU task streams: every device's buffers are in the same RAM
+    two = est.times(2)
+    assert two.peak_bytes == 2 * est.peak_bytes and two.temp_bytes == 200 * memory.MB
+    assert "XLA estimates 111 MB" in memory.check_fits(est, "step", available=150 * memory.MB)
+    with pytest.raises(MemoryError, match=r"XLA estimates 222 MB"):
+        memory.check_fits(two, "step", available=150 * memory.MB)
 
 
 def test_available_bytes_override(monkeypatch):

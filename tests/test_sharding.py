@@ -98,5 +98,6 @@ def test_train_command_splits_the_cpu_into_task_streams(tmp_path):
     )
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert "2 CPU task streams" in ok.stderr
+    assert "per call) on 2 CPU devices: XLA estimates" in ok.stderr  # the memory check counts both copies
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task_devices"] == 2 and summary["backend"] == "cpu"

@@ -38,6 +38,11 @@ class MemoryEstimate:
     def peak_bytes(self) -> int:
         return self.argument_bytes + self.output_bytes + self.temp_bytes - self.alias_bytes
 
+    def times(self, n: int) -> MemoryEstimate:
+        """The estimate for ``n`` devices that share one memory (CPU task streams): XLA's analysis of a
+        sharded program is per device, and on the host every device's buffers sit in the same RAM."""
+        return MemoryEstimate(*(n * v for v in dataclasses.astuple(self)))
+
     def summary(self) -> str:
         return (
             f"{self.peak_bytes / MB:,.0f} MB (arguments {self.argument_bytes / MB:,.0f} MB, "

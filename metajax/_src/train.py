@@ -373,7 +373,11 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                 how = "loaded from the compilation cache"
             print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
             if cfg.train.get("memory_check", True):
-                report = check_fits(estimate(compiled), f"the training step ({n} meta-steps per call)")
+                est, what = estimate(compiled), f"the training step ({n} meta-steps per call)"
+                host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
+                if est is not None and host_devices > 1:  # CPU task streams: one copy per device in host RAM
+                    est, what = est.times(host_devices), what + f" on {host_devices} CPU devices"
+                report = check_fits(est, what)
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
             runners[n] = compiled
             release_host_memory()  # the compiler's freed heap back to the OS
