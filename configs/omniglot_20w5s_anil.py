@@ -6,7 +6,8 @@ paper reports ANIL on par with MAML on Omniglot 20-way 1-shot and 5-shot (its
 Table 2).
 
 Run:      metajax train --config omniglot_20w5s_anil
-Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+Measured (shortened): 200 meta-steps (~32 min on one CPU core) -> 84.60 +- 0.33 %
+(transductive BN) / 84.48 +- 0.33 % (support BN) on 600 test tasks (benchmarks/README.md).
 """
 
 from .omniglot import maml_settings
