@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     torch_version = next((r.get("torch") for v in samples.values() for r in v if r.get("torch")), "?")
     resolved = next((r["conv_resolved"] for v in samples.values() for r in v if r.get("conv_resolved")), None)
     conv_text = args.conv if resolved in (None, args.conv) else f"{args.conv} ({resolved})"
-    used = {r.get("devices") or 1 for v in samples.values() for r in v if "s_per_it" in r and "torch" not in r}
+    used = {
+        r.get("devices") or 1 for (lib, _, _), v in samples.items() if lib == "metajax" for r in v if "s_per_it" in r
+    }
     streams_text = "/".join(str(n) for n in sorted(used)) + " devices"
     md = (
         f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "

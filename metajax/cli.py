@@ -116,12 +116,9 @@ def pin_cpu_threads(n: int) -> str:
     """
     if n <= 0:
         return "all cores"
-    if os.environ.get("JAX_PLATFORMS", "").lower() not in ("", "cpu"):
-        return "all cores (JAX_PLATFORMS is not cpu)"
-    if os.environ.get("JAX_PLATFORMS", "").lower() != "cpu" and any(
-        importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS
-    ):
-        return "all cores (an accelerator plugin is installed)"
+    accelerator = _accelerator_reason()
+    if accelerator:
+        return f"all cores ({accelerator})"
     if not hasattr(os, "sched_setaffinity"):
         return "all cores (no sched_setaffinity on this OS)"
     cores = sorted(os.sched_getaffinity(0))[:n]
@@ -130,19 +127,15 @@ def pin_cpu_threads(n: int) -> str:
 
 
 def split_cpu_streams(config: Any) -> str:
-    """Split the CPU backend into ``runtime.cpu_streams`` devices before JAX starts (after pinning); a log phrase.
+    """Split the CPU backend into the config's CPU task streams before JAX starts (after pinning); a log phrase.
 
-    Only when the task batch would otherwise run on one device (``runtime.devices = 1``, not distributed)
-    and JAX will run on the CPU; the sharded step then runs one program per stream.
+    How many: :func:`metajax._src.sharding.planned_cpu_streams` (``train.task_devices`` then shards over
+    them); nothing happens when JAX will run on an accelerator.
     """
-    rt = config.get("runtime", {})
-    streams = rt.get("cpu_streams", 1)
-    if streams == 1 or rt.get("devices", 1) != 1 or rt.get("distributed", False):
-        return ""
-    from metajax._src.sharding import resolve_cpu_streams, use_cpu_streams
+    from metajax._src.sharding import planned_cpu_streams, use_cpu_streams
 
-    n = resolve_cpu_streams(streams, config.data.meta_batch_size, "runtime.cpu_streams")
-    if n == 1 or not _cpu_backend():
+    n = planned_cpu_streams(config.get("runtime", {}), config.data.meta_batch_size)
+    if n == 1 or _accelerator_reason():
         return ""
     try:
         use_cpu_streams(n)
@@ -155,12 +148,15 @@ def split_cpu_streams(config: Any) -> str:
     return f", {n} CPU task streams"
 
 
-def _cpu_backend() -> bool:
-    """Whether JAX will run on the CPU (JAX_PLATFORMS says cpu, or no accelerator plugin is installed)."""
+def _accelerator_reason() -> str | None:
+    """Why JAX will not run on the CPU (JAX_PLATFORMS names another platform, or an accelerator plugin is
+    installed and JAX_PLATFORMS does not force cpu), or ``None`` when it will."""
     platforms = os.environ.get("JAX_PLATFORMS", "").lower()
-    if platforms:
-        return platforms.split(",")[0] == "cpu"
-    return not any(importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS)
+    if platforms not in ("", "cpu"):
+        return "JAX_PLATFORMS is not cpu"
+    if platforms != "cpu" and any(importlib.util.find_spec(p) is not None for p in ACCELERATOR_PLUGINS):
+        return "an accelerator plugin is installed"
+    return None
 
 
 def use_compile_cache(value: str | None) -> str:

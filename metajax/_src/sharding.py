@@ -68,6 +68,18 @@ def resolve_cpu_streams(value: int | str, meta_batch: int, argname: str = "cpu_s
     return value
 
 
+def planned_cpu_streams(runtime: Any, meta_batch: int) -> int:
+    """The CPU task streams a run's ``runtime`` settings ask for (1: none).
+
+    Streams apply only when the task batch would otherwise run on one device: ``runtime.devices = 1``
+    and not distributed. Bad values raise ``ValueError`` naming ``runtime.cpu_streams``.
+    """
+    streams = runtime.get("cpu_streams", 1)
+    if streams == 1 or runtime.get("devices", 1) != 1 or runtime.get("distributed", False):
+        return 1
+    return resolve_cpu_streams(streams, meta_batch, "runtime.cpu_streams")
+
+
 def use_cpu_streams(n: int) -> None:
     """Split the host CPU backend into ``n`` XLA devices ("task streams"); call before JAX computes anything.
 

@@ -121,14 +121,12 @@ def task_devices(config: Any) -> int | None:
     The split itself happens before JAX starts (``metajax train`` calls :func:`metajax.use_cpu_streams`);
     when it did not (``train.run`` called from Python without it), the run uses one device.
     """
-    from metajax._src.sharding import resolve_cpu_streams
+    from metajax._src.sharding import planned_cpu_streams
 
     rt = config.get("runtime", {})
-    devices = rt.get("devices", 1)
-    streams = rt.get("cpu_streams", 1)
-    if devices != 1 or streams == 1 or rt.get("distributed", False):
-        return devices
-    n = resolve_cpu_streams(streams, config.data.meta_batch_size, "runtime.cpu_streams")
+    n = planned_cpu_streams(rt, config.data.meta_batch_size)
+    if n == 1:
+        return rt.get("devices", 1)
     if jax.default_backend() != "cpu" or len(jax.devices()) < n:
         return 1
     return n
