@@ -28,6 +28,7 @@ from metajax._src.sharding import (
     make_mesh,
     replicate,
     resolve_cpu_streams,
+    shard_task_map,
     shard_tasks,
     use_cpu_streams,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "reptile",
     "resolve_cpu_streams",
     "select_mask",
+    "shard_task_map",
     "shard_tasks",
     "task_spec_of",
     "use_cpu_streams",

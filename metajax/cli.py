@@ -129,23 +129,32 @@ def pin_cpu_threads(n: int) -> str:
 def split_cpu_streams(config: Any) -> str:
     """Split the CPU backend into the config's CPU task streams before JAX starts (after pinning); a log phrase.
 
-    How many: :func:`metajax._src.sharding.planned_cpu_streams` (``train.task_devices`` then shards over
-    them); nothing happens when JAX will run on an accelerator.
+    How many: :func:`metajax._src.sharding.host_cpu_streams` (one per core for ``runtime.cpu_streams`` 0);
+    training shards its meta-batch over :func:`~metajax._src.sharding.planned_cpu_streams` of them
+    (``train.task_devices``), evaluation its tasks over all (``train.eval_devices``). Nothing happens when
+    JAX will run on an accelerator.
     """
-    from metajax._src.sharding import planned_cpu_streams, use_cpu_streams
+    from metajax._src.sharding import host_cpu_streams, planned_cpu_streams, use_cpu_streams
 
-    n = planned_cpu_streams(config.get("runtime", {}), config.data.meta_batch_size)
+    runtime, meta_batch = config.get("runtime", {}), config.data.meta_batch_size
+    n, train = host_cpu_streams(runtime, meta_batch), planned_cpu_streams(runtime, meta_batch)
     if n == 1 or _accelerator_reason():
         return ""
+    phrase = f", {n} CPU task streams"
+    if train < n:
+        phrase += (
+            f" (evaluation; training runs {'one program' if train == 1 else f'{train} streams'}: "
+            f"its meta-batch of {meta_batch} tasks does not split over {n})"
+        )
     try:
         use_cpu_streams(n)
     except RuntimeError:  # called in a process where JAX already runs (cli.main from Python, a notebook)
         import jax
 
         if len(jax.devices()) >= n and jax.default_backend() == "cpu":
-            return f", {n} CPU task streams"
+            return phrase
         return ", one program over all tasks (JAX had started before the CPU could be split into task streams)"
-    return f", {n} CPU task streams"
+    return phrase
 
 
 def _accelerator_reason() -> str | None:
@@ -377,7 +386,8 @@ def _load_run(
         found = sorted(p.name for p in run_dir.glob("*.msgpack"))
         raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
     where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
-    where += ", " + use_compile_cache(compile_cache)  # evaluation adapts one task batch at a time: no task streams
+    where += split_cpu_streams(config)  # evaluation splits its tasks over the streams
+    where += ", " + use_compile_cache(compile_cache)
     import jax
 
     from metajax._src import train
@@ -433,8 +443,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from metajax._src.learner import resolve_task_chunk
 
     chunk = resolve_task_chunk(config.data.get("task_chunk", None))
+    from metajax._src.sharding import make_mesh
+    from metajax._src.train import eval_devices
+
     results = ft.fine_tune(
-        exp.loss_fn, exp.learner.query_loss, inits, tasks, opt, args.steps, has_aux=exp.has_aux, task_chunk=chunk
+        exp.loss_fn,
+        exp.learner.query_loss,
+        inits,
+        tasks,
+        opt,
+        args.steps,
+        has_aux=exp.has_aux,
+        task_chunk=chunk,
+        mesh=make_mesh(eval_devices(config)),
     )
     steps = sorted({0, 1, 5, 10, 20, 50, args.steps} & set(range(args.steps + 1)))
     title = (

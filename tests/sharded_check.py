@@ -18,6 +18,33 @@ def loss(w, batch):
     return jnp.mean((jnp.tanh(x @ w["a"]) @ w["b"] - y) ** 2)
 
 
+def eval_on_meshes(learner, params, tasks):
+    """Adaptation curves and few-shot accuracies of 12 and 16 tasks on 1, 2 and 8 devices vs one jit (max abs diff)."""
+    from metajax._src.evaluation import adaptation_curves
+    from metajax._src.fewshot import accuracy_after_adaptation
+
+    def qloss(p, query, support):
+        value = loss(p, query)
+        return value, {"accuracy": jnp.exp(-value)}  # any per-task aux stands in for the accuracy
+
+    out = {}
+    for num in (12, 16):  # 12 tasks are padded to 16 on 8 devices
+        sub = jax.tree_util.tree_map(lambda a, num=num: a[:num], tasks)
+        ref_curves = adaptation_curves(learner.adapt, params, learner.query_loss, sub, 2, task_chunk=1)
+        ref_acc = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1)
+        for n in (1, 2, 8):
+            mesh = mj.make_mesh(n)
+            curves = adaptation_curves(learner.adapt, params, learner.query_loss, sub, 2, task_chunk=1, mesh=mesh)
+            acc = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1, mesh=mesh)
+            assert curves.shape == ref_curves.shape == (num, 3), curves.shape
+            assert acc[0].shape == (num,)
+            out[f"{num}@{n}"] = max(
+                float(abs(curves - ref_curves).max()),
+                *(float(abs(a - b).max()) for a, b in zip(acc, ref_acc, strict=True)),
+            )
+    return out
+
+
 def main():
     w = {
         "a": jax.random.normal(jax.random.PRNGKey(0), (2, 16)) * 0.5,
@@ -60,6 +87,7 @@ def main():
         for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(w), strict=True)
     )
     out["moved"] = moved
+    out["eval"] = eval_on_meshes(learners["maml"], params, tasks)
     mesh = mj.make_mesh(8)
     odd = jax.tree_util.tree_map(lambda a: a[:12], tasks)
     for what, fn in (

@@ -240,6 +240,16 @@ def test_benchmark_harness_runs_a_tiny_variant(tmp_path):
     fake = [{**g, "s_per_it": 0.1 * g["k"], "peak_rss_mb": 500.0 + g["k"]} for g in grid]
     bench.plot_grid(fake, tmp_path / "grid.png")
     assert (tmp_path / "grid.png").stat().st_size > 10_000
+    ev = bench.variants(False, "eval_streams")
+    assert ev[0]["workload"] == "evaluation" and ev[0]["eval_streams"] == 1  # one device, then the streams
+    assert {e.get("host_streams") for e in ev if e["workload"] == "omniglot"} == {1, 2}
+    tiny = {"workload": "evaluation", "inner": "sgd", "k": 1, "shots": 1, "num_tasks": 3, "conv": "auto"}
+    r = bench.evaluation_worker({**tiny, "eval_streams": 1, "cpu_threads": 0, "repeats": 1})
+    assert r["it_per_s"] > 0 and r["meta_batch"] == 3
+    assert (
+        "| evaluation | eval-sgd | 1 | 3 | 3 tasks, 1-shot, 1 sgd steps, one device (it = one task) |"
+        in bench.table([r])
+    )
 
 
 def test_benchmark_run_writes_results_after_every_variant(tmp_path, monkeypatch):

@@ -33,6 +33,13 @@ def test_sharded_meta_steps_equal_the_single_device_ones(sharded, algorithm):
         assert diff < 1e-6, (algorithm, n, diff)
 
 
+def test_sharded_evaluation_equals_the_single_device_one(sharded):
+    """Adaptation curves and few-shot scores split over 1, 2 and 8 devices (12 tasks padded to 16 on 8)."""
+    assert set(sharded["eval"]) == {f"{num}@{n}" for num in (12, 16) for n in (1, 2, 8)}
+    for where, diff in sharded["eval"].items():
+        assert diff < 1e-6, (where, diff)
+
+
 def test_uneven_task_batches_and_too_many_devices_are_refused(sharded):
     for what in ("shard_tasks", "step"):
         assert (
@@ -71,6 +78,21 @@ def test_cpu_streams_resolve_to_a_divisor_of_the_meta_batch(monkeypatch):
             mj.resolve_cpu_streams(bad, 32)
 
 
+def test_host_streams_are_one_per_core_for_auto_even_when_training_uses_fewer(monkeypatch):
+    from metajax._src.sharding import host_cpu_streams, planned_cpu_streams
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    auto = {"cpu_streams": 0, "devices": 1}
+    assert (planned_cpu_streams(auto, 3), host_cpu_streams(auto, 3)) == (1, 2)  # Reptile's meta-batch of 3
+    assert (planned_cpu_streams(auto, 32), host_cpu_streams(auto, 32)) == (2, 2)
+    assert host_cpu_streams({"cpu_streams": 4}, 32) == 4  # explicit: as given
+    assert host_cpu_streams({"cpu_streams": 1}, 32) == 1
+    assert host_cpu_streams({"cpu_streams": 0, "devices": 2}, 32) == 1  # real devices: no split
+    assert host_cpu_streams({"cpu_streams": 0, "distributed": True}, 32) == 1
+    with pytest.raises(ValueError, match=r"runtime.cpu_streams=3 does not divide the meta-batch of 32 tasks"):
+        host_cpu_streams({"cpu_streams": 3}, 32)
+
+
 def test_cpu_streams_must_be_chosen_before_jax_runs():
     import jax
 
@@ -101,3 +123,19 @@ def test_train_command_splits_the_cpu_into_task_streams(tmp_path):
     assert "per call) on 2 CPU devices: XLA estimates" in ok.stderr  # the memory check counts both copies
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task_devices"] == 2 and summary["backend"] == "cpu"
+    # `metajax eval` splits the same way; on one device it gives the same numbers as the 2-stream evaluation
+    one = tmp_path / "one"
+    ev = subprocess.run(
+        [sys.executable, "-m", "metajax", "eval", str(run), "--set", "runtime.cpu_streams=1", "--out", str(one)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert "CPU task streams" not in ev.stderr
+    streamed, single = (json.loads((d / "eval.json").read_text())["results"] for d in (run, one))
+    assert streamed.keys() == single.keys() and len(streamed) == 3
+    for name, rows in streamed.items():
+        for a, b in zip(rows, single[name], strict=True):
+            assert a["mean"] == pytest.approx(b["mean"], rel=1e-5, abs=1e-7), (name, a, b)

@@ -57,10 +57,14 @@ def worker(spec: dict) -> dict:
         mj.use_cpu_streams(streams)
         if streams > 1:
             spec = {**spec, "devices": streams}
+    if spec.get("host_streams", 1) > 1:  # split the host, but run on one device (what an idle split costs)
+        mj.use_cpu_streams(spec["host_streams"])
     from metajax._src.models import mlp, mse_loss, resolve_conv_impl
 
     if spec["workload"] == "episodes":
         return episodes_worker(spec)
+    if spec["workload"] == "evaluation":
+        return evaluation_worker(spec)
     alg, k = spec["algorithm"], spec["k"]
     factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}
     extra = {"gradient": spec["gradient"]} if spec.get("gradient") else {}
@@ -237,6 +241,45 @@ def episodes_worker(spec: dict) -> dict:
     return _result(spec, times, calls, compile_s, None, episodes_per_s=episodes_per_s, algorithm="sampler", k=0)
 
 
+def evaluation_worker(spec: dict) -> dict:
+    """Few-shot evaluation: adapt each of ``num_tasks`` Omniglot-shaped tasks and score its queries.
+
+    ``k`` inner steps of ``inner`` (sgd: MAML's protocol; adam: Reptile's, on minibatches of 10), tasks on
+    ``devices`` devices (the CPU task streams the worker split the host into, or one); "it" = one task.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import metajax as mj
+    from metajax._src.fewshot import adaptation_scorer
+    from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss
+
+    devices = spec.get("eval_streams", 1)
+    if devices > 1:
+        mj.use_cpu_streams(devices)
+    model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
+    adam = spec["inner"] == "adam"
+    learner = (mj.reptile if adam else mj.maml)(
+        cross_entropy_loss(model.apply), spec["inner"], spec["k"], inner_lr=1e-3 if adam else 0.4, has_aux=True
+    )
+    t, key = spec["num_tasks"], jax.random.PRNGKey(0)
+    ks, kq = jax.random.split(key)
+    shots = spec["shots"]
+    tasks = mj.Task(
+        (jax.random.uniform(ks, (t, 5 * shots, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), shots), (t, 1))),
+        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
+    )
+    mesh = mj.make_mesh(devices)
+    score = adaptation_scorer(learner, cross_entropy_query_loss(model.apply), spec["k"], 1, 10 if adam else None, mesh)
+    params = learner.init(model.init(key))
+    t0 = time.perf_counter()
+    jax.block_until_ready(score(params, tasks))
+    first_s = time.perf_counter() - t0
+    times = _median_times(lambda: jax.block_until_ready(score(params, tasks)), spec["repeats"])
+    compile_s = max(first_s - min(times), 0.0)
+    return _result(spec, times, t, compile_s, None, meta_batch=t, algorithm=f"eval-{spec['inner']}")
+
+
 def variants(full: bool, only: str | None) -> list[dict]:
     out = []
     if only in (None, "sinusoid"):
@@ -308,6 +351,30 @@ def variants(full: bool, only: str | None) -> list[dict]:
             for streams in (1, 0):
                 spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
                 out.append({**spec, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1, "cpu_streams": streams})
+    if only == "eval_streams":
+        # evaluation on one device against the host split into one CPU stream per core (pairs back to back),
+        # and a training step on one device with the host split or not (what an idle stream costs)
+        for inner, k, shots in (("sgd", 3, 1), ("sgd", 3, 5), ("adam", 50, 5)):
+            for streams in (1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2):
+                out.append(
+                    {
+                        "workload": "evaluation",
+                        "inner": inner,
+                        "k": k,
+                        "shots": shots,
+                        "num_tasks": 40,
+                        "conv": "auto",
+                        "eval_streams": streams,
+                        "cpu_threads": 0,
+                        "repeats": 5 if full else 3,
+                    }
+                )
+        for alg, k, t in (("reptile", 5, 5), ("maml", 1, 32)):
+            for host in (1, 2):
+                spec = {"workload": "omniglot", "algorithm": alg, "k": k, "meta_batch": t, "conv": "auto"}
+                out.append(
+                    {**spec, "task_chunk": 1, "cpu_threads": 0, "repeats": 5 if full else 3, "host_streams": host}
+                )
     if only == "devices":
         # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
         # overhead, not a speed-up (all "devices" share this machine's cores)
@@ -402,12 +469,18 @@ def label(r: dict) -> str:
         return f"{r['ways']}-way {r['shots']}-shot, {r['queries']} queries: {r['episodes_per_s']:.0f} episodes/s"
     if r["workload"] == "sinusoid":
         return f"{'1 core' if r['cpu_threads'] == 1 else 'all cores'}"
+    if r["workload"] == "evaluation":
+        streams = r.get("eval_streams", 1)
+        where = "one device" if streams == 1 else f"{streams} CPU task streams"
+        return f"{r['num_tasks']} tasks, {r['shots']}-shot, {r['k']} {r['inner']} steps, {where} (it = one task)"
     conv = r["conv"] if r["conv"] != "auto" or "conv_resolved" not in r else f"auto ({r['conv_resolved']})"
     text = f"conv={conv}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
     if not r.get("closed_form", True):
         text += ", autodiff BN/pool"
     if r.get("cpu_streams", 1) != 1:
         return text + f", cpu_streams={r['cpu_streams']} ({r.get('devices') or 1} devices)"
+    if r.get("host_streams", 1) > 1:
+        return text + f", one device of the host split into {r['host_streams']}"
     return text + (f", {r['devices']} devices" if r.get("devices") else "")
 
 
@@ -440,12 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
     parser.add_argument(
         "--only",
-        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv", "streams"],
+        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv", "streams", "eval_streams"],
         help="one workload; not in the default run: 'conv' compares im2col and Winograd convolutions "
         "(5 algorithm pairs, ~6 min); 'grid' times every algorithm x k in {1,5,10,50} x "
         "meta-batch in {4,16,32} and plots cost against k; 'devices' runs the sharded meta-step on 1-8 "
         "simulated CPU devices; 'streams' compares one program over all tasks with the host split into one "
-        "CPU task stream per core (6 algorithm pairs, ~8 min)",
+        "CPU task stream per core (6 algorithm pairs, ~8 min); 'eval_streams' times few-shot evaluation on one "
+        "device against the CPU task streams, and a training step on one device of a split host",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")

@@ -21,6 +21,7 @@ import optax
 
 from metajax._src.base import Params, Task, check_positive_int
 from metajax._src.inner import Exact, normalize_loss
+from metajax._src.sharding import shard_task_map
 
 
 def adaptation_curves(
@@ -31,6 +32,7 @@ def adaptation_curves(
     num_steps: int,
     task_chunk: int | None = 100,
     metric: str | None = None,
+    mesh: Any = None,
 ) -> np.ndarray:
     """Query loss (or an aux metric) of every task before and after each of ``num_steps`` inner steps.
 
@@ -44,6 +46,7 @@ def adaptation_curves(
       metric: ``None`` for the loss, the name of an aux entry of
         ``query_loss`` (e.g. ``"accuracy"``), or ``"all"`` for a dict of the
         loss and every aux entry (one pass).
+      mesh: split the tasks over this mesh's devices (:func:`metajax.shard_task_map`); ``None``: one device.
 
     Returns:
       Array of shape ``(num_tasks, num_steps + 1)``: column ``s`` is the query
@@ -57,7 +60,6 @@ def adaptation_curves(
             return {"loss": loss, **aux}
         return loss if metric is None else aux[metric]
 
-    @jax.jit
     def run(mp, tasks):
         def one(task):
             res = adapt(mp, task.support, num_steps=num_steps, eval_fn=lambda p: measure(p, task))
@@ -65,7 +67,7 @@ def adaptation_curves(
 
         return jax.lax.map(one, tasks, batch_size=task_chunk)
 
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(run(meta_params, tasks)))
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(shard_task_map(run, mesh)(meta_params, tasks)))
 
 
 def plain_adapter(loss_fn: Callable, inner_opt: optax.GradientTransformation, has_aux: bool = False) -> Callable:

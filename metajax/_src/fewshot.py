@@ -31,18 +31,22 @@ from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_l
 BN_POLICIES = ("transductive", "support")
 
 
-def accuracy_after_adaptation(
+def adaptation_scorer(
     learner: mj.MetaLearner,
-    meta_params: Any,
     query_loss: Callable,
-    tasks: mj.Task,
     num_steps: int,
     task_chunk: int | None,
     batch_size: Any = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-task query (loss, accuracy) after ``num_steps`` inner steps."""
+    mesh: Any = None,
+) -> Callable[[Any, mj.Task], tuple[jax.Array, jax.Array]]:
+    """A compiled ``score(meta_params, tasks) -> (loss, accuracy)`` per task after ``num_steps`` inner steps.
 
-    @jax.jit
+    Build it once and call it for every evaluation: it compiles on the first call for a task-batch shape.
+    With a ``mesh`` of several devices (CPU task streams, GPUs) the tasks are split over its devices
+    (:func:`metajax.shard_task_map`); every task's numbers come from the same per-task program as on one
+    device.
+    """
+
     def run(mp, tasks):
         def one(task):
             res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
@@ -53,7 +57,22 @@ def accuracy_after_adaptation(
             return jax.vmap(one)(tasks)
         return jax.lax.map(one, tasks, batch_size=task_chunk)
 
-    loss, acc = jax.device_get(run(meta_params, tasks))
+    return mj.shard_task_map(run, mesh)
+
+
+def accuracy_after_adaptation(
+    learner: mj.MetaLearner,
+    meta_params: Any,
+    query_loss: Callable,
+    tasks: mj.Task,
+    num_steps: int,
+    task_chunk: int | None,
+    batch_size: Any = None,
+    mesh: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-task query (loss, accuracy) after ``num_steps`` inner steps (one-off: see :func:`adaptation_scorer`)."""
+    score = adaptation_scorer(learner, query_loss, num_steps, task_chunk, batch_size, mesh)
+    loss, acc = jax.device_get(score(meta_params, tasks))
     return np.asarray(loss), np.asarray(acc)
 
 
@@ -66,8 +85,10 @@ def mean_ci(x: np.ndarray) -> tuple[float, float]:
 class FewShot:
     """An Omniglot experiment built from a config (data on the device, learner, evaluation)."""
 
-    def __init__(self, config: Any, learner_factory: Callable):
+    def __init__(self, config: Any, learner_factory: Callable, mesh: Any = None):
         self.config = c = config
+        self.mesh = mesh  # evaluation and validation split their tasks over its devices (None: one device)
+        self._scorers: dict[str, Callable] = {}
         d = c.data
         for name in ("ways", "shots", "queries", "meta_batch_size"):
             check_positive_int(f"data.{name}", d[name])
@@ -118,19 +139,25 @@ class FewShot:
     def query_loss(self, policy: str) -> Callable:
         return cross_entropy_query_loss(self.model.apply, bn=policy)
 
+    def scorer(self, policy: str) -> Callable:
+        """The compiled evaluation for a batch-norm ``policy`` (built once: validation reuses it every time)."""
+        if policy not in self._scorers:
+            c = self.config
+            self._scorers[policy] = adaptation_scorer(
+                self.learner,
+                self.query_loss(policy),
+                c.eval.steps,
+                resolve_task_chunk(c.data.task_chunk),
+                c.eval.inner_batch_size,
+                self.mesh,
+            )
+        return self._scorers[policy]
+
     def validate(self, meta_params: Any) -> float:
         c = self.config
         tasks = self.episodes("val", c.train.val_tasks, c.eval.seed + 1)
-        _, acc = accuracy_after_adaptation(
-            self.learner,
-            meta_params,
-            self.query_loss("transductive"),
-            tasks,
-            c.eval.steps,
-            resolve_task_chunk(c.data.task_chunk),
-            c.eval.inner_batch_size,
-        )
-        return float(acc.mean())
+        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks))
+        return float(np.mean(acc))
 
     def evaluate(self, meta_params: Any, run_dir: Path, tag: str = "final", split: str = "test") -> dict[str, Any]:
         """Score ``eval.num_tasks`` episodes of ``split``; writes ``eval_<tag>.json`` and ``.md``."""
@@ -138,15 +165,7 @@ class FewShot:
         tasks = self.episodes(split, ev.num_tasks, ev.seed)
         results = {}
         for policy in ev.bn:
-            loss, acc = accuracy_after_adaptation(
-                self.learner,
-                meta_params,
-                self.query_loss(policy),
-                tasks,
-                ev.steps,
-                resolve_task_chunk(c.data.task_chunk),
-                ev.inner_batch_size,
-            )
+            loss, acc = (np.asarray(x) for x in jax.device_get(self.scorer(policy)(meta_params, tasks)))
             m, ci = mean_ci(acc)
             results[policy] = {"accuracy": m, "ci95": ci, "loss": float(np.mean(loss)), "num_tasks": ev.num_tasks}
         lines = [

@@ -40,6 +40,7 @@ def fine_tune(
     *,
     has_aux: bool = False,
     task_chunk: int | None = 1,
+    mesh: Any = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Fine-tune every initialisation on every task's support set; query curves per step.
 
@@ -52,6 +53,7 @@ def fine_tune(
       num_steps: fine-tuning steps.
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
       task_chunk: tasks processed together.
+      mesh: split the tasks over this mesh's devices (``None``: one device).
 
     Returns:
       ``{metric: {name: (num_tasks, num_steps + 1) array}}`` with the metrics
@@ -60,7 +62,7 @@ def fine_tune(
     num_steps = check_positive_int("num_steps", num_steps)
     adapt = plain_adapter(loss_fn, opt, has_aux)
     per_init = {
-        name: adaptation_curves(adapt, params, query_loss, tasks, num_steps, task_chunk, "all")
+        name: adaptation_curves(adapt, params, query_loss, tasks, num_steps, task_chunk, "all", mesh=mesh)
         for name, params in inits.items()
     }
     metrics = next(iter(per_init.values())).keys()

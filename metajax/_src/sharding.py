@@ -55,8 +55,8 @@ def resolve_cpu_streams(value: int | str, meta_batch: int, argname: str = "cpu_s
     >>> resolve_cpu_streams(3, 6)
     3
     """
-    if value == "auto" or (value == 0 and not isinstance(value, bool)):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if _is_auto(value):
+        cores = _cores()
         return max(d for d in range(1, min(cores, meta_batch) + 1) if meta_batch % d == 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{argname} must be an int >= 1, or 0 / 'auto' for one per core, got {value!r}.")
@@ -78,6 +78,29 @@ def planned_cpu_streams(runtime: Any, meta_batch: int) -> int:
     if streams == 1 or runtime.get("devices", 1) != 1 or runtime.get("distributed", False):
         return 1
     return resolve_cpu_streams(streams, meta_batch, "runtime.cpu_streams")
+
+
+def host_cpu_streams(runtime: Any, meta_batch: int) -> int:
+    """How many CPU devices a run's ``runtime`` settings split the host into (1: none).
+
+    The training streams (:func:`planned_cpu_streams`), except that ``cpu_streams`` 0 / ``"auto"`` always
+    gives one per core: evaluation and validation, whose tasks are independent, use every stream even when
+    the meta-batch does not split that far (Reptile's meta-batch of 3 or 5 on two cores trains as one program
+    and still evaluates on both).
+    """
+    n = planned_cpu_streams(runtime, meta_batch)
+    if runtime.get("devices", 1) != 1 or runtime.get("distributed", False):
+        return 1
+    return max(n, _cores()) if _is_auto(runtime.get("cpu_streams", 1)) else n
+
+
+def _is_auto(value: Any) -> bool:
+    return value == "auto" or (value == 0 and not isinstance(value, bool))
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def use_cpu_streams(n: int) -> None:
@@ -169,6 +192,41 @@ def _shard_map(fn: Callable, **kwargs: Any) -> Callable:
     from jax.experimental.shard_map import shard_map  # pragma: no cover - older JAX
 
     return shard_map(fn, check_rep=False, **kwargs)  # pragma: no cover
+
+
+def shard_task_map(per_shard: Callable, mesh: Mesh | None, axis_name: str = TASK_AXIS) -> Callable:
+    """``per_shard(consts, tasks)`` run on every device of ``mesh`` over its share of the tasks; a jitted function.
+
+    For work that is independent per task (evaluation: adapt each task, score
+    its query set), so any task count works: the batch is padded to a multiple
+    of the device count by repeating its last task, and the padded results are
+    dropped. ``per_shard`` maps over its tasks itself (``lax.map``/``vmap``)
+    and returns outputs with a leading task axis; ``consts`` (e.g. the
+    meta-parameters) are replicated. With ``mesh`` ``None`` or of one device it
+    is ``jax.jit(per_shard)``: each task's result is computed by the same
+    program either way.
+    """
+    if mesh is None or mesh.shape[axis_name] == 1:
+        return jax.jit(per_shard)
+    n = mesh.shape[axis_name]
+    sharded = jax.jit(_shard_map(per_shard, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=P(axis_name)))
+
+    def run(consts, tasks):
+        leaves = jax.tree_util.tree_leaves(tasks)
+        if not leaves:
+            raise ValueError("tasks must hold at least one array with a leading task axis.")
+        num = leaves[0].shape[0]
+        if num == 0:
+            raise ValueError("tasks must hold at least one task, got an empty batch.")
+        pad = -num % n
+        if pad:
+            tasks = jax.tree_util.tree_map(
+                lambda x: jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], pad, axis=0)]), tasks
+            )
+        out = sharded(replicate(consts, mesh), jax.device_put(tasks, task_sharded(mesh, axis_name)))
+        return jax.tree_util.tree_map(lambda x: x[:num], out) if pad else out
+
+    return run
 
 
 def initialize_distributed() -> tuple[int, int]:

@@ -132,6 +132,24 @@ def task_devices(config: Any) -> int | None:
     return n
 
 
+def eval_devices(config: Any) -> int | None:
+    """How many devices evaluation and validation split their tasks over.
+
+    ``runtime.devices`` when it is not 1 (``None`` / -1: all); on the CPU backend with ``runtime.cpu_streams``
+    not 1, every CPU device (the streams the host was split into, see
+    :func:`metajax._src.sharding.host_cpu_streams`); otherwise one. With ``runtime.distributed`` each process
+    evaluates on its own first device (the evaluation tasks are host-local arrays).
+    """
+    rt = config.get("runtime", {})
+    if rt.get("distributed", False):
+        return 1
+    if rt.get("devices", 1) != 1:
+        return rt.get("devices", 1)
+    if rt.get("cpu_streams", 1) == 1 or jax.default_backend() != "cpu":
+        return 1
+    return len(jax.devices())
+
+
 def build(config: Any) -> Experiment:
     """Validate a config and build the experiment (data loaded, nothing compiled yet)."""
     if config.task not in TASKS:
@@ -149,11 +167,14 @@ def build(config: Any) -> Experiment:
     except ValueError as err:
         raise ValueError(f"runtime.devices: {err}") from None
     check_divisible(config.data.meta_batch_size, mesh, argname="data.meta_batch_size")
+    eval_mesh = make_mesh(eval_devices(config))
     outer_opt = build_outer_opt(config.outer, config.train.num_steps)
-    return build_sinusoid(config, outer_opt) if config.task == "sinusoid" else build_fewshot(config, outer_opt)
+    if config.task == "sinusoid":
+        return build_sinusoid(config, outer_opt, eval_mesh)
+    return build_fewshot(config, outer_opt, eval_mesh)
 
 
-def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Experiment:
+def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, eval_mesh: Any = None) -> Experiment:
     d = config.data
     for name in ("shots", "query_shots"):
         mj._src.base.check_positive_int(f"data.{name}", d[name])
@@ -168,7 +189,7 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Expe
 
     def evaluate(meta_params, run_dir, tag="final"):
         del tag  # one evaluation per run: there is no validation checkpoint
-        return evaluate_sinusoid(exp, meta_params, run_dir)
+        return evaluate_sinusoid(exp, meta_params, run_dir, mesh=eval_mesh)
 
     def held_out(num_tasks, seed):
         kp, kx = jax.random.split(jax.random.PRNGKey(seed))
@@ -181,7 +202,7 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation) -> Expe
     return exp
 
 
-def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Experiment:
+def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, eval_mesh: Any = None) -> Experiment:
     from metajax._src.fewshot import FewShot
 
     chunk = config.data.task_chunk
@@ -190,6 +211,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation) -> Exper
         lambda loss_fn, **kw: build_learner(
             config.algorithm, loss_fn, config.inner, task_chunk=resolve_task_chunk(chunk), **kw
         ),
+        mesh=eval_mesh,
     )
     return Experiment(
         config,
@@ -471,8 +493,11 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
     return meta_params, info
 
 
-def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[str, Any]:
-    """The adaptation-curve protocol against random and pretrained inits; table, JSON and plot."""
+def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path, mesh: Any = None) -> dict[str, Any]:
+    """The adaptation-curve protocol against random and pretrained inits; table, JSON and plot.
+
+    ``mesh``: split the held-out tasks over its devices (``None``: one device).
+    """
     cfg, ev = exp.config, exp.config.eval
     key = jax.random.PRNGKey(ev.seed)
     kp, kx, kr, kj = jax.random.split(key, 4)
@@ -494,7 +519,10 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path) -> dict[
         "random": (baseline, random_init),
         "pretrained": (baseline, pretrained),
     }
-    curves = {name: adaptation_curves(adapt, p, query_loss, tasks, ev.max_steps) for name, (adapt, p) in inits.items()}
+    curves = {
+        name: adaptation_curves(adapt, p, query_loss, tasks, ev.max_steps, mesh=mesh)
+        for name, (adapt, p) in inits.items()
+    }
     results = {name: summarize(c, ev.report_steps, ev.diverged_above) for name, c in curves.items()}
     (run_dir / "eval.json").write_text(json.dumps({"num_tasks": ev.num_tasks, "results": results}, indent=1))
     table = markdown_table(results)
