@@ -354,8 +354,10 @@ def variants(full: bool, only: str | None) -> list[dict]:
     if only == "eval_streams":
         # evaluation on one device against the host split into one CPU stream per core (pairs back to back),
         # and a training step on one device with the host split or not (what an idle stream costs)
+        from metajax._src.sharding import _cores
+
         for inner, k, shots in (("sgd", 3, 1), ("sgd", 3, 5), ("adam", 50, 5)):
-            for streams in (1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2):
+            for streams in (1, max(2, _cores())):
                 out.append(
                     {
                         "workload": "evaluation",
