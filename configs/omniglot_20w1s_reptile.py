@@ -8,7 +8,8 @@ openai/supervised-reptile README (run_omniglot.py flags):
 Paper: 88.14 +- 0.15 % (89.43 +- 0.14 % transductive).
 
 Run:      metajax train --config omniglot_20w1s_reptile
-Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+Measured (shortened): 2,000 outer steps (~37 min on one CPU core) -> 62.18 +- 0.46 %
+(transductive BN) / 61.39 +- 0.47 % (support BN) on 600 test tasks (benchmarks/README.md).
 """
 
 from .omniglot import reptile_settings
