@@ -443,9 +443,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from metajax._src.learner import resolve_task_chunk
 
     chunk = resolve_task_chunk(config.data.get("task_chunk", None))
-    from metajax._src.sharding import make_mesh
-    from metajax._src.train import eval_devices
-
     results = ft.fine_tune(
         exp.loss_fn,
         exp.learner.query_loss,
@@ -455,7 +452,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         args.steps,
         has_aux=exp.has_aux,
         task_chunk=chunk,
-        mesh=make_mesh(eval_devices(config)),
+        mesh=exp.eval_mesh,
     )
     steps = sorted({0, 1, 5, 10, 20, 50, args.steps} & set(range(args.steps + 1)))
     title = (

@@ -129,7 +129,6 @@ def omniglot_workload(spec: dict, extra: dict | None = None, mesh=None):
     (``gradient``, ``score_query``).
     """
     import jax
-    import jax.numpy as jnp
     import optax
 
     import metajax as mj
@@ -150,13 +149,24 @@ def omniglot_workload(spec: dict, extra: dict | None = None, mesh=None):
         **(extra or {}),
     )
     ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(1.0), mesh=mesh)
-    t = spec["meta_batch"]
+    return ms, model.init(key), synthetic_tasks(key, spec["meta_batch"], 1)
+
+
+def synthetic_tasks(key, num_tasks: int, shots: int):
+    """Omniglot-shaped 5-way tasks of uniform-noise 28x28x1 images: ``shots`` and 15 queries per class."""
+    import jax
+    import jax.numpy as jnp
+
+    import metajax as mj
+
     ks, kq = jax.random.split(key)
-    tasks = mj.Task(
-        (jax.random.uniform(ks, (t, 5, 28, 28, 1)), jnp.tile(jnp.arange(5), (t, 1))),
-        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
+    return mj.Task(
+        (
+            jax.random.uniform(ks, (num_tasks, 5 * shots, 28, 28, 1)),
+            jnp.tile(jnp.repeat(jnp.arange(5), shots), (num_tasks, 1)),
+        ),
+        (jax.random.uniform(kq, (num_tasks, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (num_tasks, 1))),
     )
-    return ms, model.init(key), tasks
 
 
 def run_worker(spec: dict, *, env: dict | None = None, cwd=None, timeout: float | None = None) -> dict:
@@ -248,7 +258,6 @@ def evaluation_worker(spec: dict) -> dict:
     ``devices`` devices (the CPU task streams the worker split the host into, or one); "it" = one task.
     """
     import jax
-    import jax.numpy as jnp
 
     import metajax as mj
     from metajax._src.fewshot import adaptation_scorer
@@ -263,12 +272,7 @@ def evaluation_worker(spec: dict) -> dict:
         cross_entropy_loss(model.apply), spec["inner"], spec["k"], inner_lr=1e-3 if adam else 0.4, has_aux=True
     )
     t, key = spec["num_tasks"], jax.random.PRNGKey(0)
-    ks, kq = jax.random.split(key)
-    shots = spec["shots"]
-    tasks = mj.Task(
-        (jax.random.uniform(ks, (t, 5 * shots, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), shots), (t, 1))),
-        (jax.random.uniform(kq, (t, 75, 28, 28, 1)), jnp.tile(jnp.repeat(jnp.arange(5), 15), (t, 1))),
-    )
+    tasks = synthetic_tasks(key, t, spec["shots"])
     mesh = mj.make_mesh(devices)
     score = adaptation_scorer(learner, cross_entropy_query_loss(model.apply), spec["k"], 1, 10 if adam else None, mesh)
     params = learner.init(model.init(key))

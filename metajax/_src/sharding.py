@@ -74,10 +74,16 @@ def planned_cpu_streams(runtime: Any, meta_batch: int) -> int:
     Streams apply only when the task batch would otherwise run on one device: ``runtime.devices = 1``
     and not distributed. Bad values raise ``ValueError`` naming ``runtime.cpu_streams``.
     """
-    streams = runtime.get("cpu_streams", 1)
-    if streams == 1 or runtime.get("devices", 1) != 1 or runtime.get("distributed", False):
+    if not cpu_streams_apply(runtime):
         return 1
-    return resolve_cpu_streams(streams, meta_batch, "runtime.cpu_streams")
+    return resolve_cpu_streams(runtime.get("cpu_streams", 1), meta_batch, "runtime.cpu_streams")
+
+
+def cpu_streams_apply(runtime: Any) -> bool:
+    """Whether ``runtime`` asks for CPU task streams: ``cpu_streams`` not 1, ``devices = 1``, not distributed."""
+    return (
+        runtime.get("cpu_streams", 1) != 1 and runtime.get("devices", 1) == 1 and not runtime.get("distributed", False)
+    )
 
 
 def host_cpu_streams(runtime: Any, meta_batch: int) -> int:
@@ -89,9 +95,7 @@ def host_cpu_streams(runtime: Any, meta_batch: int) -> int:
     and still evaluates on both).
     """
     n = planned_cpu_streams(runtime, meta_batch)
-    if runtime.get("devices", 1) != 1 or runtime.get("distributed", False):
-        return 1
-    return max(n, _cores()) if _is_auto(runtime.get("cpu_streams", 1)) else n
+    return max(n, _cores()) if cpu_streams_apply(runtime) and _is_auto(runtime["cpu_streams"]) else n
 
 
 def _is_auto(value: Any) -> bool:

@@ -54,6 +54,8 @@ class Experiment:
     held_out: Callable[[int, int], mj.Task] | None = None
     """``held_out(num_tasks, seed)``: test tasks (sinusoid: fresh tasks; few-shot: test-split episodes)."""
     has_aux: bool = False
+    eval_mesh: Any = None
+    """The mesh evaluation splits its tasks over (:func:`eval_devices`; ``None``: one device)."""
 
 
 def build_learner(
@@ -140,12 +142,14 @@ def eval_devices(config: Any) -> int | None:
     :func:`metajax._src.sharding.host_cpu_streams`); otherwise one. With ``runtime.distributed`` each process
     evaluates on its own first device (the evaluation tasks are host-local arrays).
     """
+    from metajax._src.sharding import cpu_streams_apply
+
     rt = config.get("runtime", {})
     if rt.get("distributed", False):
         return 1
     if rt.get("devices", 1) != 1:
         return rt.get("devices", 1)
-    if rt.get("cpu_streams", 1) == 1 or jax.default_backend() != "cpu":
+    if not cpu_streams_apply(rt) or jax.default_backend() != "cpu":
         return 1
     return len(jax.devices())
 
@@ -197,7 +201,16 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, eval_me
         return sinusoid.tasks_from_params(kx, tp, d.shots, config.eval.query_shots)
 
     exp = Experiment(
-        config, model, learner, outer_opt, loss_fn, sample_tasks, inner_opt, evaluate=evaluate, held_out=held_out
+        config,
+        model,
+        learner,
+        outer_opt,
+        loss_fn,
+        sample_tasks,
+        inner_opt,
+        evaluate=evaluate,
+        held_out=held_out,
+        eval_mesh=eval_mesh,
     )
     return exp
 
@@ -226,6 +239,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, eval_mes
         validate=fs.validate,
         held_out=lambda num, seed: fs.episodes("test", num, seed),
         has_aux=True,
+        eval_mesh=eval_mesh,
     )
 
 
