@@ -6,6 +6,7 @@ Paper: 48.70 +- 1.84 %.
 
 Run:      metajax train --config miniimagenet_5w1s_maml --data-dir /path/to/miniimagenet
 Data: user-supplied (layouts in metajax/_src/data/miniimagenet.py).
+Not run here: the development machine has no copy of the data (benchmarks/README.md).
 """
 
 from .miniimagenet import miniimagenet_config

@@ -5,6 +5,7 @@ Paper: 63.11 +- 0.92 %.
 
 Run:      metajax train --config miniimagenet_5w5s_maml --data-dir /path/to/miniimagenet
 Data: user-supplied (layouts in metajax/_src/data/miniimagenet.py).
+Not run here: the development machine has no copy of the data (benchmarks/README.md).
 """
 
 from .miniimagenet import miniimagenet_config

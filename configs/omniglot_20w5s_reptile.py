@@ -8,7 +8,8 @@ openai/supervised-reptile README (run_omniglot.py flags):
 Paper: 96.65 +- 0.33 % (97.12 +- 0.32 % transductive).
 
 Run:      metajax train --config omniglot_20w5s_reptile
-Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+Measured (shortened): 2,000 outer steps (~37 min of CPU training) -> 69.89 +- 0.45 %
+(transductive BN) / 69.74 +- 0.45 % (support BN) on 600 test tasks (benchmarks/README.md).
 """
 
 from .omniglot import reptile_settings

