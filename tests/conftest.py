@@ -6,15 +6,45 @@ Strict *dtype* promotion is not used: optax's own Adam bias correction
 """
 
 import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-# CLI tests must not write compiled programs into the user's ~/.cache (tests/test_compile_cache.py covers the cache)
-os.environ["METAJAX_COMPILE_CACHE"] = "off"
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+CACHE_ENV = "METAJAX_COMPILE_CACHE"
+_SESSION_CACHE = "_METAJAX_TEST_SESSION_CACHE"  # set by the process that owns the session cache
+
+
+def pytest_configure(config):
+    """One persistent compilation cache for the whole test session, shared by xdist workers and subprocesses.
+
+    Many tests compile the same program in different processes (the CLI runs in subprocesses, a reference run
+    and its resumed copy, the same reference gradient in two workers): each compiles it once per session. The
+    cache is a fresh private directory, removed at the end, so no test reads a program another session stored
+    and nothing lands in the user's ~/.cache (tests/test_compile_cache.py covers the cache with its own
+    directories). ``METAJAX_TEST_COMPILE_CACHE=off`` runs the suite without it.
+    """
+    if os.environ.get("METAJAX_TEST_COMPILE_CACHE", "").lower() == "off":
+        os.environ[CACHE_ENV] = "off"
+        return
+    if CACHE_ENV not in os.environ or not os.environ.get(_SESSION_CACHE):
+        # the controller (or a run without xdist): workers are started after this and inherit the variables
+        where = tempfile.mkdtemp(prefix="metajax-test-xla-")
+        os.environ[CACHE_ENV] = where
+        os.environ[_SESSION_CACHE] = str(os.getpid())
+    from metajax import enable_compilation_cache
+
+    enable_compilation_cache(os.environ[CACHE_ENV], min_compile_time_s=0.5)
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_SESSION_CACHE) == str(os.getpid()):
+        shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)
 
 
 def tanh_mlp_init(key, sizes=(2, 6, 6, 1)):
