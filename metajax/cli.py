@@ -242,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}", file=sys.stderr, flush=True)
     out = run_dir / "eval" if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ev = exp.evaluate(meta_params, out, name)
+    ev = exp.evaluate(meta_params, out, name, progress=False if args.no_progress else None)
     print(ev["table"])
     print(f"wrote {out}/", file=sys.stderr)
     return 0
@@ -538,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="TFDS data directory (default: the run's, $METAJAX_DATA_DIR, ~/tensorflow_datasets)"
     )
     e.add_argument("--out", help="output directory (default RUN_DIR/eval)")
+    e.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     e.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser(

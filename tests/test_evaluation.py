@@ -54,3 +54,44 @@ def test_short_maml_run_lowers_post_adaptation_loss():
     # the plain adapter used for baselines gives the same curve as the learner for MAML
     base = adaptation_curves(plain_adapter(loss, optax.sgd(0.01)), trained, learner.query_loss, tasks, 1)
     np.testing.assert_allclose(base, after, rtol=1e-12)
+
+
+def test_scoring_in_calls_matches_one_call_compiles_once_and_reports_progress():
+    """``tasks_per_call``: the same per-task numbers as one call, one trace for every batch size above it."""
+    import jax.numpy as jnp
+    import pytest
+
+    from metajax._src.fewshot import adaptation_scorer
+
+    traces = []
+
+    def loss(w, batch):
+        x, y = batch
+        return jnp.mean((jnp.tanh(x @ w["a"]) @ w["b"] - y) ** 2)
+
+    def qloss(p, query, support):
+        traces.append(query[0].shape)  # runs once per trace, not per call
+        value = loss(p, query)
+        return value, {"accuracy": jnp.exp(-value)}
+
+    w = {"a": jax.random.normal(jax.random.PRNGKey(0), (2, 8)), "b": jax.random.normal(jax.random.PRNGKey(1), (8, 1))}
+    x = jax.random.normal(jax.random.PRNGKey(2), (9, 10, 2))
+    tasks = mj.Task((x[:, :4], jnp.sin(x[:, :4, :1])), (x[:, 4:], jnp.cos(x[:, 4:, :1])))
+    learner = mj.maml(loss, "sgd", 2, inner_lr=0.1)
+    whole = adaptation_scorer(learner, qloss, 2, 1)(w, tasks)
+    assert len(traces) == 1
+    calls = adaptation_scorer(learner, qloss, 2, 1, tasks_per_call=4)
+    seen = []
+    loss9, acc9 = calls(w, tasks, lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 9), (8, 9), (9, 9)]  # 4 + 4 + 1 (padded to 4)
+    np.testing.assert_allclose(loss9, whole[0], rtol=1e-6)
+    np.testing.assert_allclose(acc9, whole[1], rtol=1e-6)
+    loss7, _ = calls(w, jax.tree_util.tree_map(lambda a: a[:7], tasks))  # 4 + 3 (padded): the same program
+    np.testing.assert_allclose(loss7, whole[0][:7], rtol=1e-6)
+    assert len(traces) == 2  # one trace for the 4-task calls, whatever the batch size
+    small, _ = calls(w, jax.tree_util.tree_map(lambda a: a[:3], tasks))  # fewer than 4: one call of 3
+    np.testing.assert_allclose(small, whole[0][:3], rtol=1e-6)
+    with pytest.raises(ValueError, match="tasks_per_call must be an integer >= 1, got 0"):
+        adaptation_scorer(learner, qloss, 2, 1, tasks_per_call=0)
+    with pytest.raises(ValueError, match="at least one task"):
+        calls(w, jax.tree_util.tree_map(lambda a: a[:0], tasks))

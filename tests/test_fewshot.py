@@ -76,7 +76,11 @@ def test_train_then_eval_commands(tmp_path, capsys):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [5, 10, 15, 20] and "val_accuracy" in lines[1]
     capsys.readouterr()
-    assert cli.main(["eval", str(run_dir), "--set", "eval.num_tasks=6", "--data-dir", DATA_DIR]) == 0
+    argv = ["eval", str(run_dir), "--set", "eval.num_tasks=6", "--set", "runtime.eval_tasks_per_call=4"]
+    assert cli.main([*argv, "--data-dir", DATA_DIR, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    for policy in ("transductive", "support"):  # calls of 4 tasks: 4 + 2 (padded to 4)
+        assert f"evaluate best ({policy} BN) 4/6 " in err and f"evaluate best ({policy} BN) 6/6 " in err, err
     out = json.loads((run_dir / "eval" / "eval_best.json").read_text())
     assert out["transductive"]["num_tasks"] == 6
     assert 0.0 <= out["support"]["accuracy"] <= 1.0 and np.isfinite(out["support"]["ci95"])

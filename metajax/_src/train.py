@@ -37,8 +37,9 @@ class Experiment:
 
     ``sample_tasks(key, *data)`` draws a training task batch (``data`` holds
     device arrays passed into the compiled loop); ``evaluate(meta_params,
-    run_dir, tag)`` writes and returns the evaluation; ``validate(meta_params)``
-    (optional) returns a score to maximise for best-checkpoint selection.
+    run_dir, tag, progress=None)`` writes and returns the evaluation
+    (``progress`` as for training); ``validate(meta_params)`` (optional)
+    returns a score to maximise for best-checkpoint selection.
     """
 
     config: Any
@@ -191,8 +192,9 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, eval_me
     def sample_tasks(key):
         return sinusoid.sample_tasks(key, d.meta_batch_size, d.shots, d.query_shots)
 
-    def evaluate(meta_params, run_dir, tag="final"):
+    def evaluate(meta_params, run_dir, tag="final", progress=None):
         del tag  # one evaluation per run: there is no validation checkpoint
+        del progress  # the sinusoid evaluation takes seconds: no bar
         return evaluate_sinusoid(exp, meta_params, run_dir, mesh=eval_mesh)
 
     def held_out(num_tasks, seed):
@@ -234,7 +236,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, eval_mes
         fs.loss_fn,
         fs.sample_train,
         mj.make_inner_opt(config.inner.opt, config.inner.lr),
-        evaluate=lambda mp, run_dir, tag="final": fs.evaluate(mp, run_dir, tag=tag),
+        evaluate=lambda mp, run_dir, tag="final", progress=None: fs.evaluate(mp, run_dir, tag=tag, progress=progress),
         data=(fs.images["train"],),
         validate=fs.validate,
         held_out=lambda num, seed: fs.episodes("test", num, seed),
@@ -247,9 +249,15 @@ class Progress:
     """A tqdm bar (rate, ETA, loss) on a terminal; plain log lines otherwise."""
 
     def __init__(
-        self, total: int, enabled: bool | None = None, desc: str = "meta-train", every: int = 10, start: int = 0
+        self,
+        total: int,
+        enabled: bool | None = None,
+        desc: str = "meta-train",
+        every: int = 10,
+        start: int = 0,
+        unit: str = "it",
     ):
-        self.total, self.desc, self.every, self.begin = total, desc, every, start
+        self.total, self.desc, self.every, self.begin, self.unit = total, desc, every, start, unit
         # a terminal that reports no width (e.g. under `script`) gets plain lines: tqdm would draw nothing
         self.tty = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0 if enabled is None else enabled
         self.start = time.perf_counter()
@@ -258,7 +266,7 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, desc=desc, unit="it", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, done: int, n: int, postfix: dict[str, float]) -> None:
         self.calls += 1
@@ -272,7 +280,11 @@ class Progress:
         rate = (done - self.begin) / elapsed if elapsed > 0 else float("nan")
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         stats = " ".join(f"{k}={v:.4g}" for k, v in postfix.items())
-        print(f"{self.desc} {done}/{self.total} {rate:.3g} it/s eta {eta:.0f}s {stats}", file=sys.stderr, flush=True)
+        print(
+            f"{self.desc} {done}/{self.total} {rate:.3g} {self.unit}/s eta {eta:.0f}s {stats}".rstrip(),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -655,14 +667,16 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    evals = {"final": exp.evaluate(meta_params, run_dir, "final")}
+    evals = {"final": exp.evaluate(meta_params, run_dir, "final", progress=progress)}
     if train_info.get("best_step") == train_info["steps"]:
         # the best validation score came at the last step: best.msgpack holds the final parameters
         for path in run_dir.glob("eval_final.*"):
             shutil.copyfile(path, path.with_name("eval_best" + path.suffix))
         evals["best"] = evals["final"]
     elif "best_step" in train_info:
-        evals["best"] = exp.evaluate(load_params(run_dir / "best.msgpack", meta_params), run_dir, "best")
+        evals["best"] = exp.evaluate(
+            load_params(run_dir / "best.msgpack", meta_params), run_dir, "best", progress=progress
+        )
     summary = {
         "algorithm": exp.learner.name,
         **train_info,
