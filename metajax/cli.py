@@ -377,7 +377,12 @@ def _load_run(
 
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no config.json; pass a directory written by metajax train.")
-    config = apply_overrides(ConfigDict(json.loads((run_dir / "config.json").read_text())), overrides)
+    config = ConfigDict(json.loads((run_dir / "config.json").read_text()))
+    if config.get("task") in ("omniglot", "miniimagenet") and "eval_tasks_per_call" not in config.get("runtime", {}):
+        from metajax._src.fewshot import DEFAULT_EVAL_TASKS_PER_CALL
+
+        config.runtime.eval_tasks_per_call = DEFAULT_EVAL_TASKS_PER_CALL  # a run from before the setting existed
+    config = apply_overrides(config, overrides)
     if data_dir is not None and "data_dir" in config.get("data", {}):
         config.data.data_dir = data_dir
     name = checkpoint or ("best" if (run_dir / "best.msgpack").is_file() else "meta_params")

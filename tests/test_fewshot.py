@@ -76,6 +76,10 @@ def test_train_then_eval_commands(tmp_path, capsys):
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [5, 10, 15, 20] and "val_accuracy" in lines[1]
     capsys.readouterr()
+    # a run directory from before runtime.eval_tasks_per_call existed still takes the setting
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["runtime"]["eval_tasks_per_call"]
+    (run_dir / "config.json").write_text(json.dumps(config))
     argv = ["eval", str(run_dir), "--set", "eval.num_tasks=6", "--set", "runtime.eval_tasks_per_call=4"]
     assert cli.main([*argv, "--data-dir", DATA_DIR, "--no-progress"]) == 0
     err = capsys.readouterr().err

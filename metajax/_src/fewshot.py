@@ -119,7 +119,6 @@ class FewShot:
             check_positive_int(f"data.{name}", d[name])
         for name in ("ways", "shots", "queries", "num_tasks", "steps"):
             check_positive_int(f"eval.{name}", c.eval[name])
-        # run dirs written before this setting existed evaluate with the default
         self.tasks_per_call = c.get("runtime", {}).get("eval_tasks_per_call", DEFAULT_EVAL_TASKS_PER_CALL)
         if self.tasks_per_call is not None:
             check_positive_int("runtime.eval_tasks_per_call", self.tasks_per_call)
