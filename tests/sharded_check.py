@@ -36,7 +36,7 @@ def eval_on_meshes(learner, params, tasks):
             mesh = mj.make_mesh(n)
             curves = adaptation_curves(learner.adapt, params, learner.query_loss, sub, 2, task_chunk=1, mesh=mesh)
             acc = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1, mesh=mesh)
-            # in calls of 5 tasks (the last padded): 12 = 5 + 5 + 2, 16 = 5 + 5 + 5 + 1
+            # in calls of 5 tasks, rounded up to a multiple of the devices (6 on 2, 8 on 8), the last one padded
             acc5 = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1, mesh=mesh, tasks_per_call=5)
             assert curves.shape == ref_curves.shape == (num, 3), curves.shape
             assert acc[0].shape == acc5[0].shape == (num,)

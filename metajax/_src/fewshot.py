@@ -48,11 +48,14 @@ def adaptation_scorer(
     With a ``mesh`` of several devices (CPU task streams, GPUs) the tasks are split over its devices
     (:func:`metajax.shard_task_map`); every task's numbers come from the same per-task program as on one
     device. With ``tasks_per_call`` a batch of more tasks runs as calls of that many (the last one padded by
-    repeating its last task, the padding dropped): one compiled program serves every batch size above it
-    (200 validation and 600 test tasks compile once), and ``on_chunk(done, total)`` reports after each call.
+    repeating its last task, the padding dropped; rounded up to a multiple of the mesh's devices): one compiled
+    program serves every batch size above it (200 validation and 600 test tasks compile once), and
+    ``on_chunk(done, total)`` reports after each call.
     """
     if tasks_per_call is not None:
         check_positive_int("tasks_per_call", tasks_per_call)
+        if mesh is not None:  # a whole number of tasks per device in every call: no padding inside full calls
+            tasks_per_call = -(-tasks_per_call // mesh.devices.size) * mesh.devices.size
 
     def run(mp, tasks):
         def one(task):
