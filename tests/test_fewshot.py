@@ -61,10 +61,14 @@ def test_train_then_eval_commands(tmp_path, capsys):
                 "--run-dir",
                 str(run_dir),
                 "--no-progress",
+                "--set",
+                "runtime.eval_tasks_per_call=6",  # 10 validation / test tasks: 6 + 4 (padded)
             ]
         )
         == 0
     )
+    err = capsys.readouterr().err
+    assert "meta-train validation 6/10 tasks" in err and "evaluate final (support BN) 10/10 " in err, err
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best_step"] in (10, 20)
     assert set(summary["results"]) == {"final", "best"}
@@ -75,7 +79,6 @@ def test_train_then_eval_commands(tmp_path, capsys):
         assert (run_dir / "eval_best.md").read_text() == (run_dir / "eval_final.md").read_text()
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [5, 10, 15, 20] and "val_accuracy" in lines[1]
-    capsys.readouterr()
     # a run directory from before runtime.eval_tasks_per_call existed still takes the setting
     config = json.loads((run_dir / "config.json").read_text())
     del config["runtime"]["eval_tasks_per_call"]

@@ -185,10 +185,17 @@ class FewShot:
             )
         return self._scorers[policy]
 
-    def validate(self, meta_params: Any) -> float:
+    def validate(self, meta_params: Any, on_chunk: Callable[[int, int], None] | None = None) -> float:
+        """Mean accuracy on ``train.val_tasks`` validation episodes (transductive batch norm).
+
+        ``on_chunk(done, total)`` is called after each call of ``runtime.eval_tasks_per_call`` tasks when the
+        validation takes more than one.
+        """
         c = self.config
         tasks = self.episodes("val", c.train.val_tasks, c.eval.seed + 1)
-        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks))
+        if c.train.val_tasks <= (self.tasks_per_call or c.train.val_tasks):
+            on_chunk = None  # one call: nothing to report in between
+        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks, on_chunk))
         return float(np.mean(acc))
 
     def evaluate(

@@ -51,7 +51,8 @@ class Experiment:
     inner_opt: optax.GradientTransformation
     evaluate: Callable[..., dict[str, Any]]
     data: tuple = ()
-    validate: Callable[[Any], float] | None = None
+    validate: Callable[..., float] | None = None
+    """``validate(meta_params, on_chunk=None)``; ``on_chunk(done, total)`` reports its progress (tasks)."""
     held_out: Callable[[int, int], mj.Task] | None = None
     """``held_out(num_tasks, seed)``: test tasks (sinusoid: fresh tasks; few-shot: test-split episodes)."""
     has_aux: bool = False
@@ -286,6 +287,13 @@ class Progress:
             flush=True,
         )
 
+    def note(self, text: str) -> None:
+        """A status between updates (e.g. validation progress): the bar's postfix, or a log line."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        else:
+            print(f"{self.desc} {text}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -475,7 +483,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                         "train.nan_policy=skip skips such updates, --debug-nans finds the operation"
                     )
                 if eval_every and (done % eval_every == 0 or done == total):
-                    score = exp.validate(meta_params)
+                    score = exp.validate(meta_params, on_chunk=lambda k, m: bar.note(f"validation {k}/{m} tasks"))
                     rec["val_accuracy"] = score
                     if score > best["score"]:
                         best = {"score": score, "step": done}
