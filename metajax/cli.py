@@ -436,7 +436,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         kj,
         has_aux=exp.has_aux,
         steps_per_call=max(1, min(100, args.joint_steps // 20)),
-        on_chunk=lambda done, n, loss: bar.update(done, n, {"loss": loss}),
+        on_chunk=lambda done, n, loss: bar.update(done, {"loss": loss}),
     )
     bar.close()
     inits = {

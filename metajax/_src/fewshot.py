@@ -52,10 +52,7 @@ def adaptation_scorer(
     program serves every batch size above it (200 validation and 600 test tasks compile once), and
     ``on_chunk(done, total)`` reports after each call.
     """
-    if tasks_per_call is not None:
-        check_positive_int("tasks_per_call", tasks_per_call)
-        if mesh is not None:  # a whole number of tasks per device in every call: no padding inside full calls
-            tasks_per_call = -(-tasks_per_call // mesh.devices.size) * mesh.devices.size
+    tasks_per_call = call_size(tasks_per_call, mesh)
 
     def run(mp, tasks):
         def one(task):
@@ -78,13 +75,25 @@ def adaptation_scorer(
         outs = []
         for start in range(0, total, size):
             num = min(size, total - start)
-            outs.append(_leading(score(meta_params, _padded_slice(tasks, start, num, size)), 0, num))
+            out = score(meta_params, _padded_slice(tasks, start, num, size))
+            outs.append(out if num == size else _leading(out, 0, num))
             if on_chunk is not None:
                 jax.block_until_ready(outs[-1])
                 on_chunk(start + num, total)
         return outs[0] if len(outs) == 1 else jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *outs)
 
     return in_calls
+
+
+def call_size(tasks_per_call: int | None, mesh: Any = None) -> int | None:
+    """Tasks per evaluation call: ``tasks_per_call`` rounded up to a multiple of the mesh's devices.
+
+    A whole number of tasks per device in every call, so only the last call is padded. ``None``: one call.
+    """
+    if tasks_per_call is None:
+        return None
+    check_positive_int("tasks_per_call", tasks_per_call)
+    return tasks_per_call if mesh is None else -(-tasks_per_call // mesh.devices.size) * mesh.devices.size
 
 
 def accuracy_after_adaptation(
@@ -185,6 +194,11 @@ class FewShot:
             )
         return self._scorers[policy]
 
+    def _several_calls(self, num_tasks: int) -> bool:
+        """Whether scoring ``num_tasks`` tasks takes more than one call (then progress is worth reporting)."""
+        size = call_size(self.tasks_per_call, self.mesh)
+        return size is not None and num_tasks > size
+
     def validate(self, meta_params: Any, on_chunk: Callable[[int, int], None] | None = None) -> float:
         """Mean accuracy on ``train.val_tasks`` validation episodes (transductive batch norm).
 
@@ -193,7 +207,7 @@ class FewShot:
         """
         c = self.config
         tasks = self.episodes("val", c.train.val_tasks, c.eval.seed + 1)
-        if c.train.val_tasks <= (self.tasks_per_call or c.train.val_tasks):
+        if not self._several_calls(c.train.val_tasks):
             on_chunk = None  # one call: nothing to report in between
         _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks, on_chunk))
         return float(np.mean(acc))
@@ -218,9 +232,9 @@ class FewShot:
         results = {}
         for policy in ev.bn:
             bar = None
-            if ev.num_tasks > (self.tasks_per_call or ev.num_tasks):  # more than one call
+            if self._several_calls(ev.num_tasks):
                 bar = Progress(ev.num_tasks, progress, desc=f"evaluate {tag} ({policy} BN)", every=1, unit="task")
-            on_chunk = None if bar is None else _progress_callback(bar)
+            on_chunk = None if bar is None else (lambda done, total, bar=bar: bar.update(done, {}))
             loss, acc = (np.asarray(x) for x in jax.device_get(self.scorer(policy)(meta_params, tasks, on_chunk)))
             if bar is not None:
                 bar.close()
@@ -253,17 +267,6 @@ def _padded_slice(tasks: Any, start: int, num: int, size: int) -> Any:
     if num == size:
         return out
     return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], size - num, axis=0)]), out)
-
-
-def _progress_callback(bar: Any) -> Callable[[int, int], None]:
-    """``on_chunk(done, total)`` that advances ``bar`` by the tasks scored since the last call."""
-    last = [0]
-
-    def on_chunk(done: int, total: int) -> None:
-        bar.update(done, done - last[0], {})
-        last[0] = done
-
-    return on_chunk
 
 
 def _shot_major(x: jax.Array, ways: int) -> jax.Array:

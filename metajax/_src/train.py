@@ -237,7 +237,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, eval_mes
         fs.loss_fn,
         fs.sample_train,
         mj.make_inner_opt(config.inner.opt, config.inner.lr),
-        evaluate=lambda mp, run_dir, tag="final", progress=None: fs.evaluate(mp, run_dir, tag=tag, progress=progress),
+        evaluate=fs.evaluate,
         data=(fs.images["train"],),
         validate=fs.validate,
         held_out=lambda num, seed: fs.episodes("test", num, seed),
@@ -263,14 +263,17 @@ class Progress:
         self.tty = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0 if enabled is None else enabled
         self.start = time.perf_counter()
         self.calls = 0
+        self.done = start
         self.bar = None
         if self.tty:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, desc=desc, unit=unit, dynamic_ncols=True)
 
-    def update(self, done: int, n: int, postfix: dict[str, float]) -> None:
+    def update(self, done: int, postfix: dict[str, float]) -> None:
+        """``done`` of ``total`` finished (the bar advances by what finished since the last update)."""
         self.calls += 1
+        n, self.done = done - self.done, done
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
@@ -503,7 +506,7 @@ def meta_train(exp: Experiment, run_dir: Path, progress: bool | None = None) -> 
                     shown["acc"] = metrics["query_accuracy"]
                 if "val_accuracy" in rec:
                     shown["val_acc"] = rec["val_accuracy"]
-                bar.update(done, n, shown)
+                bar.update(done, shown)
                 if stop and done < total:
                     raise Interrupted(done, stop["signum"])
     finally:
