@@ -6,8 +6,10 @@ Strict *dtype* promotion is not used: optax's own Adam bias correction
 """
 
 import os
+import pickle
 import shutil
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 CACHE_ENV = "METAJAX_COMPILE_CACHE"
 _SESSION_CACHE = "_METAJAX_TEST_SESSION_CACHE"  # set by the process that owns the session cache
+_SESSION_DIR = "_METAJAX_TEST_SESSION_DIR"  # results computed once per session (see session_shared)
+_OWNER = "_METAJAX_TEST_SESSION_OWNER"  # pid of the process that created _SESSION_DIR
 
 
 def pytest_configure(config):
@@ -29,6 +33,9 @@ def pytest_configure(config):
     and nothing lands in the user's ~/.cache (tests/test_compile_cache.py covers the cache with its own
     directories). ``METAJAX_TEST_COMPILE_CACHE=off`` runs the suite without it.
     """
+    if not os.environ.get(_SESSION_DIR):  # the controller (or a run without xdist); workers inherit it
+        os.environ[_SESSION_DIR] = tempfile.mkdtemp(prefix="metajax-test-session-")
+        os.environ[_OWNER] = str(os.getpid())
     if os.environ.get("METAJAX_TEST_COMPILE_CACHE", "").lower() == "off":
         os.environ[CACHE_ENV] = "off"
         return
@@ -45,6 +52,42 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if os.environ.get(_SESSION_CACHE) == str(os.getpid()):
         shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)
+    if os.environ.get(_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ[_SESSION_DIR], ignore_errors=True)
+
+
+def session_shared(name, compute, timeout=900.0):
+    """``compute()`` once per test session, shared by the xdist workers: the first to ask computes, the others wait.
+
+    Expensive references (an op-by-op second-order gradient, a training run, a subprocess on simulated devices)
+    used to be computed by every worker that ran a test needing them. The result is pickled into the session's
+    private directory (JAX arrays as NumPy arrays); a worker whose computation raises releases the claim, so a
+    waiting worker computes it itself and reports its own error.
+    """
+    import numpy as np
+
+    where = os.path.join(os.environ[_SESSION_DIR], name)
+    done, claim = where + ".pkl", where + ".claim"
+    t0 = time.monotonic()
+    while not os.path.exists(done):
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:  # another worker is computing it
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"session_shared({name!r}): no result after {timeout:.0f} s") from None
+            time.sleep(0.2)
+            continue
+        try:
+            value = jax.tree_util.tree_map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, compute())
+        except BaseException:
+            os.remove(claim)
+            raise
+        with open(where + ".tmp", "wb") as f:
+            pickle.dump(value, f)
+        os.replace(where + ".tmp", done)
+        return value
+    with open(done, "rb") as f:
+        return pickle.load(f)
 
 
 def tanh_mlp_init(key, sizes=(2, 6, 6, 1)):

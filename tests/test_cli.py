@@ -243,6 +243,13 @@ def test_benchmark_harness_runs_a_tiny_variant(tmp_path):
     ev = bench.variants(False, "eval_streams")
     assert ev[0]["workload"] == "evaluation" and ev[0]["eval_streams"] == 1  # one device, then the streams
     assert {e.get("host_streams") for e in ev if e["workload"] == "omniglot"} == {1, 2}
+    pairs = bench.variants(False, "malloc")  # each pair: glibc's default, then huge pages; two rounds
+    assert [m["malloc"] for m in pairs] == ["default", "hugetlb"] * 10
+    assert bench._with_tunable("", "glibc.malloc.hugetlb=1") == "glibc.malloc.hugetlb=1"
+    assert (
+        bench._with_tunable("glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2", "glibc.malloc.hugetlb=1")
+        == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    )
     tiny = {"workload": "evaluation", "inner": "sgd", "k": 1, "shots": 1, "num_tasks": 3, "conv": "auto"}
     r = bench.evaluation_worker({**tiny, "eval_streams": 1, "cpu_threads": 0, "repeats": 1})
     assert r["it_per_s"] > 0 and r["meta_batch"] == 3

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import session_shared
 from jax.flatten_util import ravel_pytree
 from test_maml import directional_fd_check
 
@@ -96,10 +97,14 @@ def test_non_transductive_query_loss_is_used(small_conv):
 @pytest.fixture(scope="module")
 def conv_reference():
     """Plain autodiff of lax.conv, batch norm and ReLU-max-pool: value, gradient, second-order term."""
-    model = conv4(ways=3, filters=4, image_size=16, conv="xla", closed_form=False)
-    params = f64(model.init(jax.random.PRNGKey(0)))
-    x = jnp.round(4 * jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)) / 4  # with ties
-    return params, x, _value_grad_second(model, params, x)
+
+    def compute():  # op by op: ~30 s, so once per session (session_shared), not once per xdist worker
+        model = conv4(ways=3, filters=4, image_size=16, conv="xla", closed_form=False)
+        params = f64(model.init(jax.random.PRNGKey(0)))
+        x = jnp.round(4 * jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1), jnp.float64)) / 4  # with ties
+        return params, x, _value_grad_second(model, params, x)
+
+    return session_shared("conv_reference", compute)
 
 
 def _value_grad_second(model, params, x):
@@ -456,7 +461,10 @@ def test_every_strategy_gives_the_reference_maml_meta_gradient_in_float32(conv, 
 
     filters = 8 if conv == "winograd" else 4  # 8: the second block is the one "winograd" transforms
     query = 6 if conv == "winograd" else 2  # winograd: 18 query images take Winograd, the 3-image support im2col
-    want = ravel_pytree(_strategy_meta_grad("xla", 1, False, filters, query))[0]  # computed once per shape
+    want = session_shared(  # computed once per shape and session
+        f"maml_strategy_reference_{filters}_{query}", lambda: _strategy_meta_grad("xla", 1, False, filters, query)
+    )
+    want = ravel_pytree(want)[0]
     got = ravel_pytree(_strategy_meta_grad(conv, task_chunk, closed_form, filters, query))[0]
     assert got.dtype == jnp.float32
     assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 2e-5

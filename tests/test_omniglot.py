@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import session_shared
 
 from metajax._src.data import omniglot
 from metajax._src.data.episodes import sample_episode, sample_episodes
@@ -18,7 +19,7 @@ needs_data = pytest.mark.skipif(DATA_DIR is None, reason="Omniglot TFDS copy not
 
 @pytest.fixture(scope="module")
 def characters():
-    return omniglot.load_characters(DATA_DIR)
+    return session_shared("omniglot_characters", lambda: omniglot.load_characters(DATA_DIR))  # ~15 s: once
 
 
 @needs_data

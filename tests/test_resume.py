@@ -9,6 +9,7 @@ import time
 
 import jax.numpy as jnp
 import pytest
+from conftest import session_shared
 
 from metajax._src.checkpoint import Checkpointer
 
@@ -61,9 +62,12 @@ def wait_for(run_dir, proc, step, timeout=240):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("reference")
-    subprocess.run(train_cmd(run_dir), check=True, capture_output=True, timeout=600)
-    return (run_dir / "meta_params.msgpack").read_bytes()
+    def compute():  # the uninterrupted run: once per session, whichever xdist worker gets here first
+        run_dir = tmp_path_factory.mktemp("reference")
+        subprocess.run(train_cmd(run_dir), check=True, capture_output=True, timeout=600)
+        return (run_dir / "meta_params.msgpack").read_bytes()
+
+    return session_shared("resume_reference", compute)
 
 
 @pytest.mark.parametrize("kill_after", [780])  # metrics lines past the last checkpoint exist then

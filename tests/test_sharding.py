@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import session_shared
 
 HERE = Path(__file__).parent
 
@@ -18,10 +19,13 @@ def run_with_devices(args, n=8, timeout=600, **kw):
 
 @pytest.fixture(scope="module")
 def sharded():
-    proc = run_with_devices([sys.executable, str(HERE / "sharded_check.py")])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[7:])
+    def compute():  # a ~30 s subprocess: once per session, whichever xdist worker gets here first
+        proc = run_with_devices([sys.executable, str(HERE / "sharded_check.py")])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+        return json.loads(line[7:])
+
+    return session_shared("sharded_check", compute)
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "maml_map", "fomaml", "reptile", "imaml"])

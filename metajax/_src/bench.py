@@ -381,6 +381,17 @@ def variants(full: bool, only: str | None) -> list[dict]:
                 out.append(
                     {**spec, "task_chunk": 1, "cpu_threads": 0, "repeats": 5 if full else 3, "host_streams": host}
                 )
+    if only == "malloc":
+        # glibc's malloc with transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) against its default,
+        # at the defaults of `metajax train`; two alternating rounds of every pair (ratios within a round)
+        for _round in range(2):
+            for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
+                for malloc in ("default", "hugetlb"):
+                    spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
+                    out.append(
+                        {**spec, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1, "cpu_streams": 0}
+                        | {"malloc": malloc}
+                    )
     if only == "devices":
         # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
         # overhead, not a speed-up (all "devices" share this machine's cores)
@@ -483,11 +494,20 @@ def label(r: dict) -> str:
     text = f"conv={conv}, tasks={'vmap' if r['task_chunk'] == 'vmap' else 'map/' + str(r['task_chunk'])}"
     if not r.get("closed_form", True):
         text += ", autodiff BN/pool"
+    if r.get("malloc"):
+        text += f", malloc={r['malloc']}"
     if r.get("cpu_streams", 1) != 1:
         return text + f", cpu_streams={r['cpu_streams']} ({r.get('devices') or 1} devices)"
     if r.get("host_streams", 1) > 1:
         return text + f", one device of the host split into {r['host_streams']}"
     return text + (f", {r['devices']} devices" if r.get("devices") else "")
+
+
+def _with_tunable(tunables: str, item: str) -> str:
+    """``GLIBC_TUNABLES`` (colon-separated ``name=value``) with ``item`` added or replacing its own name."""
+    name = item.split("=")[0]
+    kept = [t for t in tunables.split(":") if t and t.split("=")[0] != name]
+    return ":".join([*kept, item])
 
 
 def table(results: list[dict]) -> str:
@@ -519,13 +539,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="more strategies and repeats")
     parser.add_argument(
         "--only",
-        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv", "streams", "eval_streams"],
+        choices=["sinusoid", "episodes", "omniglot", "grid", "devices", "conv", "streams", "eval_streams", "malloc"],
         help="one workload; not in the default run: 'conv' compares im2col and Winograd convolutions "
         "(5 algorithm pairs, ~6 min); 'grid' times every algorithm x k in {1,5,10,50} x "
         "meta-batch in {4,16,32} and plots cost against k; 'devices' runs the sharded meta-step on 1-8 "
         "simulated CPU devices; 'streams' compares one program over all tasks with the host split into one "
         "CPU task stream per core (6 algorithm pairs, ~8 min); 'eval_streams' times few-shot evaluation on one "
-        "device against the CPU task streams, and a training step on one device of a split host",
+        "device against the CPU task streams, and a training step on one device of a split host; 'malloc' "
+        "compares glibc's malloc with transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) against its "
+        "default (5 algorithm pairs, 2 rounds, ~12 min)",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
     default_out = Path("benchmarks/results") if Path("benchmarks").is_dir() else Path("bench-results")
@@ -559,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i + 1}/{len(specs)}] {json.dumps(spec)}", file=sys.stderr, flush=True)
         try:
             env = dict(os.environ)
+            if spec.get("malloc") == "hugetlb":
+                env["GLIBC_TUNABLES"] = _with_tunable(env.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1")
             if spec.get("devices"):
                 env["XLA_FLAGS"] = (
                     f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={spec['devices']}"
