@@ -83,13 +83,14 @@ def test_train_then_eval_commands(tmp_path, capsys):
     config = json.loads((run_dir / "config.json").read_text())
     del config["runtime"]["eval_tasks_per_call"]
     (run_dir / "config.json").write_text(json.dumps(config))
-    argv = ["eval", str(run_dir), "--set", "eval.num_tasks=6", "--set", "runtime.eval_tasks_per_call=4"]
+    # calls of 6 tasks again (the training run's programs, from the session's compilation cache), 8 tasks this time
+    argv = ["eval", str(run_dir), "--set", "eval.num_tasks=8", "--set", "runtime.eval_tasks_per_call=6"]
     assert cli.main([*argv, "--data-dir", DATA_DIR, "--no-progress"]) == 0
     err = capsys.readouterr().err
-    for policy in ("transductive", "support"):  # calls of 4 tasks: 4 + 2 (padded to 4)
-        assert f"evaluate best ({policy} BN) 4/6 " in err and f"evaluate best ({policy} BN) 6/6 " in err, err
+    for policy in ("transductive", "support"):  # 6 + 2 (padded to 6)
+        assert f"evaluate best ({policy} BN) 6/8 " in err and f"evaluate best ({policy} BN) 8/8 " in err, err
     out = json.loads((run_dir / "eval" / "eval_best.json").read_text())
-    assert out["transductive"]["num_tasks"] == 6
+    assert out["transductive"]["num_tasks"] == 8
     assert 0.0 <= out["support"]["accuracy"] <= 1.0 and np.isfinite(out["support"]["ci95"])
     assert (
         cli.main(
