@@ -388,10 +388,8 @@ def variants(full: bool, only: str | None) -> list[dict]:
             for alg, k in (("maml", 1), ("fomaml", 1), ("maml", 5), ("fomaml", 5), ("reptile", 5)):
                 for malloc in ("default", "hugetlb"):
                     spec = {"workload": "omniglot", "meta_batch": 32, "cpu_threads": 0, "repeats": 5 if full else 3}
-                    out.append(
-                        {**spec, "algorithm": alg, "k": k, "conv": "auto", "task_chunk": 1, "cpu_streams": 0}
-                        | {"malloc": malloc}
-                    )
+                    spec.update(algorithm=alg, k=k, conv="auto", task_chunk=1, cpu_streams=0, malloc=malloc)
+                    out.append(spec)
     if only == "devices":
         # simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count): the sharded code path's
         # overhead, not a speed-up (all "devices" share this machine's cores)
