@@ -15,7 +15,6 @@ Writes ``benchmarks/results/<timestamp>-cores.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import _pinned
 
 
 def child(algorithm: str, k: int, tasks: int, repeats: int, core: int, go: str) -> None:
@@ -73,32 +72,19 @@ def run(cores: list[int], args, algorithm: str) -> list[float]:
             out, _ = p.communicate(timeout=1800)
             if p.returncode != 0:
                 raise SystemExit(f"child on core {cores[procs.index(p)]} failed (exit {p.returncode})")
-            times = json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][7:])
+            times = _pinned.child_result(out)
             medians.append(statistics.median(times))
         return medians
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithms", nargs="+", default=["maml", "fomaml"])
-    parser.add_argument("--k", type=int, default=1, help="inner steps (default: %(default)s)")
+    parser = _pinned.parser(__doc__)
     parser.add_argument("--tasks", type=int, default=16, help="tasks per process (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per process (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default: %(default)s)")
-    parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(*json.loads(args.child))
         return 0
-    for name in ("k", "tasks", "repeats", "rounds"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not hasattr(os, "sched_setaffinity"):
-        raise SystemExit("core_scaling.py pins processes to cores with os.sched_setaffinity, which this OS lacks")
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        raise SystemExit(f"core_scaling.py needs 2 cores, this process may use {len(cores)}")
+    cores = _pinned.check(args, ("k", "tasks", "repeats", "rounds"), "core_scaling.py")
     from metajax._src.bench import machine
 
     info = machine()

@@ -19,7 +19,6 @@ Writes ``benchmarks/results/<timestamp>-processes.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -30,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import _pinned
 
 
 def child(mode: str, algorithm: str, k: int, repeats: int, rank: int, size: int, port: int) -> None:
@@ -90,7 +89,7 @@ def run(mode: str, algorithm: str, args) -> dict:
         out, err = p.communicate(timeout=1800)
         if p.returncode != 0:
             raise SystemExit(f"{mode} child failed (exit {p.returncode}):\n{err[-3000:]}")
-        results.append(json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][7:]))
+        results.append(_pinned.child_result(out))
     return {
         "mode": mode,
         "algorithm": algorithm,
@@ -102,22 +101,11 @@ def run(mode: str, algorithm: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithms", nargs="+", default=["maml", "fomaml"])
-    parser.add_argument("--k", type=int, default=1, help="inner steps (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default: %(default)s)")
-    parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = _pinned.parser(__doc__).parse_args(argv)
     if args.child:
         child(*json.loads(args.child))
         return 0
-    for name in ("k", "repeats", "rounds"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
-        raise SystemExit("processes_vs_streams.py needs Linux and 2 cores (one pinned process per core)")
+    _pinned.check(args, ("k", "repeats", "rounds"), "processes_vs_streams.py")
     from metajax._src.bench import machine
 
     info = machine()
