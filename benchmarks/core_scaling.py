@@ -15,7 +15,6 @@ Writes ``benchmarks/results/<timestamp>-cores.{json,md}``.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import statistics
@@ -100,26 +99,21 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp}-cores.json").write_text(json.dumps({"machine": info, "tasks": args.tasks, "rows": rows}, indent=1))
-    lines = [
+    cells = []
+    for r in rows:
+        t0, t1 = r["together_s"]
+        slow = max(t0, t1) / r["alone_s"]
+        cells.append([str(r["round"]), r["algorithm"], str(r["k"]), f"{r['alone_s']:.3f}", f"{t0:.3f} / {t1:.3f}"])
+        cells[-1].append(f"{slow:.2f}×")
+    _pinned.write(
+        args.out,
+        "cores",
+        {"machine": info, "tasks": args.tasks, "rows": rows},
         f"Machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']}. Meta-step on {args.tasks} tasks, one "
         f"process pinned per core; median of {args.repeats} calls.",
-        "",
-        "| round | algorithm | k | alone s/it | two at once s/it (core 0 / core 1) | slowdown |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        slow = max(r["together_s"]) / r["alone_s"]
-        t0, t1 = r["together_s"]
-        lines.append(
-            f"| {r['round']} | {r['algorithm']} | {r['k']} | {r['alone_s']:.3f} | {t0:.3f} / {t1:.3f} | {slow:.2f}× |"
-        )
-    md = "\n".join(lines) + "\n"
-    (out / f"{stamp}-cores.md").write_text(md)
-    print(md)
+        ["round", "algorithm", "k", "alone s/it", "two at once s/it (core 0 / core 1)", "slowdown"],
+        cells,
+    )
     return 0
 
 

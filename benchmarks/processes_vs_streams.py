@@ -19,7 +19,6 @@ Writes ``benchmarks/results/<timestamp>-processes.{json,md}``.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
@@ -27,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import _pinned
 
@@ -121,26 +119,29 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stamp}-processes.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
-    lines = [
+    cells = []
+    for st, pr in zip(rows[0::2], rows[1::2], strict=True):
+        cells.append(
+            [str(st["round"]), st["algorithm"], str(st["k"]), f"{st['s_per_it']:.3f}", f"{pr['s_per_it']:.3f}"]
+        )
+        cells[-1] += [f"{pr['s_per_it'] / st['s_per_it']:.2f}", f"{st['compile_s']:.1f} / {pr['compile_s']:.1f}"]
+    _pinned.write(
+        args.out,
+        "processes",
+        {"machine": info, "rows": rows},
         f"Machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']}. Omniglot meta-step, meta-batch 32, "
         f"2 devices; median of {args.repeats} calls.",
-        "",
-        "| round | algorithm | k | streams s/it | processes s/it | processes / streams | compile s (streams / proc.) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for i in range(0, len(rows), 2):
-        s, p = rows[i], rows[i + 1]
-        lines.append(
-            f"| {s['round']} | {s['algorithm']} | {s['k']} | {s['s_per_it']:.3f} | {p['s_per_it']:.3f} | "
-            f"{p['s_per_it'] / s['s_per_it']:.2f} | {s['compile_s']:.1f} / {p['compile_s']:.1f} |"
-        )
-    md = "\n".join(lines) + "\n"
-    (out / f"{stamp}-processes.md").write_text(md)
-    print(md)
+        [
+            "round",
+            "algorithm",
+            "k",
+            "streams s/it",
+            "processes s/it",
+            "processes / streams",
+            "compile s (streams / proc.)",
+        ],
+        cells,
+    )
     return 0
 
 
