@@ -203,3 +203,30 @@ def test_no_checkpoint_returns_none(tmp_path):
     assert ck.restore_latest({"w": jnp.zeros(2)}) is None
     ck.close()
     assert os.path.isdir(tmp_path / "empty")
+
+
+def test_a_crash_while_saving_parameters_leaves_the_previous_file(tmp_path, monkeypatch):
+    """save_params writes through a temporary and a rename: a half-written file never replaces a whole one."""
+    from pathlib import Path
+
+    from metajax._src import train
+
+    path = tmp_path / "meta_params.msgpack"
+    train.save_params(path, {"w": jnp.ones(3)})
+    before = path.read_bytes()
+    real_write = Path.write_bytes
+
+    def crash_halfway(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", crash_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        train.save_params(path, {"w": jnp.zeros(3)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["meta_params.msgpack"]  # the temporary is removed
+    train.save_params(path, {"w": jnp.zeros(3)})
+    assert float(jnp.sum(train.load_params(path, {"w": jnp.ones(3)})["w"])) == 0.0
+    train.write_atomic(tmp_path / "config.json", '{"a": 1}')
+    assert (tmp_path / "config.json").read_text() == '{"a": 1}'

@@ -581,7 +581,29 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path, mesh: An
 def save_params(path: Path, tree: Any) -> None:
     from flax import serialization
 
-    path.write_bytes(serialization.to_bytes(jax.device_get(tree)))
+    write_atomic(path, serialization.to_bytes(jax.device_get(tree)))
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a uniquely named temporary file and a rename: a reader sees the old or the new file.
+
+    A crash mid-write leaves the previous file (and a stray temporary), never a truncated one; and when several
+    processes of a multi-process run write the same file on a shared filesystem while another reads it (the
+    config at start, ``best.msgpack`` before the best evaluation), no reader sees a half-written file.
+    """
+    import uuid
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -672,8 +694,8 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
             )
     exp = build(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous.write_text(resolved)
-    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=1))
+    write_atomic(previous, resolved)  # read back at start by a resumed run (and by the other processes of this one)
+    write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
@@ -698,7 +720,7 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
             else {"results": {k: v["results"] for k, v in evals.items()}}
         ),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     from metajax._src.plots import plot_learning_curves
 
     plot_learning_curves(run_dir)
