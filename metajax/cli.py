@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
+        probe = run_dir / f".write_test.{os.getpid()}.{uuid.uuid4().hex}"  # own name: every process of a run probes
         probe.write_text("")
         probe.unlink()
     except OSError as err:

@@ -28,6 +28,7 @@ import hashlib
 import os
 import platform
 import stat
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,7 +115,9 @@ def enable_compilation_cache(
         return None
     try:
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = where / ".metajax_write_test"
+        # a name of this process's own: processes enabling the same cache at once (xdist workers, the processes of
+        # a multi-process run) would otherwise remove each other's probe and report the directory unwritable
+        probe = where / f".metajax_write_test.{os.getpid()}.{uuid.uuid4().hex}"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
