@@ -14,9 +14,10 @@ import importlib
 import importlib.util
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
+
+from metajax._src.files import check_writable
 
 DEFAULT_CONFIG = "sinusoid_maml"
 ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
@@ -191,9 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write_test.{os.getpid()}.{uuid.uuid4().hex}"  # own name: every process of a run probes
-        probe.write_text("")
-        probe.unlink()
+        check_writable(run_dir)
     except OSError as err:
         raise ValueError(
             f"--run-dir: cannot write to {str(run_dir)!r}: {err.strerror}. Choose a writable directory."

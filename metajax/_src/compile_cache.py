@@ -28,10 +28,11 @@ import hashlib
 import os
 import platform
 import stat
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+from metajax._src.files import check_writable
 
 ENV = "METAJAX_COMPILE_CACHE"
 OFF = ("off", "none", "0", "false", "no", "")
@@ -115,11 +116,7 @@ def enable_compilation_cache(
         return None
     try:
         where.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # a name of this process's own: processes enabling the same cache at once (xdist workers, the processes of
-        # a multi-process run) would otherwise remove each other's probe and report the directory unwritable
-        probe = where / f".metajax_write_test.{os.getpid()}.{uuid.uuid4().hex}"
-        probe.write_text("")
-        probe.unlink()
+        check_writable(where)
     except OSError as err:
         warnings.warn(
             f"compilation cache: cannot write to {str(where)!r} ({err.strerror}); running without a cache. "

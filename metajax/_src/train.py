@@ -25,6 +25,7 @@ import optax
 import metajax as mj
 from metajax._src.data import sinusoid
 from metajax._src.evaluation import adaptation_curves, joint_training, markdown_table, plain_adapter, summarize
+from metajax._src.files import write_atomic
 from metajax._src.learner import resolve_task_chunk
 from metajax._src.models import Model, mlp, mse_loss
 
@@ -582,28 +583,6 @@ def save_params(path: Path, tree: Any) -> None:
     from flax import serialization
 
     write_atomic(path, serialization.to_bytes(jax.device_get(tree)))
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a uniquely named temporary file and a rename: a reader sees the old or the new file.
-
-    A crash mid-write leaves the previous file (and a stray temporary), never a truncated one; and when several
-    processes of a multi-process run write the same file on a shared filesystem while another reads it (the
-    config at start, ``best.msgpack`` before the best evaluation), no reader sees a half-written file.
-    """
-    import uuid
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        if isinstance(data, str):
-            tmp.write_text(data)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
