@@ -6,7 +6,7 @@
 Each revision is checked out into a temporary ``git worktree`` and imported
 from there (``PYTHONPATH``; the script checks that the worker imported that
 tree's ``metajax``). Every measurement is a fresh process running
-``python -m metajax._src.bench --worker SPEC`` (the worker of ``run.py``), so
+the worker of ``run.py`` (``benchmarks/harness.py --worker SPEC`` of that revision), so
 compile time and peak RSS are per configuration. The two revisions alternate
 within each round so that drift in the machine's speed hits both; the table
 reports the median over rounds of each worker's median step time, and the ratio
@@ -64,9 +64,9 @@ def _git(*args: str) -> str:
 
 
 def _run_worker(tree: Path, spec: dict) -> dict:
-    from metajax._src.bench import run_worker
+    from harness import run_worker
 
-    r = run_worker(spec, env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tree)
+    r = run_worker(spec, env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tree, tree=tree)
     if "error" in r:
         raise RuntimeError(f"worker failed in {tree} for {spec}: {r['error']}")
     return r
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.CalledProcessError:
             raise SystemExit(f"not a revision of {ROOT}: {name!r}") from None
 
-    from metajax._src.bench import machine
+    from harness import machine
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="metajax-commits-") as tmp:

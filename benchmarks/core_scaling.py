@@ -30,8 +30,7 @@ import _pinned
 def child(algorithm: str, k: int, tasks: int, repeats: int, core: int, go: str) -> None:
     os.sched_setaffinity(0, {core})
     import jax
-
-    from metajax._src.bench import omniglot_workload
+    from harness import omniglot_workload
 
     spec = {"algorithm": algorithm, "k": k, "conv": "auto", "task_chunk": 1, "meta_batch": tasks}
     ms, params, tasks_ = omniglot_workload(spec)
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         child(*json.loads(args.child))
         return 0
     cores = _pinned.check(args, ("k", "tasks", "repeats", "rounds"), "core_scaling.py")
-    from metajax._src.bench import machine
+    from harness import machine
 
     info = machine()
     rows = []

@@ -1,4 +1,4 @@
-"""Federated view of meta-learning (seed 000): clients adapt locally and upload one direction per round.
+"""Federated view of meta-learning: clients adapt locally and upload one direction per round.
 
     python benchmarks/federated.py      # ~2 min on 2 cores; writes benchmarks/results/federated.{json,md}
 
@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from harness import machine
 
 import metajax as mj
-from metajax._src.bench import machine
-from metajax._src.data import sinusoid
-from metajax._src.models import conv4, cross_entropy_loss, mlp, mse_loss
+import metajax.data as mjd
+from metajax.models import conv4, cross_entropy_loss, mlp, mse_loss
 
 POOL, CLIENTS, ROUNDS, K = 100, 10, 2000, 5
 
@@ -71,14 +71,14 @@ def simulate(name, learner, params0):
 
     # a pool of POOL clients, each with its own fixed task (amplitude, phase); CLIENTS of them take
     # part in a round and draw fresh local points
-    pool = sinusoid.sample_task_params(jax.random.PRNGKey(7), POOL)
+    pool = mjd.sinusoid_task_params(jax.random.PRNGKey(7), POOL)
 
     @jax.jit
     def round_(params, opt_state, key):
         kc, kd = jax.random.split(key)
         chosen = jax.random.choice(kc, POOL, (CLIENTS,), replace=False)
         tp = jax.tree_util.tree_map(lambda a: a[chosen], pool)
-        tasks = sinusoid.tasks_from_params(kd, tp, 10, 10)
+        tasks = mjd.sinusoid_tasks_from_params(kd, tp, 10, 10)
         uploads = jax.vmap(lambda t: learner.task_direction(params, t)[0])(tasks)  # one per client
         mean = jax.tree_util.tree_map(lambda u: jnp.mean(u, axis=0), uploads)  # the server's aggregation
         updates, opt_state = outer.update(mean, opt_state, params)
@@ -87,8 +87,8 @@ def simulate(name, learner, params0):
     params, opt_state = params0, outer.init(params0)
     for r in range(ROUNDS):
         params, opt_state = round_(params, opt_state, jax.random.PRNGKey(1000 + r))
-    held_out = sinusoid.sample_tasks(jax.random.PRNGKey(99), 200, 10, 100)
-    risk = jax.jit(lambda p: mj._src.learner.post_adaptation_risk(learner, p, held_out))(params)
+    held_out = mjd.sinusoid_tasks(jax.random.PRNGKey(99), 200, 10, 100)
+    risk = jax.jit(lambda p: mj.diagnostics.post_adaptation_risk(learner, p, held_out))(params)
     return float(jnp.mean(risk)), float(np.percentile(np.asarray(risk), 50))
 
 
@@ -98,7 +98,7 @@ def main() -> int:
     rows = []
     model = mlp()
     params = model.init(jax.random.PRNGKey(0))
-    task = jax.tree_util.tree_map(lambda x: x[0], sinusoid.sample_tasks(jax.random.PRNGKey(1), 1, 10, 10))
+    task = jax.tree_util.tree_map(lambda x: x[0], mjd.sinusoid_tasks(jax.random.PRNGKey(1), 1, 10, 10))
     for name, learner in learners(mse_loss(model.apply), 0.01).items():
         acc = client_program(learner, params, task)
         t0 = time.perf_counter()

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir = tempfile.mkdtemp(prefix="metajax-xla-cache-")
     elif args.compile_cache.lower() != "off":
         cache_dir = args.compile_cache
+    from harness import machine, worker_command
+
     samples: dict[tuple[str, str, int], list[dict]] = {}
     for rnd in range(args.rounds):
         for alg, k in variants:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if alg == "reptile":
                 # learn2learn's Reptile loop scores nothing on the query batch; neither does metajax's here
                 jax_spec["score_query"] = False
-            mj = [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(jax_spec)]
+            mj = [*worker_command(), json.dumps(jax_spec)]
             for lib, cmd in (("learn2learn", [*l2l, json.dumps({**spec, "threads": args.threads})]), ("metajax", mj)):
                 r = run(cmd, timeout=1800)
                 samples.setdefault((lib, alg, k), []).append(r)
@@ -108,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
                 if r.get("compile_cache"):
                     shown += f" (compilation cache {r['compile_cache']}, {r['compile_s']:.1f} s)"
                 print(f"round {rnd + 1} {lib:11s} {alg} k={k}: {shown}", file=sys.stderr, flush=True)
-    from metajax._src.bench import machine
 
     info = machine()
     rows = []

@@ -1,7 +1,7 @@
-"""Leave-one-task-out / leave-one-alphabet-out: does the risk-inflation ratio flag memorisation? (seed 000)
+"""Leave-one-task-out / leave-one-alphabet-out: does the risk-inflation ratio flag memorisation?
 
     python benchmarks/loto.py                      # sinusoid, ~10 min on 2 cores
-    python benchmarks/loto.py --workload omniglot --data-dir ../shared/data/omniglot/tfds   # ~15 min
+    python benchmarks/loto.py --workload omniglot --data-dir DIR   # ~15 min
 
 Sinusoid: MAML (1 inner SGD step, alpha = 0.01, Adam 1e-3, meta-batch 4,
 3,000 steps) with a large MLP (1-200-200-1) on a pool of 5 sinusoid tasks,
@@ -34,15 +34,15 @@ from metajax import diagnostics
 
 
 def sinusoid_rows() -> None:
-    from metajax._src.data import sinusoid
-    from metajax._src.models import mlp, mse_loss
+    import metajax.data as mjd
+    from metajax.models import mlp, mse_loss
 
     print("| pool | folds | model | held-out risk | seen risk | ratio (95% bootstrap CI) | wall s |")
     print("|---|---|---|---|---|---|---|")
     for n in (5, 50):
         t = time.time()
         model = mlp(hidden=(200, 200))
-        pool = sinusoid.sample_tasks(jax.random.PRNGKey(1), n, 10)
+        pool = mjd.sinusoid_tasks(jax.random.PRNGKey(1), n, 10)
         learner = mj.maml(mse_loss(model.apply), "sgd", 1, inner_lr=0.01)
         folds = list(range(0, n, max(1, n // 10)))
         r = diagnostics.loto(
@@ -64,8 +64,8 @@ def sinusoid_rows() -> None:
 
 
 def omniglot_rows(data_dir: str | None, steps: int, filters: int) -> None:
-    from metajax._src.data.omniglot import load_omniglot
-    from metajax._src.models import conv4, cross_entropy_loss
+    from metajax.data import load_omniglot
+    from metajax.models import conv4, cross_entropy_loss
 
     rotated = load_omniglot(data_dir, split="vinyals", rotations=True)["train"]
     plain = load_omniglot(data_dir, split="vinyals", rotations=False)["train"]

@@ -39,14 +39,14 @@ def child(mode: str, algorithm: str, k: int, repeats: int, rank: int, size: int,
     else:
         jax.config.update("jax_num_cpu_devices", size)
     import numpy as np
+    from harness import omniglot_workload
 
     import metajax as mj
-    from metajax._src.bench import omniglot_workload
 
-    mesh = mj.make_mesh(size)
+    mesh = mj.parallel.make_mesh(size)
     spec = {"algorithm": algorithm, "k": k, "conv": "auto", "task_chunk": 1, "meta_batch": 32}
     ms, params, tasks = omniglot_workload(spec, None, mesh)
-    args = (*mj.replicate((params, ms.init(params)), mesh), mj.shard_tasks(tasks, mesh))
+    args = (*mj.parallel.replicate((params, ms.init(params)), mesh), mj.parallel.shard_tasks(tasks, mesh))
     t0 = time.perf_counter()
     step = jax.jit(ms.step).lower(*args).compile()
     compile_s = time.perf_counter() - t0
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         child(*json.loads(args.child))
         return 0
     _pinned.check(args, ("k", "repeats", "rounds"), "processes_vs_streams.py")
-    from metajax._src.bench import machine
+    from harness import machine
 
     info = machine()
     rows = []

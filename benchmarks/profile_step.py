@@ -4,7 +4,7 @@
     python benchmarks/profile_step.py --algorithm fomaml --k 5 --conv patches --top 50
 
 Runs the step of ``python benchmarks/run.py --only omniglot``
-(``metajax._src.bench.omniglot_workload``: Conv4-64, 5-way 1-shot, 15
+(``benchmarks/harness.py``'s ``omniglot_workload``: Conv4-64, 5-way 1-shot, 15
 queries, meta-batch 32, tasks in a ``lax.map``) under
 ``jax.profiler`` and sums the duration of every XLA op (thunk) over
 ``--steps`` calls. Prints the heaviest ops with their share, calls per step
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     import jax
+    from harness import omniglot_workload
 
-    from metajax._src.bench import omniglot_workload
-    from metajax._src.models import resolve_conv_impl
+    from metajax.models import resolve_conv_impl
 
     spec = {"algorithm": args.algorithm, "k": args.k, "conv": args.conv, "task_chunk": 1, "meta_batch": args.meta_batch}
     ms, params, tasks = omniglot_workload(spec)

@@ -1,8 +1,8 @@
-"""Reptile paper ablations (Nichol et al. 2018, seed 001) on Omniglot 5-way 5-shot.
+"""Reptile paper ablations (Nichol, Achiam & Schulman 2018, section 6) on Omniglot 5-way 5-shot.
 
-    python benchmarks/reptile_ablation.py --data-dir ../shared/data/omniglot/tfds --study combos
+    python benchmarks/reptile_ablation.py --data-dir DIR --study combos
     # ~20 min on 2 cores; writes benchmarks/results/reptile_ablation.{json,md,png}
-    python benchmarks/reptile_ablation.py --data-dir ../shared/data/omniglot/tfds --study tail
+    python benchmarks/reptile_ablation.py --data-dir DIR --study tail
     # ~40 min on 2 cores; writes benchmarks/results/reptile_tail.{json,md,png}
 
 Study "combos" (the paper's inner-gradient-combination figure). Each task
@@ -53,9 +53,7 @@ import jax.numpy as jnp
 import optax
 
 import metajax as mj
-from metajax._src.fewshot import FewShot
-from metajax._src.learner import batch_over_tasks
-from metajax._src.train import build_learner
+from metajax.experiment import FewShot, build_learner, resolve_runtime
 
 VARIANTS = {
     "g1 (joint training)": (1, 0, 0, 0),
@@ -94,7 +92,7 @@ def combination_learner(base: mj.MetaLearner, loss_fn, weights) -> mj.MetaLearne
         return direction, {"support_loss": losses[0], "query_loss": losses[-1]}
 
     def meta_grad(meta_params, tasks):
-        return batch_over_tasks(task_direction, meta_params, tasks, 1)
+        return mj.batch_over_tasks(task_direction, meta_params, tasks, 1)
 
     return base._replace(task_direction=task_direction, meta_grad=meta_grad)
 
@@ -126,7 +124,7 @@ def tail_learner(base: mj.MetaLearner, loss_fn, mode: str, batch: int) -> mj.Met
         return direction, {"support_loss": losses[0], "query_loss": tail_loss}
 
     def meta_grad(meta_params, tasks):
-        return batch_over_tasks(task_direction, meta_params, tasks, 1)
+        return mj.batch_over_tasks(task_direction, meta_params, tasks, 1)
 
     return base._replace(task_direction=task_direction, meta_grad=meta_grad)
 
@@ -278,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     c.data.order = "shot"
     c.inner.lr, c.inner.steps = LR, 10
     c.eval.steps, c.eval.num_tasks, c.eval.bn = 10, args.eval_tasks, ("transductive",)
-    fs = FewShot(c, lambda loss_fn, **kw: build_learner("fomaml", loss_fn, c.inner, task_chunk=1, **kw))
+    fs = FewShot(
+        c, lambda loss_fn, **kw: build_learner("fomaml", loss_fn, c.inner, task_chunk=1, **kw), resolve_runtime(c)
+    )
     init = fs.model.init(jax.random.PRNGKey(0))
     out.mkdir(exist_ok=True)
     text = (run_combos if args.study == "combos" else run_tail)(fs, init, args, out)

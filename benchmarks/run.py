@@ -1,12 +1,11 @@
-"""Benchmark suite: ``python benchmarks/run.py [--full] [--only WORKLOAD]`` (same as ``metajax bench``).
+"""Benchmark suite: ``python benchmarks/run.py [--full] [--only WORKLOAD]``.
 
-The code lives in ``metajax/_src/bench.py`` so that an installed package can
-run it too; see ``benchmarks/README.md`` for the results and how to read them.
+The harness is ``benchmarks/harness.py``; see ``benchmarks/README.md`` for the results and how to read them.
 """
 
 import sys
 
-from metajax._src.bench import main
+from harness import main
 
 if __name__ == "__main__":
     sys.exit(main())

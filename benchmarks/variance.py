@@ -1,4 +1,4 @@
-"""Meta-gradient variance decomposition on sinusoid (seed 000): task / support / query components vs alpha.
+"""Meta-gradient variance decomposition on sinusoid: task / support / query components vs alpha.
 
     python benchmarks/variance.py            # ~1 min on 2 cores; writes benchmarks/results/variance.{json,md,png}
 
@@ -24,8 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import metajax as mj  # noqa: E402
-from metajax._src import variance as v  # noqa: E402
-from metajax._src.models import mlp, mse_loss  # noqa: E402
+from metajax import diagnostics as v  # noqa: E402
+from metajax.models import mlp, mse_loss  # noqa: E402
 
 ALPHAS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 

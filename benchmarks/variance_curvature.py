@@ -1,4 +1,4 @@
-"""Support-set variance of the meta-gradient against the curvature of the task loss (seed 000).
+"""Support-set variance of the meta-gradient against the curvature of the task loss.
 
     python benchmarks/variance_curvature.py   # ~1 min; writes benchmarks/results/variance_curvature.{json,md,png}
 
@@ -11,7 +11,7 @@ support draw contributes is ``alpha^2 H_q Var_s(grad L_s) H_q``: it grows
 with ``alpha^2``, with the square of the curvature, and with the noise of the
 support gradient (which here also grows with ``c``). The script separates
 the last factor: it estimates the support component of the meta-gradient
-variance (nested design, ``metajax._src.variance``) and the support-draw
+variance (nested design, ``metajax.diagnostics.variance_decomposition``) and the support-draw
 variance of the inner gradient itself, and fits
 ``support / (alpha^2 Var_s(grad L_s)) ~ lambda^p``; the prediction is p = 2.
 """
@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import metajax as mj  # noqa: E402
-from metajax._src import variance as v  # noqa: E402
+from metajax import diagnostics as v  # noqa: E402
 
 CURVATURES = [0.25, 0.5, 1.0, 2.0, 4.0]  # c; lambda = 2c
 ALPHA, D, SHOTS = 1e-3, 5, 10

@@ -1,6 +1,6 @@
 """Shared Mini-ImageNet settings (Finn et al. 2017, appendix A.1; Ravi & Larochelle 2017 split).
 
-Data: user-supplied files (see metajax/_src/data/miniimagenet.py for the
+Data: user-supplied files (see ``metajax.data.load_miniimagenet`` for the
 layouts) under data.data_dir or $METAJAX_MINIIMAGENET_DIR; 84x84x3. Model:
 Conv4 with 32 filters. MAML: 5 inner steps of SGD with alpha = 0.01 in
 training, 10 at test; meta-batch 4 (1-shot) or 2 (5-shot); 15 query examples

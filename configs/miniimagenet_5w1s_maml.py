@@ -5,7 +5,7 @@ alpha = 0.01 (10 at test), meta-batch 4, 15 queries per class, 60k iterations.
 Paper: 48.70 +- 1.84 %.
 
 Run:      metajax train --config miniimagenet_5w1s_maml --data-dir /path/to/miniimagenet
-Data: user-supplied (layouts in metajax/_src/data/miniimagenet.py).
+Data: user-supplied (layouts: ``metajax.data.load_miniimagenet``).
 Not run here: the development machine has no copy of the data (benchmarks/README.md).
 """
 

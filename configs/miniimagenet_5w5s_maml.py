@@ -4,7 +4,7 @@ Source: Finn et al. 2017 (appendix A.1): as 5-way 1-shot with meta-batch 2.
 Paper: 63.11 +- 0.92 %.
 
 Run:      metajax train --config miniimagenet_5w5s_maml --data-dir /path/to/miniimagenet
-Data: user-supplied (layouts in metajax/_src/data/miniimagenet.py).
+Data: user-supplied (layouts: ``metajax.data.load_miniimagenet``).
 Not run here: the development machine has no copy of the data (benchmarks/README.md).
 """
 

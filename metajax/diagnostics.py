@@ -11,8 +11,14 @@
   draws one), :func:`fit_exponent` for the alpha^2 and curvature sweeps.
 * :func:`loto`, :func:`leave_one_group_out`, :func:`leave_one_alphabet_out`
   -- leave-one-task/group-out cross-validation and the risk-inflation ratio.
+* :func:`estimate_memory` (and :func:`memory_estimate` for a compiled
+  function) -- XLA's own estimate of a step's peak memory, before it runs;
+  :func:`current_rss_mb`, :func:`release_host_memory` and
+  :func:`compilation_cache_events` for measuring runs.
+* :func:`post_adaptation_risk` -- every task's query loss after adaptation.
 """
 
+from metajax._src.compile_cache import cache_events as compilation_cache_events
 from metajax._src.diagnostics import (
     compare_meta_gradients,
     finite_difference_gradient,
@@ -21,10 +27,21 @@ from metajax._src.diagnostics import (
     report_table,
     sweep,
 )
+from metajax._src.learner import post_adaptation_risk
 from metajax._src.loto import leave_one_alphabet_out, leave_one_group_out, loto
+from metajax._src.memory import MemoryEstimate, current_rss_mb, release_host_memory
+from metajax._src.memory import estimate as memory_estimate
+from metajax._src.memory import estimate_fn as estimate_memory
 from metajax._src.variance import components, fit_exponent, nested_sinusoid_tasks, variance_decomposition
 
 __all__ = [
+    "MemoryEstimate",
+    "compilation_cache_events",
+    "current_rss_mb",
+    "post_adaptation_risk",
+    "release_host_memory",
+    "estimate_memory",
+    "memory_estimate",
     "compare_meta_gradients",
     "components",
     "finite_difference_gradient",

@@ -20,8 +20,7 @@ def loss(w, batch):
 
 def eval_on_meshes(learner, params, tasks):
     """Adaptation curves and few-shot accuracies of 12 and 16 tasks on 1, 2 and 8 devices vs one jit (max abs diff)."""
-    from metajax._src.evaluation import adaptation_curves
-    from metajax._src.fewshot import accuracy_after_adaptation
+    from metajax.evaluation import accuracy_after_adaptation, adaptation_curves
 
     def qloss(p, query, support):
         value = loss(p, query)
@@ -33,7 +32,7 @@ def eval_on_meshes(learner, params, tasks):
         ref_curves = adaptation_curves(learner.adapt, params, learner.query_loss, sub, 2, task_chunk=1)
         ref_acc = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1)
         for n in (1, 2, 8):
-            mesh = mj.make_mesh(n)
+            mesh = mj.parallel.make_mesh(n)
             curves = adaptation_curves(learner.adapt, params, learner.query_loss, sub, 2, task_chunk=1, mesh=mesh)
             acc = accuracy_after_adaptation(learner, params, qloss, sub, 2, 1, mesh=mesh)
             # in calls of 5 tasks, rounded up to a multiple of the devices (6 on 2, 8 on 8), the last one padded
@@ -70,11 +69,11 @@ def main():
             params, state, _ = jax.jit(ref_ms.step)(params, state, tasks)
         diffs = {}
         for n in (1, 2, 8):
-            mesh = mj.make_mesh(n)
+            mesh = mj.parallel.make_mesh(n)
             ms = mj.make_meta_step(learner, optax.adam(1e-2), mesh=mesh)
             w_copy = jax.tree_util.tree_map(jnp.copy, w)  # the step donates its inputs
-            p, s = mj.replicate(w_copy, mesh), mj.replicate(ms.init(w_copy), mesh)
-            t = mj.shard_tasks(tasks, mesh)
+            p, s = mj.parallel.replicate(w_copy, mesh), mj.parallel.replicate(ms.init(w_copy), mesh)
+            t = mj.parallel.shard_tasks(tasks, mesh)
             step = jax.jit(ms.step, donate_argnums=(0, 1))
             for _ in range(3):
                 p, s, m = step(p, s, t)
@@ -90,17 +89,17 @@ def main():
     )
     out["moved"] = moved
     out["eval"] = eval_on_meshes(learners["maml"], params, tasks)
-    mesh = mj.make_mesh(8)
+    mesh = mj.parallel.make_mesh(8)
     odd = jax.tree_util.tree_map(lambda a: a[:12], tasks)
     for what, fn in (
-        ("shard_tasks", lambda: mj.shard_tasks(odd, mesh)),
+        ("shard_tasks", lambda: mj.parallel.shard_tasks(odd, mesh)),
         (
             "step",
             lambda: jax.jit(mj.make_meta_step(learners["maml"], optax.sgd(0.1), mesh=mesh).step)(
                 w, optax.sgd(0.1).init(w), odd
             ),
         ),
-        ("mesh", lambda: mj.make_mesh(9)),
+        ("mesh", lambda: mj.parallel.make_mesh(9)),
     ):
         try:
             fn()

@@ -149,12 +149,14 @@ def test_anil_is_maml_with_body_frozen_in_inner_loop(key, gradient):
 
 
 def test_anil_flax_head_selector():
-    from metajax._src.models import conv4
+    from metajax.models import conv4
 
     model = conv4(ways=3, filters=2, image_size=16)
     params = model.init(jax.random.PRNGKey(0))
     mask = mj.select_mask(params, "head")
-    picked = [mj._src.inner.path_str(p) for p, m in jax.tree_util.tree_flatten_with_path(mask)[0] if m]
+    from metajax._src.inner import path_str
+
+    picked = [path_str(p) for p, m in jax.tree_util.tree_flatten_with_path(mask)[0] if m]
     assert picked == ["params/head/bias", "params/head/kernel"]
 
 

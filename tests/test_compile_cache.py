@@ -100,7 +100,7 @@ def test_cli_loads_the_step_from_the_cache_on_the_second_run(tmp_path):
         """
         import sys
         import jax, jax.numpy as jnp
-        from metajax.cli import use_compile_cache
+        from metajax._src.app.launch import use_compile_cache
         from metajax._src.compile_cache import cache_events
         print(use_compile_cache(sys.argv[1]))
         step = jax.jit(lambda w, x: jnp.tanh(x @ w).sum())

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 from conftest import mlp_loss, regression_tasks, tanh_mlp_init
 
-from metajax import cli
 from metajax._src import diagnostics as dg
+from metajax._src.app import cli
 
 
 def test_one_d_example_matches_closed_form():

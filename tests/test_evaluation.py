@@ -8,8 +8,8 @@ import optax
 
 import metajax as mj
 from metajax._src.data import sinusoid
-from metajax._src.evaluation import adaptation_curves, markdown_table, plain_adapter, summarize
-from metajax._src.models import mlp, mse_loss
+from metajax.evaluation import adaptation_curves, markdown_table, plain_adapter, summarize
+from metajax.models import mlp, mse_loss
 
 
 def test_summarize_counts_diverged_and_keeps_median_robust():
@@ -61,7 +61,7 @@ def test_scoring_in_calls_matches_one_call_compiles_once_and_reports_progress():
     import jax.numpy as jnp
     import pytest
 
-    from metajax._src.fewshot import adaptation_scorer
+    from metajax.evaluation import adaptation_scorer
 
     traces = []
 

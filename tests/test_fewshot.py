@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from test_omniglot import DATA_DIR, needs_data
 
-from metajax import cli
+from metajax._src.app import cli
+from metajax._src.app.configs import available_configs
 
 pytestmark = needs_data
 
@@ -21,8 +22,8 @@ def smoke_config(**overrides):
 
 
 def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
-    from metajax._src import train
-    from metajax._src.fewshot import accuracy_after_adaptation
+    from metajax._src.app import experiment, train
+    from metajax.evaluation import accuracy_after_adaptation
 
     cfg = smoke_config(
         **{
@@ -33,7 +34,7 @@ def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
             "train.steps_per_call": 20,
         }
     )
-    exp = train.build(cfg)
+    exp = experiment.build(cfg)
     init = exp.learner.init(exp.model.init(jax.random.split(jax.random.PRNGKey(cfg.seed))[0]))
     trained, info = train.meta_train(exp, tmp_path, progress=False)
     assert info["steps"] == 60
@@ -140,7 +141,7 @@ def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
     assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "images_evaluation.zip" in err
 
 
-OMNIGLOT_CONFIGS = sorted(n for n in cli.available_configs() if n.startswith("omniglot_"))
+OMNIGLOT_CONFIGS = sorted(n for n in available_configs() if n.startswith("omniglot_"))
 
 
 def test_every_setting_has_every_algorithm():
@@ -151,11 +152,11 @@ def test_every_setting_has_every_algorithm():
 
 @pytest.mark.parametrize("name", OMNIGLOT_CONFIGS)
 def test_every_omniglot_config_builds(name):
-    from metajax._src import train
+    from metajax._src.app import experiment
 
     cfg = cli.load_config(name, smoke=True)
     cfg.data.data_dir = DATA_DIR
-    exp = train.build(cfg)
+    exp = experiment.build(cfg)
     assert exp.learner.name == cfg.algorithm
     full = cli.load_config(name)
     ways, shots = (int(x) for x in name.split("_")[1].rstrip("s").split("w"))

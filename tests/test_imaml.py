@@ -122,7 +122,7 @@ def test_bad_arguments(kwargs, match):
 
 def test_conv_net_with_custom_vjp_layers():
     """conv4's closed-form (custom-VJP, no forward mode) layers give the same implicit gradient as plain autodiff."""
-    from metajax._src.models import conv4, cross_entropy_loss
+    from metajax.models import conv4, cross_entropy_loss
 
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(4), 3)
     xs = jax.random.normal(k1, (2, 3, 16, 16, 1), jnp.float64)

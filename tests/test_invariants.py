@@ -63,7 +63,7 @@ def test_meta_step_traces_once_over_many_steps(key):
 
 def test_train_loop_matches_repeated_steps(key):
     from metajax._src.data import sinusoid
-    from metajax._src.models import mlp, mse_loss
+    from metajax.models import mlp, mse_loss
 
     model = mlp(hidden=(8,))
     learner = mj.maml(mse_loss(model.apply), "sgd", 1, inner_lr=0.01)

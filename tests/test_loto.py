@@ -9,7 +9,7 @@ import pytest
 import metajax as mj
 from metajax._src import loto
 from metajax._src.data import sinusoid
-from metajax._src.models import mlp, mse_loss
+from metajax.models import mlp, mse_loss
 
 
 def test_fold_sampling_never_uses_the_left_out_task():
@@ -57,7 +57,7 @@ def test_episodes_only_from_allowed_classes():
 
 
 def test_leave_one_group_out_runs_every_fold_and_reports_the_ratio():
-    from metajax._src.models import conv4, cross_entropy_loss
+    from metajax.models import conv4, cross_entropy_loss
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (12, 4, 16, 16), dtype=np.uint8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metajax import cli
+from metajax._src.app import cli
 from metajax._src.data.miniimagenet import DataNotFoundError, load_miniimagenet
 
 CLASSES, PER_CLASS = 5, 4

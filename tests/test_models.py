@@ -11,7 +11,7 @@ from jax.flatten_util import ravel_pytree
 from test_maml import directional_fd_check
 
 import metajax as mj
-from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss, max_pool_2x2, mlp
+from metajax.models import conv4, cross_entropy_loss, cross_entropy_query_loss, max_pool_2x2, mlp
 
 
 def f64(tree):
@@ -148,7 +148,7 @@ def test_conv_bad_arguments():
 def test_conv_s1_is_lax_conv_with_correct_derivatives_to_third_order(padding):
     from jax.test_util import check_grads
 
-    from metajax._src.models import conv_s1
+    from metajax.models import conv_s1
 
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     x = jax.random.normal(k1, (2, 6, 5, 3), jnp.float64)
@@ -170,7 +170,7 @@ def test_conv_s1_is_lax_conv_with_correct_derivatives_to_third_order(padding):
 
 @pytest.mark.parametrize("num_ref", [None, 2])
 def test_closed_form_batch_norm_matches_autodiff_to_second_order(num_ref):
-    from metajax._src.models import batch_norm
+    from metajax.models import batch_norm
 
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     x = 2 * jax.random.normal(k[0], (5, 3, 4, 3), jnp.float64) + 1
@@ -197,7 +197,7 @@ def test_closed_form_batch_norm_matches_autodiff_to_second_order(num_ref):
 
 @pytest.mark.parametrize("shape", [(3, 6, 8, 2), (2, 7, 5, 3)])
 def test_relu_max_pool_splits_tied_gradients_like_autodiff(shape):
-    from metajax._src.models import max_pool_2x2, relu_max_pool_2x2
+    from metajax.models import max_pool_2x2, relu_max_pool_2x2
 
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jnp.round(2 * jax.random.normal(k1, shape, jnp.float64)) / 2  # many ties, many zeros
@@ -220,7 +220,7 @@ def test_nnx_and_linen_modules_work_through_pure_apply():
     from flax import nnx
 
     from metajax._src.data import sinusoid
-    from metajax._src.models import from_linen, from_nnx, mse_loss
+    from metajax.models import from_linen, from_nnx, mse_loss
 
     class NNXMLP(nnx.Module):
         def __init__(self, rngs):
@@ -253,7 +253,7 @@ def test_max_pool_2x2_equals_reduce_window(size):
     """Values and gradients of the reshape max-pool equal flax's reduce_window pool (odd sizes drop the tail)."""
     import flax.linen as nn
 
-    from metajax._src.models import max_pool_2x2
+    from metajax.models import max_pool_2x2
 
     x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 4), jnp.float64)
     ref = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
@@ -268,7 +268,8 @@ def test_max_pool_2x2_equals_reduce_window(size):
 def test_winograd_conv3x3_is_lax_conv_with_correct_derivatives_to_third_order(hw):
     from jax.test_util import check_grads
 
-    from metajax._src.models import _wino_in, _wino_in_t_op, _wino_out, _wino_out_t_op, winograd_conv3x3
+    from metajax._src.kernels import _wino_in, _wino_in_t_op, _wino_out, _wino_out_t_op
+    from metajax.models import winograd_conv3x3
 
     k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(0), 4)
     x = jax.random.normal(k1, (2, *hw, 3), jnp.float64)
@@ -406,7 +407,7 @@ def test_jitted_maml_meta_gradient_matches_eager_at_conv4_64_width(dtype):
 
 @pytest.mark.parametrize("dtype,channels,size", [(jnp.float32, 64, 5), (jnp.float32, 128, 2), (jnp.float64, 64, 5)])
 def test_relu_max_pool_second_order_under_jit_matches_eager(dtype, channels, size):
-    from metajax._src.models import relu_max_pool_2x2
+    from metajax.models import relu_max_pool_2x2
 
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     x = jnp.round(2 * jax.random.normal(k1, (5, size, size, channels), dtype)) / 2  # with ties

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 from conftest import session_shared
 
-from metajax._src.checkpoint import Checkpointer
+from metajax._src.app.checkpoint import Checkpointer
 
 ARGS = [
     "--smoke",
@@ -114,7 +114,7 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path, reference):
 
 def test_resume_allows_more_steps_and_other_runtime_settings_only():
     """train.num_steps and runtime.* may change on resume; anything else, or num_steps under annealing, may not."""
-    from metajax._src.train import resume_change
+    from metajax._src.app.rundir import resume_change
 
     old = {"train": {"num_steps": 10}, "inner": {"lr": 0.4}, "outer": {"anneal": False}, "runtime": {"cpu_threads": 0}}
     same = json.loads(json.dumps(old))
@@ -159,7 +159,7 @@ CORRUPTION_SCRIPT = r"""
 import json, sys, warnings
 from pathlib import Path
 import jax, jax.numpy as jnp, numpy as np
-from metajax._src.checkpoint import Checkpointer, IncompatibleCheckpointError
+from metajax._src.app.checkpoint import Checkpointer, IncompatibleCheckpointError
 root = Path(sys.argv[1])
 ck = Checkpointer(root)
 w = jax.random.normal(jax.random.PRNGKey(0), (1000,))  # incompressible: the data file is large
@@ -209,7 +209,8 @@ def test_a_crash_while_saving_parameters_leaves_the_previous_file(tmp_path, monk
     """save_params writes through a temporary and a rename: a half-written file never replaces a whole one."""
     from pathlib import Path
 
-    from metajax._src import train
+    from metajax._src.app import rundir as train
+    from metajax._src.files import write_atomic
 
     path = tmp_path / "meta_params.msgpack"
     train.save_params(path, {"w": jnp.ones(3)})
@@ -228,5 +229,5 @@ def test_a_crash_while_saving_parameters_leaves_the_previous_file(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["meta_params.msgpack"]  # the temporary is removed
     train.save_params(path, {"w": jnp.zeros(3)})
     assert float(jnp.sum(train.load_params(path, {"w": jnp.ones(3)})["w"])) == 0.0
-    train.write_atomic(tmp_path / "config.json", '{"a": 1}')
+    write_atomic(tmp_path / "config.json", '{"a": 1}')
     assert (tmp_path / "config.json").read_text() == '{"a": 1}'

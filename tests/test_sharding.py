@@ -70,20 +70,20 @@ def test_cpu_streams_resolve_to_a_divisor_of_the_meta_batch(monkeypatch):
     import metajax as mj
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert mj.resolve_cpu_streams(0, 32) == 4  # one per core
-    assert mj.resolve_cpu_streams("auto", 6) == 3  # reduced to a divisor of the meta-batch
-    assert mj.resolve_cpu_streams(0, 25) == 1
-    assert mj.resolve_cpu_streams(0, 2) == 2
-    assert mj.resolve_cpu_streams(8, 32) == 8  # explicit counts may exceed the cores
+    assert mj.parallel.resolve_cpu_streams(0, 32) == 4  # one per core
+    assert mj.parallel.resolve_cpu_streams("auto", 6) == 3  # reduced to a divisor of the meta-batch
+    assert mj.parallel.resolve_cpu_streams(0, 25) == 1
+    assert mj.parallel.resolve_cpu_streams(0, 2) == 2
+    assert mj.parallel.resolve_cpu_streams(8, 32) == 8  # explicit counts may exceed the cores
     with pytest.raises(ValueError, match=r"runtime.cpu_streams=3 does not divide the meta-batch of 32 tasks"):
-        mj.resolve_cpu_streams(3, 32, "runtime.cpu_streams")
+        mj.parallel.resolve_cpu_streams(3, 32, "runtime.cpu_streams")
     for bad in (-1, 1.5, True, "two"):
         with pytest.raises(ValueError, match=r"cpu_streams must be an int >= 1, or 0 / 'auto' for one per core"):
-            mj.resolve_cpu_streams(bad, 32)
+            mj.parallel.resolve_cpu_streams(bad, 32)
 
 
 def test_host_streams_are_one_per_core_for_auto_even_when_training_uses_fewer(monkeypatch):
-    from metajax._src.sharding import host_cpu_streams, planned_cpu_streams
+    from metajax._src.app.runtime import host_cpu_streams, planned_cpu_streams
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     auto = {"cpu_streams": 0, "devices": 1}
@@ -104,7 +104,7 @@ def test_cpu_streams_must_be_chosen_before_jax_runs():
 
     jax.numpy.zeros(1).block_until_ready()
     with pytest.raises(RuntimeError, match=r"must run before JAX computes anything"):
-        mj.use_cpu_streams(len(jax.devices("cpu")) + 1)
+        mj.parallel.use_cpu_streams(len(jax.devices("cpu")) + 1)
 
 
 def test_train_command_splits_the_cpu_into_task_streams(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 import metajax as mj
 from metajax._src import variance as v
-from metajax._src.models import mlp, mse_loss
+from metajax.models import mlp, mse_loss
 
 
 def test_components_recover_known_variances():

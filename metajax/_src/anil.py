@@ -30,7 +30,9 @@ def anil(
         ``{"params": {"Dense_2": ...}}`` the paths are ``params/Dense_2/kernel``
         and ``params/Dense_2/bias``), or ``fn(path, leaf) -> bool``. It must
         match at least one parameter; checked in ``init`` and at trace time.
-      inner_opt, num_inner_steps, **kwargs: as in :func:`maml`.
+      inner_opt: as in :func:`maml`.
+      num_inner_steps: as in :func:`maml`.
+      kwargs: the keyword arguments of :func:`maml`.
 
     >>> import jax.numpy as jnp
     >>> learner = anil(lambda p, b: jnp.mean((b[0] * p["w"] + p["b"] - b[1]) ** 2), head="^b$")

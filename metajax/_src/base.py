@@ -141,3 +141,23 @@ def check_learning_rate(name: str, value: Any) -> None:
             raise ValueError(f"{name} must be finite, got {value!r}.")
         if np.any(arr < 0):
             raise ValueError(f"{name} must be >= 0, got {value!r}.")
+
+
+def take_leading(tree: Any, start: int, num: int) -> Any:
+    """Entries ``start .. start + num`` of every leaf's leading (task) axis."""
+    return jax.tree_util.tree_map(lambda x: x[start : start + num], tree)
+
+
+def pad_leading(tree: Any, size: int) -> Any:
+    """Pad every leaf's leading (task) axis to ``size`` by repeating its last entry (no copy when it fits).
+
+    Evaluation pads a batch of tasks to a fixed call size or to a multiple of the device count this way and
+    drops the padded results: a repeated task is a valid task, so the padding computes nothing undefined.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    num = leaves[0].shape[0] if leaves else 0
+    if num >= size:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda x: jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], size - num, axis=0)]), tree
+    )

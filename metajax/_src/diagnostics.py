@@ -6,7 +6,7 @@ Reptile direction and (optionally) central finite differences of the
 meta-objective, and reports per parameter array and overall: norms, cosine
 similarities, relative errors and the size of the second-order term
 (exact - first-order). :func:`one_d_example` prints the closed form of
-MISSION.md's scalar example next to the computed numbers.
+a scalar example with a closed form next to the computed numbers.
 
 The Reptile direction ``phi - phi~`` is divided by ``inner_lr * k`` so that
 its norm is on the scale of a gradient (for SGD it is then the mean of the k
@@ -23,9 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-import metajax as mj
+from metajax._src.base import MetaLearner, Task
 from metajax._src.inner import path_str
 from metajax._src.learner import post_adaptation_risk
+from metajax._src.maml import fomaml, maml
+from metajax._src.reptile import reptile
 
 
 def _flat(tree: Any) -> dict[str, np.ndarray]:
@@ -42,7 +44,7 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(a - ref) / n) if n > 0 else float("nan")
 
 
-def meta_objective(learner: mj.MetaLearner, meta_params: Any, tasks: mj.Task) -> jax.Array:
+def meta_objective(learner: MetaLearner, meta_params: Any, tasks: Task) -> jax.Array:
     """Mean post-adaptation query loss over the task batch."""
     return jnp.mean(post_adaptation_risk(learner, meta_params, tasks))
 
@@ -62,7 +64,7 @@ def finite_difference_gradient(f: Callable[[Any], jax.Array], params: Any, eps: 
 def compare_meta_gradients(
     loss_fn: Callable,
     params: Any,
-    tasks: mj.Task,
+    tasks: Task,
     *,
     inner_opt: Any = "sgd",
     inner_lr: float = 0.01,
@@ -92,6 +94,7 @@ def compare_meta_gradients(
       ``rel_err_fd`` (||exact - fd|| / ||fd||).
 
     >>> import jax.numpy as jnp
+    >>> import metajax as mj
     >>> loss = lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2)
     >>> t = mj.Task((jnp.ones((2, 3)), jnp.ones((2, 3))), (jnp.ones((2, 3)), 2 * jnp.ones((2, 3))))
     >>> r = compare_meta_gradients(loss, jnp.array(0.5), t, inner_lr=0.1)
@@ -99,14 +102,14 @@ def compare_meta_gradients(
     1.0
     """
     kw = {"inner_lr": inner_lr, "has_aux": has_aux}
-    exact_l = mj.maml(loss_fn, inner_opt, num_inner_steps, **kw)
-    first_l = mj.fomaml(loss_fn, inner_opt, num_inner_steps, **kw)
-    rep_l = mj.reptile(loss_fn, inner_opt, num_inner_steps, **kw)
+    exact_l = maml(loss_fn, inner_opt, num_inner_steps, **kw)
+    first_l = fomaml(loss_fn, inner_opt, num_inner_steps, **kw)
+    rep_l = reptile(loss_fn, inner_opt, num_inner_steps, **kw)
     exact = jax.jit(exact_l.meta_grad)(params, tasks)[0]
     first = jax.jit(first_l.meta_grad)(params, tasks)[0]
     scale = 1.0 / (inner_lr * num_inner_steps)
-    reptile = jax.tree_util.tree_map(lambda d: d * scale, jax.jit(rep_l.meta_grad)(params, tasks)[0])
-    grads = {"exact": exact, "first_order": first, "reptile": reptile}
+    reptile_dir = jax.tree_util.tree_map(lambda d: d * scale, jax.jit(rep_l.meta_grad)(params, tasks)[0])
+    grads = {"exact": exact, "first_order": first, "reptile": reptile_dir}
     if finite_differences:
         grads["finite_differences"] = finite_difference_gradient(
             lambda p: meta_objective(exact_l, p, tasks), params, fd_eps
@@ -161,7 +164,7 @@ def report_table(report: dict[str, Any]) -> str:
 
 
 def one_d_example(w: float = 0.7, alpha: float = 0.05) -> dict[str, float]:
-    """MISSION.md's scalar case: closed form next to metajax's numbers.
+    """A scalar case with a closed form next to metajax's numbers.
 
     Support loss ``f_s(w) = w^4/4 - c_s w`` (gradient ``w^3 - c_s``, Hessian
     ``3 w^2``), query loss the same with ``c_q``, three tasks, one SGD step
@@ -172,15 +175,15 @@ def one_d_example(w: float = 0.7, alpha: float = 0.05) -> dict[str, float]:
     c_s = np.array([1.0, -0.5, 2.0])
     c_q = np.array([0.5, 0.3, -1.0])
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    tasks = mj.Task((jnp.asarray(c_s[:, None], dtype),), (jnp.asarray(c_q[:, None], dtype),))
+    tasks = Task((jnp.asarray(c_s[:, None], dtype),), (jnp.asarray(c_q[:, None], dtype),))
 
     def loss(w, batch):
         (c,) = batch
         return jnp.mean(w**4 / 4 - c * w)
 
     wj = jnp.asarray(w, dtype)
-    exact = float(mj.maml(loss, "sgd", 1, inner_lr=alpha).meta_grad(wj, tasks)[0])
-    first = float(mj.fomaml(loss, "sgd", 1, inner_lr=alpha).meta_grad(wj, tasks)[0])
+    exact = float(maml(loss, "sgd", 1, inner_lr=alpha).meta_grad(wj, tasks)[0])
+    first = float(fomaml(loss, "sgd", 1, inner_lr=alpha).meta_grad(wj, tasks)[0])
     u = w - alpha * (w**3 - c_s)
     q = u**3 - c_q
     return {
@@ -197,7 +200,7 @@ def one_d_example(w: float = 0.7, alpha: float = 0.05) -> dict[str, float]:
 
 
 def sweep(
-    loss_fn: Callable, params: Any, tasks: mj.Task, alphas: list[float], ks: list[int], inner_opt: Any = "sgd"
+    loss_fn: Callable, params: Any, tasks: Task, alphas: list[float], ks: list[int], inner_opt: Any = "sgd"
 ) -> list[dict[str, Any]]:
     """Overall statistics of :func:`compare_meta_gradients` over a grid of alpha and k."""
     rows = []

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from metajax._src.base import Params, Task, check_learning_rate, check_positive_int
-from metajax._src.evaluation import adaptation_curves, plain_adapter
+from metajax._src.evaluation import adaptation_curves, ci95, plain_adapter
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -75,7 +75,7 @@ def summarize_curves(curves: dict[str, np.ndarray], steps: list[int]) -> dict[st
         rows = []
         for s in steps:
             col = c[:, s].astype(np.float64)
-            ci = 1.96 * col.std(ddof=1) / np.sqrt(col.size) if col.size > 1 else float("nan")
+            ci = ci95(col)
             rows.append({"steps": int(s), "mean": float(col.mean()), "ci95": float(ci)})
         out[name] = rows
     return out
@@ -106,7 +106,7 @@ def write_report(out: Path, title: str, results: dict[str, dict[str, np.ndarray]
     for ax, (metric, curves) in zip(np.atleast_1d(axes), results.items(), strict=True):
         for name, c in curves.items():
             mean = c.mean(axis=0)
-            ci = 1.96 * c.std(axis=0, ddof=1) / np.sqrt(c.shape[0])
+            ci = ci95(c, axis=0)
             x = np.arange(c.shape[1])
             ax.plot(x, mean, label=name)
             ax.fill_between(x, mean - ci, mean + ci, alpha=0.25)

@@ -1,4 +1,4 @@
-"""Leave-one-task-out (LOTO) cross-validation of meta-learning (seed 000).
+"""Leave-one-task-out (LOTO) cross-validation of meta-learning: does meta-training memorise its tasks?
 
 On a finite pool of N training tasks, fold ``i`` meta-trains on the other
 N - 1 tasks and measures the post-adaptation risk (query loss after adapting

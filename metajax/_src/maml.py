@@ -7,16 +7,10 @@ from typing import Any
 import optax
 
 from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task
-from metajax._src.inner import (
-    AbstractMetaGradient,
-    FirstOrder,
-    Implicit,
-    Selector,
-    make_inner_opt,
-    make_meta_gradient,
-    warn_if_unsafe_for_exact,
-)
+from metajax._src.implicit import Implicit
+from metajax._src.inner import AbstractMetaGradient, FirstOrder, Selector, make_inner_opt, warn_if_unsafe_for_exact
 from metajax._src.learner import gradient_learner, identity
+from metajax._src.strategy import make_meta_gradient
 
 
 def maml(

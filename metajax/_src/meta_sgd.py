@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import optax
 
 from metajax._src.base import LossFn, MetaLearner, Params, QueryLossFn, Task, check_learning_rate
-from metajax._src.inner import AbstractMetaGradient, Selector, make_meta_gradient, partition, select_mask
+from metajax._src.inner import AbstractMetaGradient, Selector, partition, select_mask
 from metajax._src.learner import gradient_learner
+from metajax._src.strategy import make_meta_gradient
 
 GRANULARITIES = ("parameter", "tensor", "scalar")
 

@@ -46,8 +46,8 @@ def reptile(
     differentiated through the inner loop.
 
     Args:
-      loss_fn, inner_opt, inner_lr, has_aux, query_loss_fn, head, task_chunk,
-      task_spec: as in :func:`maml`.
+      loss_fn: as in :func:`maml`, like ``inner_opt``, ``inner_lr``, ``has_aux``, ``query_loss_fn``,
+        ``head``, ``task_chunk`` and ``task_spec``.
       num_inner_steps: inner steps k (the paper uses 5 to 10 for training).
       inner_batch_size: ``None`` (full-batch steps) or the size of the
         consecutive minibatches each inner step takes from the support batch

@@ -26,6 +26,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from metajax._src.base import pad_leading
+
 TASK_AXIS = "tasks"
 
 
@@ -55,9 +57,9 @@ def resolve_cpu_streams(value: int | str, meta_batch: int, argname: str = "cpu_s
     >>> resolve_cpu_streams(3, 6)
     3
     """
-    if _is_auto(value):
-        cores = _cores()
-        return max(d for d in range(1, min(cores, meta_batch) + 1) if meta_batch % d == 0)
+    if is_auto(value):
+        n = cores()
+        return max(d for d in range(1, min(n, meta_batch) + 1) if meta_batch % d == 0)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{argname} must be an int >= 1, or 0 / 'auto' for one per core, got {value!r}.")
     if meta_batch % value:
@@ -68,41 +70,11 @@ def resolve_cpu_streams(value: int | str, meta_batch: int, argname: str = "cpu_s
     return value
 
 
-def planned_cpu_streams(runtime: Any, meta_batch: int) -> int:
-    """The CPU task streams a run's ``runtime`` settings ask for (1: none).
-
-    Streams apply only when the task batch would otherwise run on one device: ``runtime.devices = 1``
-    and not distributed. Bad values raise ``ValueError`` naming ``runtime.cpu_streams``.
-    """
-    if not cpu_streams_apply(runtime):
-        return 1
-    return resolve_cpu_streams(runtime.get("cpu_streams", 1), meta_batch, "runtime.cpu_streams")
-
-
-def cpu_streams_apply(runtime: Any) -> bool:
-    """Whether ``runtime`` asks for CPU task streams: ``cpu_streams`` not 1, ``devices = 1``, not distributed."""
-    return (
-        runtime.get("cpu_streams", 1) != 1 and runtime.get("devices", 1) == 1 and not runtime.get("distributed", False)
-    )
-
-
-def host_cpu_streams(runtime: Any, meta_batch: int) -> int:
-    """How many CPU devices a run's ``runtime`` settings split the host into (1: none).
-
-    The training streams (:func:`planned_cpu_streams`), except that ``cpu_streams`` 0 / ``"auto"`` always
-    gives one per core: evaluation and validation, whose tasks are independent, use every stream even when
-    the meta-batch does not split that far (Reptile's meta-batch of 3 or 5 on two cores trains as one program
-    and still evaluates on both).
-    """
-    n = planned_cpu_streams(runtime, meta_batch)
-    return max(n, _cores()) if cpu_streams_apply(runtime) and _is_auto(runtime["cpu_streams"]) else n
-
-
-def _is_auto(value: Any) -> bool:
+def is_auto(value: Any) -> bool:
     return value == "auto" or (value == 0 and not isinstance(value, bool))
 
 
-def _cores() -> int:
+def cores() -> int:
     """The cores this process may run on (its CPU affinity where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -223,10 +195,7 @@ def shard_task_map(per_shard: Callable, mesh: Mesh | None, axis_name: str = TASK
         if num == 0:
             raise ValueError("tasks must hold at least one task, got an empty batch.")
         pad = -num % n
-        if pad:
-            tasks = jax.tree_util.tree_map(
-                lambda x: jax.numpy.concatenate([x, jax.numpy.repeat(x[-1:], pad, axis=0)]), tasks
-            )
+        tasks = pad_leading(tasks, num + pad)
         out = sharded(replicate(consts, mesh), jax.device_put(tasks, task_sharded(mesh, axis_name)))
         return jax.tree_util.tree_map(lambda x: x[:num], out) if pad else out
 

@@ -1,4 +1,4 @@
-"""Meta-gradient variance from task, support-set and query-set sampling (seed 000).
+"""Meta-gradient variance from task, support-set and query-set sampling (a nested random-effects decomposition).
 
 A single-task meta-gradient g(tau, S, Q) is random through the task tau, its
 support set S and its query set Q (S and Q independent given tau). By the law

@@ -3,7 +3,6 @@
     python benchmarks/run.py            # quick: the table in benchmarks/README.md (~12 min on 2 cores)
     python benchmarks/run.py --full     # more strategies and repeats
     python benchmarks/run.py --only sinusoid
-    metajax bench [same options]        # the same, from an installed package
 
 Every variant runs in its own subprocess (so peak RSS is that variant's) and
 reports: the median time of ``--repeats`` timed calls after one warm-up call,
@@ -50,16 +49,16 @@ def worker(spec: dict) -> dict:
     import optax
 
     import metajax as mj
-    from metajax._src.data import sinusoid
+    import metajax.data as mjd
 
     if spec.get("cpu_streams", 1) != 1:  # split the CPU backend before anything runs; shard the tasks over it
-        streams = mj.resolve_cpu_streams(spec["cpu_streams"], spec["meta_batch"])
-        mj.use_cpu_streams(streams)
+        streams = mj.parallel.resolve_cpu_streams(spec["cpu_streams"], spec["meta_batch"])
+        mj.parallel.use_cpu_streams(streams)
         if streams > 1:
             spec = {**spec, "devices": streams}
     if spec.get("host_streams", 1) > 1:  # split the host, but run on one device (what an idle split costs)
-        mj.use_cpu_streams(spec["host_streams"])
-    from metajax._src.models import mlp, mse_loss, resolve_conv_impl
+        mj.parallel.use_cpu_streams(spec["host_streams"])
+    from metajax.models import mlp, mse_loss, resolve_conv_impl
 
     if spec["workload"] == "episodes":
         return episodes_worker(spec)
@@ -77,20 +76,21 @@ def worker(spec: dict) -> dict:
         ms = mj.make_meta_step(learner, optax.adam(1e-3) if alg != "reptile" else optax.sgd(0.1))
         steps = spec["steps_per_call"]
         fn = jax.jit(
-            mj.make_train_loop(ms, lambda kk: sinusoid.sample_tasks(kk, spec["meta_batch"], 10), steps),
+            mj.make_train_loop(ms, lambda kk: mjd.sinusoid_tasks(kk, spec["meta_batch"], 10), steps),
             donate_argnums=(0, 1),
         )
         params = model.init(key)
         args = (params, ms.init(params), key)
     else:
-        mesh = mj.make_mesh(spec["devices"]) if spec.get("devices") else None
+        mesh = mj.parallel.make_mesh(spec["devices"]) if spec.get("devices") else None
         ms, params, tasks = omniglot_workload(spec, extra, mesh)
         fn = jax.jit(ms.step, donate_argnums=(0, 1))
         steps = 1
         args = (params, ms.init(params), tasks)
         if mesh is not None:
-            args = (*mj.replicate(args[:2], mesh), mj.shard_tasks(tasks, mesh))
-    from metajax._src.compile_cache import cache_events, enable_compilation_cache
+            args = (*mj.parallel.replicate(args[:2], mesh), mj.parallel.shard_tasks(tasks, mesh))
+    from metajax import enable_compilation_cache
+    from metajax.diagnostics import compilation_cache_events as cache_events
 
     use_cache = bool(spec.get("compile_cache"))
     if use_cache:  # a persistent cache directory: the first process compiles, later ones load
@@ -102,7 +102,7 @@ def worker(spec: dict) -> dict:
     cached = ("hit" if seen["hits"] else "miss") if use_cache else None
     mem = compiled.memory_analysis()
     temp_mb = None if mem is None else round(mem.temp_size_in_bytes / 2**20, 1)
-    from metajax._src.memory import release_host_memory
+    from metajax.diagnostics import release_host_memory
 
     release_host_memory()  # as metajax train does after compiling
 
@@ -132,7 +132,7 @@ def omniglot_workload(spec: dict, extra: dict | None = None, mesh=None):
     import optax
 
     import metajax as mj
-    from metajax._src.models import conv4, cross_entropy_loss
+    from metajax.models import conv4, cross_entropy_loss
 
     alg, k = spec["algorithm"], spec["k"]
     factories = {"maml": mj.maml, "fomaml": mj.fomaml, "reptile": mj.reptile, "imaml": mj.imaml}
@@ -169,13 +169,26 @@ def synthetic_tasks(key, num_tasks: int, shots: int):
     )
 
 
-def run_worker(spec: dict, *, env: dict | None = None, cwd=None, timeout: float | None = None) -> dict:
-    """Run :func:`worker` on ``spec`` in a fresh ``python -m metajax._src.bench --worker`` process.
+def worker_command(tree: Path | None = None) -> list[str]:
+    """The command that runs one benchmark worker: this file's, or the harness of another checkout ``tree``.
+
+    Checkouts from before the harness moved into ``benchmarks/`` kept it inside the package, as a private module.
+    """
+    script = Path(__file__).resolve() if tree is None else Path(tree) / "benchmarks" / "harness.py"
+    if script.is_file():
+        return [sys.executable, str(script), "--worker"]
+    return [sys.executable, "-m", "metajax._src.bench", "--worker"]
+
+
+def run_worker(
+    spec: dict, *, env: dict | None = None, cwd=None, timeout: float | None = None, tree: Path | None = None
+) -> dict:
+    """Run :func:`worker` on ``spec`` in a fresh process (:func:`worker_command`; ``tree``: another checkout's).
 
     Returns its result, or ``{**spec, "error": ...}`` (the last stderr line) when it failed.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "metajax._src.bench", "--worker", json.dumps(spec)],
+        [*worker_command(tree), json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -203,7 +216,7 @@ def _result(spec: dict, times: list[float], per_call: int, compile_s: float, tem
 
     import jax
 
-    from metajax._src.memory import current_rss_mb
+    from metajax.diagnostics import current_rss_mb
 
     med = statistics.median(times)
     steady = current_rss_mb()
@@ -229,7 +242,7 @@ def episodes_worker(spec: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from metajax._src.data.episodes import sample_episodes
+    from metajax.data import sample_episodes
 
     images = jax.random.randint(jax.random.PRNGKey(0), (4400, 20, 28, 28), 0, 256).astype(jnp.uint8)
     batch, calls = spec["meta_batch"], spec["calls_per_run"]
@@ -260,12 +273,12 @@ def evaluation_worker(spec: dict) -> dict:
     import jax
 
     import metajax as mj
-    from metajax._src.fewshot import adaptation_scorer
-    from metajax._src.models import conv4, cross_entropy_loss, cross_entropy_query_loss
+    from metajax.evaluation import adaptation_scorer
+    from metajax.models import conv4, cross_entropy_loss, cross_entropy_query_loss
 
     devices = spec.get("eval_streams", 1)
     if devices > 1:
-        mj.use_cpu_streams(devices)
+        mj.parallel.use_cpu_streams(devices)
     model = conv4(ways=5, filters=64, image_size=28, conv=spec["conv"])
     adam = spec["inner"] == "adam"
     learner = (mj.reptile if adam else mj.maml)(
@@ -273,7 +286,7 @@ def evaluation_worker(spec: dict) -> dict:
     )
     t, key = spec["num_tasks"], jax.random.PRNGKey(0)
     tasks = synthetic_tasks(key, t, spec["shots"])
-    mesh = mj.make_mesh(devices)
+    mesh = mj.parallel.make_mesh(devices)
     score = adaptation_scorer(learner, cross_entropy_query_loss(model.apply), spec["k"], 1, 10 if adam else None, mesh)
     params = learner.init(model.init(key))
     t0 = time.perf_counter()
@@ -358,7 +371,7 @@ def variants(full: bool, only: str | None) -> list[dict]:
     if only == "eval_streams":
         # evaluation on one device against the host split into one CPU stream per core (pairs back to back),
         # and a training step on one device with the host split or not (what an idle stream costs)
-        from metajax._src.sharding import _cores
+        from metajax.parallel import available_cores as _cores
 
         for inner, k, shots in (("sgd", 3, 1), ("sgd", 3, 5), ("adam", 50, 5)):
             for streams in (1, max(2, _cores())):

@@ -1,0 +1,188 @@
+"""Few-shot classification experiments (Omniglot, Mini-ImageNet): build from a config, validate, evaluate.
+
+Protocol: meta-train on episodes from the training classes; every
+``train.eval_every`` steps score ``train.val_tasks`` validation episodes
+(transductive batch norm) and keep the best meta-parameters; at the end score
+``eval.num_tasks`` test episodes with ``eval.queries`` query examples per
+class after ``eval.steps`` inner steps, reporting mean accuracy with a 95%
+confidence interval separately for transductive and non-transductive batch
+norm (see :mod:`metajax.models`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metajax._src.app.progress import Progress
+from metajax._src.app.runtime import Runtime
+from metajax._src.base import Task, check_positive_int
+from metajax._src.data import omniglot
+from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
+from metajax._src.data.miniimagenet import load_miniimagenet
+from metajax._src.evaluation import adaptation_scorer, mean_ci
+from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss
+from metajax._src.models import conv4
+
+BN_POLICIES = ("transductive", "support")
+"""Batch-norm policies of the evaluation (:mod:`metajax.models`): ``transductive`` normalises the query batch with
+its own statistics, ``support`` (non-transductive) with the support set's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    """The shape of the episodes of one phase: ``ways`` classes, ``shots`` support and ``queries`` query
+    examples per class."""
+
+    ways: int
+    shots: int
+    queries: int
+
+
+class FewShot:
+    """A few-shot classification experiment: the data on the device, the Conv4 model, the learner and the
+    validation and test protocol.
+
+    The config is read once, here; the methods use the plain values kept from it.
+    """
+
+    def __init__(self, config: Any, learner_factory: Callable, runtime: Runtime):
+        c, d = config, config.data
+        for name in ("ways", "shots", "queries", "meta_batch_size"):
+            check_positive_int(f"data.{name}", d[name])
+        for name in ("ways", "shots", "queries", "num_tasks", "steps"):
+            check_positive_int(f"eval.{name}", c.eval[name])
+        for policy in c.eval.bn:
+            if policy not in BN_POLICIES:
+                raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
+        if d.order not in ("class", "shot"):
+            raise ValueError(f"data.order must be 'class' or 'shot', got {d.order!r}.")
+        self.task, self.runtime = c.task, runtime
+        self.train_episodes = Episodes(d.ways, d.shots, d.queries)
+        self.eval_episodes = Episodes(c.eval.ways, c.eval.shots, c.eval.queries)
+        self.meta_batch_size, self.order = d.meta_batch_size, d.order
+        self.eval_steps, self.eval_inner_batch_size = c.eval.steps, c.eval.inner_batch_size
+        self.eval_num_tasks, self.eval_seed, self.bn_policies = c.eval.num_tasks, c.eval.seed, tuple(c.eval.bn)
+        self.val_tasks = c.train.get("val_tasks", 0)
+        self.inner_description = f"{c.inner.opt} lr={c.inner.lr}"
+        self._scorers: dict[str, Callable] = {}
+        if c.task == "omniglot":
+            parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
+        else:
+            parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
+        # Fail before compiling anything if the episodes cannot be drawn.
+        check_episode_args(len(parts["train"].character), parts["train"].images.shape[1], d.ways, d.shots, d.queries)
+        for split in ("val", "test"):
+            check_episode_args(
+                len(parts[split].character), parts[split].images.shape[1], c.eval.ways, c.eval.shots, c.eval.queries
+            )
+        if c.eval.ways != d.ways:
+            raise ValueError(f"eval.ways={c.eval.ways} must equal data.ways={d.ways} (the head has {d.ways} outputs).")
+        self.counts = {k: int(len(v.character)) for k, v in parts.items()}
+        self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
+        shape = parts["train"].images.shape[2:]
+        channels = shape[2] if len(shape) == 3 else 1
+        self.model = conv4(d.ways, c.model.filters, shape[0], channels, conv=c.model.conv)
+        self.loss_fn = cross_entropy_loss(self.model.apply)
+        self.learner = learner_factory(
+            self.loss_fn,
+            has_aux=True,
+            task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
+        )
+
+    def sample_train(self, key: jax.Array, images: jax.Array) -> Task:
+        e = self.train_episodes
+        tasks = sample_episodes(key, images, self.meta_batch_size, e.ways, e.shots, e.queries)
+        if self.order == "shot":  # interleave classes so consecutive inner minibatches mix them
+            tasks = jax.tree_util.tree_map(jax.vmap(lambda x: _shot_major(x, e.ways)), tasks)
+        return tasks
+
+    def episodes(self, split: str, num: int, seed: int) -> Task:
+        e = self.eval_episodes
+        return sample_episodes(jax.random.PRNGKey(seed), self.images[split], num, e.ways, e.shots, e.queries)
+
+    def query_loss(self, policy: str) -> Callable:
+        return cross_entropy_query_loss(self.model.apply, bn=policy)
+
+    def scorer(self, policy: str) -> Callable:
+        """The compiled evaluation for a batch-norm ``policy`` (built once: validation reuses it every time)."""
+        if policy not in self._scorers:
+            rt = self.runtime
+            self._scorers[policy] = adaptation_scorer(
+                self.learner,
+                self.query_loss(policy),
+                self.eval_steps,
+                rt.task_chunk,
+                self.eval_inner_batch_size,
+                rt.eval_mesh,
+                rt.eval_tasks_per_call,
+            )
+        return self._scorers[policy]
+
+    def _several_calls(self, num_tasks: int) -> bool:
+        """Whether scoring ``num_tasks`` tasks takes more than one call (then progress is worth reporting)."""
+        size = self.runtime.eval_tasks_per_call
+        return size is not None and num_tasks > size
+
+    def validate(self, meta_params: Any, on_chunk: Callable[[int, int], None] | None = None) -> float:
+        """Mean accuracy on ``train.val_tasks`` validation episodes (transductive batch norm).
+
+        ``on_chunk(done, total)`` is called after each evaluation call when the validation takes more than one.
+        """
+        tasks = self.episodes("val", self.val_tasks, self.eval_seed + 1)
+        if not self._several_calls(self.val_tasks):
+            on_chunk = None  # one call: nothing to report in between
+        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks, on_chunk))
+        return float(np.mean(acc))
+
+    def evaluate(
+        self,
+        meta_params: Any,
+        run_dir: Path,
+        tag: str = "final",
+        split: str = "test",
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Score ``eval.num_tasks`` episodes of ``split``; writes ``eval_<tag>.json`` and ``.md``.
+
+        ``progress``: when the tasks take more than one evaluation call, a bar with
+        rate and ETA on a terminal (``None``) or a log line per call (``False``, or off a terminal).
+        """
+        num, e = self.eval_num_tasks, self.eval_episodes
+        tasks = self.episodes(split, num, self.eval_seed)
+        results = {}
+        for policy in self.bn_policies:
+            bar = None
+            if self._several_calls(num):
+                bar = Progress(num, progress, desc=f"evaluate {tag} ({policy} BN)", every=1, unit="task")
+            on_chunk = None if bar is None else (lambda done, total, bar=bar: bar.update(done, {}))
+            loss, acc = (np.asarray(x) for x in jax.device_get(self.scorer(policy)(meta_params, tasks, on_chunk)))
+            if bar is not None:
+                bar.close()
+            m, ci = mean_ci(acc)
+            results[policy] = {"accuracy": m, "ci95": ci, "loss": float(np.mean(loss)), "num_tasks": num}
+        lines = [
+            f"{self.task} ({self.counts[split]} {split} classes), {e.ways}-way {e.shots}-shot, "
+            f"{e.queries} queries per class, {num} tasks, {self.eval_steps} inner steps of {self.inner_description}.",
+            "",
+            "| batch norm | accuracy (mean ± 95% CI) | query loss |",
+            "|---|---|---|",
+        ]
+        for policy, r in results.items():
+            lines.append(f"| {policy} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % | {r['loss']:.4f} |")
+        table = "\n".join(lines) + "\n"
+        (run_dir / f"eval_{tag}.json").write_text(json.dumps(results, indent=1))
+        (run_dir / f"eval_{tag}.md").write_text(table)
+        return {"results": results, "table": table}
+
+
+def _shot_major(x: jax.Array, ways: int) -> jax.Array:
+    n = x.shape[0] // ways
+    return x.reshape((ways, n, *x.shape[1:])).swapaxes(0, 1).reshape(x.shape)

@@ -1,0 +1,224 @@
+"""The run directory: one writer at a time, the files a run writes and reads back, and resuming.
+
+A run directory is a user's lab notebook. :class:`RunLock` makes sure one process writes it at a time;
+:func:`check_run_directory` refuses a directory that is not a metajax run; :func:`check_resume` decides
+whether a configuration may continue the run already in it; parameters, the config and the summary are
+written atomically (:func:`~metajax._src.files.write_atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import optax
+
+from metajax._src.files import write_atomic
+from metajax._src.version import __version__
+
+LOCK_NAME = ".lock"
+# what a run directory may hold before its first run wrote anything: the lock (a run that stopped at start)
+STARTUP_FILES = {LOCK_NAME}
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used: held by another process, or not a metajax run."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while the run writes it.
+
+    ``fcntl.flock`` on ``RUN_DIR/.lock``: the kernel releases it when the process ends, however it ends
+    (``kill -9`` included), so a crashed run never leaves its directory locked. The holder writes its pid,
+    host and command into the file, and a second process is refused at once with them.
+
+    Multi-process runs (``runtime.distributed``): every process takes a lock of its own,
+    ``.lock`` for process 0 and ``.lock.process-N`` for process ``N``, so the processes of one run do not
+    exclude each other, while a second run started on the same directory collides with the first on
+    every process index it shares.
+    """
+
+    def __init__(self, run_dir: Path, process_index: int = 0):
+        self.path = Path(run_dir) / (LOCK_NAME if process_index == 0 else f"{LOCK_NAME}.process-{process_index}")
+        self._file: Any = None
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock on this OS: the filelock package's portable lock (no holder message)
+            import filelock
+
+            self._file = filelock.FileLock(str(self.path) + ".filelock")
+            try:
+                self._file.acquire(timeout=0)
+            except filelock.Timeout:
+                raise RunDirectoryError(self._busy("another process")) from None
+            return self
+        f = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the lock
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise RunDirectoryError(self._busy(holder)) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {platform.node()}: {' '.join(sys.argv)}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def _busy(self, holder: str) -> str:
+        return (
+            f"--run-dir {str(self.path.parent)!r} is in use by {holder}. Two runs writing one directory would "
+            "overwrite each other's checkpoints and interleave their metrics: wait for it to finish (or stop it), "
+            "or choose another --run-dir."
+        )
+
+    def release(self) -> None:
+        if self._file is not None:
+            if hasattr(self._file, "fileno"):
+                self._file.close()  # closing the descriptor releases the flock
+            else:
+                self._file.release()
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def is_run_directory(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a metajax run: a ``config.json`` with a task and an algorithm."""
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "task" in config and "algorithm" in config
+
+
+def check_run_directory(run_dir: Path) -> None:
+    """Refuse a non-empty directory that is not a metajax run (its files would be overwritten)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".write_test"))
+    others = [n for n in names if n not in STARTUP_FILES and not n.startswith(LOCK_NAME)]
+    if others and not is_run_directory(run_dir):
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise RunDirectoryError(
+            f"--run-dir {str(run_dir)!r} is not empty and is not a metajax run directory (it holds {shown}; "
+            "no config.json written by metajax train). metajax writes config.json, metrics.jsonl, eval files and "
+            "checkpoints there and would overwrite files of the same names: choose a new or empty directory."
+        )
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file read back, with an error naming the file when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise RunDirectoryError(
+            f"{str(path)!r} ({what}) is damaged: {err.msg} at line {err.lineno} column {err.colno}. "
+            "Restore it from a copy, or choose a new --run-dir."
+        ) from None
+
+
+def versions() -> dict[str, str]:
+    """The versions and machine a run ran with (``versions.json``)."""
+    import flax
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "metajax": __version__,
+        "platform": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics lines up to ``step`` (the rest is recomputed bit-identically on resume)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError):  # a line cut by a crash
+            break
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(x + "\n" for x in keep))
+    os.replace(tmp, path)
+
+
+def save_params(path: Path, tree: Any) -> None:
+    """Write a parameter tree (flax msgpack), atomically."""
+    from flax import serialization
+
+    write_atomic(path, serialization.to_bytes(jax.device_get(tree)))
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in set(a) | set(b):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# Settings that say where a run executes (cores, devices, processes), not what it computes: a resumed run may
+# change them (continue on one core what started on all, or on another machine).
+RESUMABLE_PREFIX = "runtime."
+
+
+def get_dotted(tree: dict, dotted: str) -> Any:
+    """``tree["a"]["b"]`` for ``"a.b"`` (``None`` where a key is missing)."""
+    for k in dotted.split("."):
+        tree = tree.get(k) if isinstance(tree, dict) else None
+    return tree
+
+
+def resume_change(old: dict, new: dict, run_dir: str) -> list[str]:
+    """The config keys that differ between a run directory's config and the one given to resume it.
+
+    Raises ``ValueError`` unless the differences are ones a resumed run allows: ``train.num_steps`` (extends
+    the run, unless the outer rate anneals over it) and ``runtime.*``.
+    """
+    diff = sorted(_diff_keys(old, new))
+    annealed = bool(new.get("outer", {}).get("anneal", False))
+    fixed = [k for k in diff if not k.startswith(RESUMABLE_PREFIX)]
+    if fixed and (fixed != ["train.num_steps"] or annealed):
+        why = (
+            " The outer rate anneals over train.num_steps (outer.anneal), so this run cannot be extended."
+            if "train.num_steps" in fixed and annealed
+            else ""
+        )
+        raise ValueError(
+            f"--run-dir {run_dir!r} holds checkpoints of a run with another configuration (differs in "
+            f"{fixed}).{why} Rerun with the same configuration to resume it (changing only train.num_steps "
+            "extends it; runtime.* settings may change), or choose a new --run-dir."
+        )
+    return diff
+
+
+def load_params(path: Path, template: Any) -> Any:
+    """Read a parameter tree written by :func:`save_params` into ``template``'s structure."""
+    from flax import serialization
+
+    return serialization.from_bytes(template, path.read_bytes())

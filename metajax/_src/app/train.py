@@ -1,0 +1,366 @@
+"""Meta-training driven by a config: the training loop with checkpoints and metric sinks, and a whole run.
+
+:func:`run` is what ``metajax train`` does: lock and check the run directory, build the experiment, meta-train
+(resuming from its checkpoints), evaluate, plot and write the summary. :func:`meta_train` is the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from metajax._src.app.checkpoint import Checkpointer
+from metajax._src.app.experiment import Experiment, build
+from metajax._src.app.progress import Progress
+from metajax._src.app.rundir import (
+    RESUMABLE_PREFIX,
+    RunLock,
+    check_run_directory,
+    get_dotted,
+    load_params,
+    read_json,
+    resume_change,
+    save_params,
+    truncate_metrics,
+    versions,
+)
+from metajax._src.compile_cache import cache_events
+from metajax._src.files import write_atomic
+from metajax._src.memory import check_fits, estimate, release_host_memory
+from metajax._src.meta_step import make_meta_step, make_train_loop
+from metajax._src.sharding import replicate
+from metajax._src.validation import check_task_values
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, step: int, signum: int):
+        super().__init__(f"interrupted by signal {signum} at step {step}; a checkpoint was saved")
+        self.step, self.signum = step, signum
+
+
+class MetricSink(Protocol):
+    """Where the training loop sends one record (a dict with ``step`` and float metrics) per compiled call."""
+
+    def write(self, record: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """One JSON object per line, flushed after each (``metrics.jsonl``; ``metajax plot`` reads it)."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "a")  # noqa: SIM115 - held open for the run
+
+    def write(self, record: dict[str, float]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class TensorBoardSink:
+    """TensorBoard scalars in ``run_dir/tensorboard`` (tensorboardX).
+
+    On a resume, ``purge_step`` makes TensorBoard drop the events a killed process wrote past the checkpoint,
+    as the metrics file does.
+    """
+
+    def __init__(self, run_dir: Path, start: int):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start if start else None)
+
+    def write(self, record: dict[str, float]) -> None:
+        for k, v in record.items():
+            if k != "step":
+                self.writer.add_scalar(k, v, record["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def default_sinks(run_dir: Path, start: int) -> list[MetricSink]:
+    """``metrics.jsonl`` and TensorBoard (when tensorboardX is installed), from process 0 only (multi-host)."""
+    if jax.process_index() != 0:
+        return []
+    sinks: list[MetricSink] = [JsonLinesSink(run_dir / "metrics.jsonl")]
+    try:
+        sinks.append(TensorBoardSink(run_dir, start))
+    except ImportError:
+        pass
+    return sinks
+
+
+def _chunk(done: int, total: int, *periods: int) -> int:
+    """Steps in the next compiled call: a function of ``done`` only, so a resumed run repeats the schedule."""
+    n = total - done
+    for p in periods:
+        if p:
+            n = min(n, p - done % p)
+    return n
+
+
+def meta_train(
+    exp: Experiment, run_dir: Path, progress: bool | None = None, sinks: list[MetricSink] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Meta-train with checkpoints; resumes from ``run_dir/checkpoints`` when there are any.
+
+    Every compiled chunk's metrics go to each of ``sinks`` (default :func:`default_sinks`: one JSON line in
+    ``run_dir/metrics.jsonl`` and TensorBoard scalars, from process 0). With
+    ``exp.validate`` and ``train.eval_every > 0`` the meta-parameters are
+    scored every ``eval_every`` steps and the best saved to ``best.msgpack``.
+    A checkpoint (orbax) is written every ``train.checkpoint_every`` steps, at
+    the end, and on SIGINT/SIGTERM (then :class:`Interrupted` is raised). Task
+    batches are keyed by step and chunk boundaries depend only on the step, so
+    a run resumed from any checkpoint ends with the same bits as an
+    uninterrupted one (on the same machine and versions).
+    """
+    cfg = exp.config
+    key = jax.random.PRNGKey(cfg.seed)
+    init_key, train_key = jax.random.split(key)
+    meta_params = exp.learner.init(exp.model.init(init_key))
+    nan_policy = cfg.train.get("nan_policy", "stop")
+    if nan_policy not in ("stop", "skip"):
+        raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
+    mesh = exp.runtime.mesh
+    ms = make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
+    state = ms.init(meta_params)
+    total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
+    eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
+    ckpt_every = cfg.train.get("checkpoint_every", 0)
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    done, best = 0, {"score": -math.inf, "step": None}
+    restored = ckpt.restore_latest({"meta_params": meta_params, "state": state})
+    if restored is not None:
+        tree, record = restored
+        meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
+        best["score"] = -math.inf if best["score"] is None else best["score"]
+        truncate_metrics(run_dir / "metrics.jsonl", done)
+        print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
+    else:
+        truncate_metrics(run_dir / "metrics.jsonl", 0)
+    # parameters, optimiser state and the device-resident data on every device of the mesh
+    meta_params, state, data = replicate((meta_params, state, tuple(exp.data)), mesh)
+    # one eager batch first: bad data (NaN inputs, labels out of range) fails here, before anything compiles
+    check_task_values(
+        exp.sample_tasks(jax.random.fold_in(train_key, 0), *exp.data),
+        "training tasks",
+        num_classes=cfg.data.get("ways"),
+    )
+    runners: dict[int, Callable] = {}
+
+    def runner(n):
+        if n not in runners:
+            jitted = jax.jit(make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
+            # compile explicitly: XLA's memory analysis says whether the step fits before it runs
+            t = time.perf_counter()
+            with cache_events() as seen:
+                compiled = jitted.lower(meta_params, state, train_key, *data).compile()
+            how = f"compiled in {time.perf_counter() - t:.1f} s"
+            if seen["hits"]:
+                how = "loaded from the compilation cache"
+            print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
+            if cfg.train.get("memory_check", True):
+                est, what = estimate(compiled), f"the training step ({n} meta-steps per call)"
+                host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
+                if est is not None and host_devices > 1:  # CPU task streams: one copy per device in host RAM
+                    est, what = est.times(host_devices), what + f" on {host_devices} CPU devices"
+                report = check_fits(est, what)
+                print(f"metajax train: {report}", file=sys.stderr, flush=True)
+            runners[n] = compiled
+            release_host_memory()  # the compiler's freed heap back to the OS
+        return runners[n]
+
+    def save():
+        record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
+        ckpt.save(done, {"meta_params": meta_params, "state": state}, {"best": record_best})
+
+    stop: dict[str, int] = {}
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.setdefault("signum", signum))
+        except ValueError:  # not the main thread: no signal handling
+            pass
+    bar = Progress(total, progress, start=done)
+    if sinks is None:
+        sinks = default_sinks(run_dir, done)
+    t0, compile_s = time.perf_counter(), None
+    try:
+        while done < total:
+            n = _chunk(done, min(total, done + chunk), eval_every, ckpt_every)
+            t = time.perf_counter()
+            meta_params, state, metrics = runner(n)(meta_params, state, train_key, *data)
+            metrics = {
+                k: float(np.sum(v)) if k == "skipped" else float(np.mean(v)) for k, v in jax.device_get(metrics).items()
+            }
+            dt = time.perf_counter() - t
+            compile_s = dt if compile_s is None else compile_s
+            done += n
+            rec = {
+                "step": done,
+                "time_s": round(time.perf_counter() - t0, 3),
+                "it_per_s": round(n / dt, 3),
+                **metrics,
+            }
+            params_ok = all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(meta_params))
+            if not params_ok or (
+                nan_policy == "stop" and not math.isfinite(metrics.get("query_loss", metrics["support_loss"]))
+            ):
+                for sink in sinks:
+                    sink.write(rec)
+                steps = ckpt.steps()
+                last = f"the last good checkpoint is step {steps[-1]}" if steps else "no checkpoint was written yet"
+                raise FloatingPointError(
+                    f"meta-training hit a non-finite value in steps {done - n + 1}..{done} "
+                    f"(query_loss={metrics.get('query_loss', metrics['support_loss'])}); {last}. "
+                    "train.nan_policy=skip skips such updates, --debug-nans finds the operation"
+                )
+            if eval_every and (done % eval_every == 0 or done == total):
+                score = exp.validate(meta_params, on_chunk=lambda k, m: bar.note(f"validation {k}/{m} tasks"))
+                rec["val_accuracy"] = score
+                if score > best["score"]:
+                    best = {"score": score, "step": done}
+                    save_params(run_dir / "best.msgpack", meta_params)
+            for sink in sinks:
+                sink.write(rec)
+            if (ckpt_every and done % ckpt_every == 0) or done == total or stop:
+                save()
+            key = "query_loss" if "query_loss" in metrics else "support_loss"
+            shown = {key: metrics[key]}
+            if "query_accuracy" in metrics:
+                shown["acc"] = metrics["query_accuracy"]
+            if "val_accuracy" in rec:
+                shown["val_acc"] = rec["val_accuracy"]
+            bar.update(done, shown)
+            if stop and done < total:
+                raise Interrupted(done, stop["signum"])
+    finally:
+        bar.close()
+        ckpt.close()
+        for sink in sinks:
+            sink.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    wall = time.perf_counter() - t0
+    info = {
+        "train_wall_s": round(wall, 2),
+        "first_call_s": round(compile_s or 0.0, 2),
+        "steps": total,
+        "resumed_from": restored[1]["step"] if restored is not None else None,
+        "task_devices": mesh.shape["tasks"],
+        "backend": jax.default_backend(),
+    }
+    if best["step"] is not None:
+        info.update(best_step=best["step"], best_val_accuracy=best["score"])
+    return meta_params, info
+
+
+def check_resume(config: Any, run_dir: Path) -> None:
+    """Refuse a configuration that cannot continue the checkpointed run in ``run_dir``; say what a resume changes.
+
+    A directory without checkpoints (a run that stopped before its first one: a memory-check refusal, a NaN
+    stop) takes any configuration.
+    """
+    previous = run_dir / "config.json"
+    if not previous.is_file() or not (run_dir / "checkpoints").is_dir():
+        return
+    old, new = read_json(previous, "the run's configuration"), json.loads(config.to_json_best_effort())
+    if old == new:
+        return
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    reached = max(ckpt.steps(), default=None)
+    ckpt.close()
+    if reached is None:
+        return
+    change = resume_change(old, new, str(run_dir))
+    if config.train.num_steps < reached:
+        raise ValueError(
+            f"train.num_steps={config.train.num_steps}: the run in {str(run_dir)!r} already has a checkpoint at "
+            f"step {reached}; give at least {reached} to continue it, or choose a new --run-dir."
+        )
+    if "train.num_steps" in change:
+        print(
+            f"metajax train: continuing the run in {run_dir} to {config.train.num_steps} meta-steps "
+            f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})",
+            file=sys.stderr,
+            flush=True,
+        )
+    moved = [k for k in change if k.startswith(RESUMABLE_PREFIX)]
+    if moved:
+        print(
+            "metajax train: resuming with other runtime settings ("
+            + ", ".join(f"{k}: {get_dotted(old, k)!r} -> {get_dotted(new, k)!r}" for k in moved)
+            + "); they decide where it executes, not what it computes (the float rounding may differ)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, Any]:
+    """Build, meta-train, save, evaluate. Returns the summary written to ``summary.json``.
+
+    The run directory is locked for the whole run (:class:`~metajax._src.app.rundir.RunLock`): a second
+    process on it is refused at once. A non-empty directory that is not a metajax run is refused.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir, jax.process_index()):
+        check_run_directory(run_dir)
+        return _run(config, run_dir, progress)
+
+
+def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
+    check_resume(config, run_dir)
+    exp = build(config)
+    # read back at start by a resumed run (and by the other processes of this one)
+    write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
+    write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
+    meta_params, train_info = meta_train(exp, run_dir, progress)
+    save_params(run_dir / "meta_params.msgpack", meta_params)
+    print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    evals = {"final": exp.evaluate(meta_params, run_dir, "final", progress=progress)}
+    if train_info.get("best_step") == train_info["steps"]:
+        # the best validation score came at the last step: best.msgpack holds the final parameters
+        for path in run_dir.glob("eval_final.*"):
+            shutil.copyfile(path, path.with_name("eval_best" + path.suffix))
+        evals["best"] = evals["final"]
+    elif "best_step" in train_info:
+        evals["best"] = exp.evaluate(
+            load_params(run_dir / "best.msgpack", meta_params), run_dir, "best", progress=progress
+        )
+    summary = {
+        "algorithm": exp.learner.name,
+        **train_info,
+        "eval_wall_s": round(time.perf_counter() - t, 2),
+        **(
+            {"results": evals["final"]["results"]}
+            if len(evals) == 1
+            else {"results": {k: v["results"] for k, v in evals.items()}}
+        ),
+    }
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
+    from metajax._src.app.plots import plot_learning_curves  # matplotlib: imported when a run gets this far
+
+    plot_learning_curves(run_dir)
+    for tag, ev in evals.items():
+        if len(evals) > 1:
+            print(f"{tag} meta-parameters" + (f" (step {train_info['best_step']})" if tag == "best" else ""))
+        print(ev["table"])
+    return summary

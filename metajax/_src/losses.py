@@ -1,0 +1,61 @@
+"""Task losses: ``loss_fn(params, (x, y))`` for the inner loop, and query losses.
+
+A loss is built from a model's pure ``apply``; classification losses return
+``(loss, {"accuracy": ...})`` and are used with ``has_aux=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import optax
+
+
+def mse_loss(apply: Callable) -> Callable:
+    """``loss(params, (x, y)) = mean((apply(params, x) - y)^2)``."""
+
+    def loss(params, batch):
+        x, y = batch
+        return jnp.mean(jnp.square(apply(params, x) - y))
+
+    return loss
+
+
+def cross_entropy_loss(apply: Callable) -> Callable:
+    """``loss(params, (x, labels)) -> (mean cross-entropy, {"accuracy": ...})``.
+
+    Transductive batch norm: the batch's own statistics (``has_aux=True``).
+    """
+
+    def loss(params, batch):
+        x, y = batch
+        logits = apply(params, x)
+        return _xent(logits, y)
+
+    return loss
+
+
+def cross_entropy_query_loss(apply: Callable, bn: str = "transductive") -> Callable:
+    """Query loss ``fn(params, query, support) -> (loss, {"accuracy": ...})``.
+
+    Args:
+      apply: the model's apply.
+      bn: ``"transductive"`` (query statistics) or ``"support"`` (each query
+        example normalised with the support batch's statistics).
+    """
+    if bn not in ("transductive", "support"):
+        raise ValueError(f"bn must be 'transductive' or 'support', got {bn!r}.")
+
+    def loss(params, query, support):
+        x, y = query
+        logits = apply(params, x, reference=support[0] if bn == "support" else None)
+        return _xent(logits, y)
+
+    return loss
+
+
+def _xent(logits, labels):
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    acc = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
+    return loss, {"accuracy": acc}

@@ -1,0 +1,68 @@
+"""Task data: sinusoid regression sampled on the device, and few-shot episodes from Omniglot and Mini-ImageNet.
+
+Sinusoid (Finn, Abbeel & Levine 2017, section 5.1): :func:`sinusoid_tasks` draws a batch of tasks in one call;
+:func:`sinusoid_task_params` and :func:`sinusoid_tasks_from_params` split the draw, :data:`MAML_SINUSOID` is
+the paper's distribution.
+
+Few-shot classification: :func:`load_omniglot` (TFDS ``omniglot`` 3.0.0 read offline with
+``tfds.data_source``, or the original zips; the splits of Santoro et al. 2016 / Finn et al. 2017 and of
+Vinyals et al. 2016) and :func:`load_miniimagenet` (user-supplied files; Ravi & Larochelle 2017 split) return
+class-image arrays per split; :func:`sample_episodes` draws N-way K-shot episodes from them on the device.
+
+Nothing is downloaded at run time. The data directory is the ``data_dir`` argument, else
+``$METAJAX_DATA_DIR`` (Omniglot) / ``$METAJAX_MINIIMAGENET_DIR`` (Mini-ImageNet), else
+``~/tensorflow_datasets``; a missing one raises :class:`DataNotFoundError` saying what to get and where to put
+it. :func:`prepare_omniglot` builds the TFDS copy from local zips (needs TensorFlow: the ``prepare`` extra).
+"""
+
+from metajax._src.data.episodes import episode_spec, sample_episode, sample_episodes
+from metajax._src.data.miniimagenet import load_miniimagenet
+from metajax._src.data.omniglot import (
+    ClassImages,
+    DataNotFoundError,
+    load_omniglot,
+)
+from metajax._src.data.omniglot import (
+    load_characters as load_omniglot_characters,
+)
+from metajax._src.data.omniglot import (
+    resolve_data_dir as omniglot_data_dir,
+)
+from metajax._src.data.prepare import prepare_omniglot
+from metajax._src.data.sinusoid import (
+    MAML_SINUSOID,
+    SinusoidConfig,
+    SinusoidTaskParams,
+)
+from metajax._src.data.sinusoid import (
+    sample_task_params as sinusoid_task_params,
+)
+from metajax._src.data.sinusoid import (
+    sample_tasks as sinusoid_tasks,
+)
+from metajax._src.data.sinusoid import (
+    task_spec as sinusoid_task_spec,
+)
+from metajax._src.data.sinusoid import (
+    tasks_from_params as sinusoid_tasks_from_params,
+)
+
+__all__ = [
+    "MAML_SINUSOID",
+    "ClassImages",
+    "DataNotFoundError",
+    "SinusoidConfig",
+    "SinusoidTaskParams",
+    "episode_spec",
+    "load_miniimagenet",
+    "load_omniglot",
+    "load_omniglot_characters",
+    "omniglot_data_dir",
+    "prepare_omniglot",
+    "sample_episode",
+    "sample_episodes",
+    "sinusoid_task_params",
+    "sinusoid_task_spec",
+    "sinusoid_tasks",
+    "sinusoid_tasks_from_params",
+]

@@ -1,0 +1,53 @@
+"""Models as pure functions, and the task losses built from them.
+
+A :class:`Model` is a pair ``init(key) -> params`` and ``apply(params, x, reference=None)``; the meta-learning
+core sees only ``apply`` through a loss. Bring your own network with :func:`from_nnx` (a Flax NNX module),
+:func:`from_linen` (a Flax Linen module), or write ``Model(init, apply, input_shape)`` around any function of a
+pytree of arrays. Ready-made: :func:`mlp` (the sinusoid network of Finn, Abbeel & Levine 2017) and
+:func:`conv4` (the four-block convolutional network of Vinyals et al. 2016, used by MAML on Omniglot and
+Mini-ImageNet).
+
+Batch-norm policies of :func:`conv4` (no running statistics are kept, as in the MAML reference code):
+
+* ``transductive`` (``apply(params, x)``): every call normalises with the statistics of the batch it is given,
+  so a query prediction depends on the other query examples;
+* ``support`` (``apply(params, x, reference=support_x)``, non-transductive): every layer normalises with the
+  support batch's statistics, so each query example is scored on its own.
+
+Losses: :func:`mse_loss`, :func:`cross_entropy_loss` (returns ``(loss, {"accuracy": ...})``: use
+``has_aux=True``) and :func:`cross_entropy_query_loss` (the query loss under a batch-norm policy).
+
+The convolution and pooling kernels with hand-written, differentiable gradients that :func:`conv4` uses are
+here too, for custom networks: :func:`im2col_conv3x3`, :func:`winograd_conv3x3`, :func:`conv_s1`,
+:func:`batch_norm`, :func:`relu_max_pool_2x2`.
+"""
+
+from metajax._src.kernels import (
+    batch_norm,
+    conv_s1,
+    im2col_conv3x3,
+    max_pool_2x2,
+    relu_max_pool_2x2,
+    winograd_conv3x3,
+)
+from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss, mse_loss
+from metajax._src.models import CONV_IMPLS, Model, conv4, from_linen, from_nnx, mlp, resolve_conv_impl
+
+__all__ = [
+    "CONV_IMPLS",
+    "Model",
+    "batch_norm",
+    "conv4",
+    "conv_s1",
+    "cross_entropy_loss",
+    "cross_entropy_query_loss",
+    "from_linen",
+    "from_nnx",
+    "im2col_conv3x3",
+    "max_pool_2x2",
+    "mlp",
+    "mse_loss",
+    "relu_max_pool_2x2",
+    "resolve_conv_impl",
+    "winograd_conv3x3",
+]
