@@ -12,13 +12,15 @@ class-image arrays per split; :func:`sample_episodes` draws N-way K-shot episode
 Nothing is downloaded at run time. The data directory is the ``data_dir`` argument, else
 ``$METAJAX_DATA_DIR`` (Omniglot) / ``$METAJAX_MINIIMAGENET_DIR`` (Mini-ImageNet), else
 ``~/tensorflow_datasets``; a missing one raises :class:`DataNotFoundError` saying what to get and where to put
-it. :func:`prepare_omniglot` builds the TFDS copy from local zips (needs TensorFlow: the ``prepare`` extra).
+it, and a damaged file raises :class:`DataError` naming it. :func:`prepare_omniglot` builds the TFDS copy
+from local zips (needs TensorFlow: the ``prepare`` extra).
 """
 
 from metajax._src.data.episodes import episode_spec, sample_episode, sample_episodes
 from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.data.omniglot import (
     ClassImages,
+    DataError,
     DataNotFoundError,
     load_omniglot,
 )
@@ -50,6 +52,7 @@ from metajax._src.data.sinusoid import (
 __all__ = [
     "MAML_SINUSOID",
     "ClassImages",
+    "DataError",
     "DataNotFoundError",
     "SinusoidConfig",
     "SinusoidTaskParams",

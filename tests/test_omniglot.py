@@ -67,8 +67,47 @@ def test_standard_splits(characters):
 
 
 def test_missing_data_directory_message(tmp_path):
-    with pytest.raises(omniglot.DataNotFoundError, match=r"not found; looked in: .*nowhere.*images_background.zip"):
+    with pytest.raises(omniglot.DataNotFoundError, match=r"not found: .*nowhere does not exist.*images_background.zip"):
         omniglot.resolve_data_dir(tmp_path / "nowhere")
+    assert "metajax data check omniglot --data-dir DIR" in omniglot.missing_data_message([tmp_path])
+
+
+@pytest.mark.parametrize(
+    "layout, phrase",
+    [
+        ({"omniglot/3.0.0/dataset_info.json": "{}"}, "is the TFDS dataset itself: give the directory two levels up"),
+        ({"omniglot/2.0.0/x": ""}, "holds versions ['2.0.0'], not 3.0.0"),
+        ({"images_background.zip": ""}, "has images_background.zip but not images_evaluation.zip"),
+        ({"notes.txt": ""}, "holds neither omniglot/3.0.0/ nor the two zips"),
+    ],
+)
+def test_each_wrong_data_directory_gets_its_own_message(tmp_path, layout, phrase):
+    for rel, text in layout.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    target = tmp_path / "omniglot" / "3.0.0" if "is the TFDS dataset" in phrase else tmp_path
+    with pytest.raises(omniglot.DataNotFoundError) as err:
+        omniglot.resolve_data_dir(target)
+    assert phrase in str(err.value)
+
+
+@pytest.mark.parametrize("content", ["truncated", "random", "other"])
+def test_damaged_zips_name_the_file(tmp_path, content):
+    import zipfile
+
+    for name in ("background", "evaluation"):
+        path = tmp_path / f"images_{name}.zip"
+        with zipfile.ZipFile(path, "w") as z:
+            if content == "other":
+                z.writestr("something/else.png", b"")
+            else:
+                z.writestr(f"images_{name}/Alphabet/character01/0101_01.png", bytes(200))
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:60])
+        elif content == "random":
+            path.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(omniglot.DataError, match=r"images_background\.zip"):
+        omniglot.load_characters(tmp_path, source="zips")
 
 
 def fake_images(classes=12, examples=20):
@@ -110,3 +149,23 @@ def test_episode_argument_errors():
         sample_episodes(jax.random.PRNGKey(0), images, 2, 5, 1, 1)
     with pytest.raises(ValueError, match=r"shots \+ queries = 5 \+ 16 = 21 exceeds the 20 examples"):
         sample_episodes(jax.random.PRNGKey(0), images, 2, 3, 5, 16)
+
+
+@pytest.mark.parametrize("damage", ["dataset_info", "array_record"])
+def test_damaged_tfds_copy_names_the_directory(tmp_path, damage):
+    import shutil
+
+    src = Path(DATA_DIR or "/nonexistent") / "omniglot" / "3.0.0"
+    if not src.is_dir():
+        pytest.skip(f"no TFDS Omniglot copy at {src}")
+    dst = tmp_path / "omniglot" / "3.0.0"
+    shutil.copytree(src, dst)
+    for f in dst.iterdir():
+        f.chmod(0o644)
+    if damage == "dataset_info":
+        (dst / "dataset_info.json").write_text("{ not json")
+    else:
+        train = dst / "omniglot-train.array_record-00000-of-00001"
+        train.write_bytes(train.read_bytes()[: train.stat().st_size // 3])
+    with pytest.raises(omniglot.DataError, match=r"omniglot/3\.0\.0 cannot be read"):
+        omniglot.load_characters(tmp_path, source="tfds")

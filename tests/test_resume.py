@@ -198,6 +198,56 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
     assert "do not fit this configuration" in r["incompatible"]
 
 
+INTEGRITY_SCRIPT = r"""
+import json, sys, warnings
+from pathlib import Path
+import jax.numpy as jnp, numpy as np
+from metajax._src.app.checkpoint import Checkpointer
+root = Path(sys.argv[1])
+ck = Checkpointer(root)
+tree = {"w": jnp.arange(2000.0)}
+ck.save(1, tree, {"best": {"score": 0.5, "step": 1}})
+ck.save(2, {"w": tree["w"] + 1}, {"best": {"score": 0.75, "step": 2}})
+out = {}
+# one digit of the record's step changed: the arrays are intact, the record is not
+records = [p for p in (root / "2").rglob("*") if p.is_file() and '"step": 2' in p.read_text(errors="ignore")]
+for p in records:
+    p.write_text(p.read_text().replace('"step": 2', '"step": 9'))
+out["records_edited"] = len(records)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    _, record = ck.restore_latest(tree)
+out["restored_step"] = record["step"]
+out["aside"] = sorted(p.name for p in root.iterdir() if p.name.startswith("corrupt-"))
+out["steps_after"] = ck.steps()
+out["warnings"] = [str(w.message) for w in caught]
+ck.save(2, {"w": tree["w"] + 2}, {"best": None})  # the step is written again, not skipped
+restored, record = ck.restore_latest(tree)
+out["resaved"] = [record["step"], float(restored["w"][0])]
+try:
+    ck.save(1, tree, {"best": None})
+    out["declined"] = ""
+except RuntimeError as err:
+    out["declined"] = str(err)
+print(json.dumps(out))
+"""
+
+
+def test_checkpoint_record_is_verified_set_aside_and_saved_again(tmp_path):
+    """The digest covers the record (step, best); a damaged checkpoint is moved aside, never deleted, and the
+    step is written again when training gets there; a save orbax declines is an error, not silence."""
+    out = subprocess.run(
+        [sys.executable, "-c", INTEGRITY_SCRIPT, str(tmp_path / "ck")], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["records_edited"] >= 1
+    assert r["restored_step"] == 1 and r["aside"] == ["corrupt-2"] and r["steps_after"] == [1]
+    assert any("corrupt-2" in w for w in r["warnings"])
+    assert r["resaved"] == [2, 2.0]
+    assert "was not written" in r["declined"]
+
+
 def test_no_checkpoint_returns_none(tmp_path):
     ck = Checkpointer(tmp_path / "empty")
     assert ck.restore_latest({"w": jnp.zeros(2)}) is None

@@ -1,10 +1,13 @@
-"""Files that several processes may touch at once: private temporary names, write probes, atomic writes."""
+"""Files: private temporary names, write probes, atomic writes, and JSON that strict parsers accept."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def private_name(directory: Path, stem: str) -> Path:
@@ -42,3 +45,18 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def strict_json(obj: Any, indent: int | None = 1) -> str:
+    """JSON that strict parsers accept: a non-finite float (a diverged loss) is written as ``null``."""
+    return json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False)
+
+
+def _finite_or_none(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    return obj

@@ -10,7 +10,6 @@ query loss (and accuracy, for classification) is recorded after every step.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import optax
 
 from metajax._src.base import Params, Task, check_learning_rate, check_positive_int
 from metajax._src.evaluation import adaptation_curves, ci95, plain_adapter
+from metajax._src.files import strict_json
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -101,7 +101,7 @@ def write_report(out: Path, title: str, results: dict[str, dict[str, np.ndarray]
         lines.append("")
     text = "\n".join(lines)
     (out / "finetune.md").write_text(text)
-    (out / "finetune.json").write_text(json.dumps(summary, indent=1))
+    (out / "finetune.json").write_text(strict_json(summary))
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6))
     for ax, (metric, curves) in zip(np.atleast_1d(axes), results.items(), strict=True):
         for name, c in curves.items():

@@ -12,6 +12,7 @@ each one it skips.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ def tree_digest(tree: Any) -> str:
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint record (its step, the arrays' digest and everything else but this digest)."""
+    body = {k: v for k, v in record.items() if k != "record_digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -54,14 +61,25 @@ class Checkpointer:
         )
 
     def save(self, step: int, tree: Any, record: dict[str, Any]) -> None:
-        """Write checkpoint ``step`` (synchronously: training donates its buffers right after)."""
+        """Write checkpoint ``step`` (synchronously: training donates its buffers right after).
+
+        The record carries a digest of the arrays and one of everything restored (arrays, step and the rest of
+        the record). A save that orbax declines (it skips a step at or below the newest one it knows) raises
+        ``RuntimeError``: a run never continues believing it has a checkpoint it does not have.
+        """
         host = jax.device_get(tree)
         record = dict(record, step=int(step), digest=tree_digest(host))
+        record["record_digest"] = record_digest(record)
         ocp = self._ocp
-        self.manager.save(
+        saved = self.manager.save(
             int(step), args=ocp.args.Composite(tree=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record))
         )
         self.manager.wait_until_finished()
+        if not saved:
+            raise RuntimeError(
+                f"checkpoint step {step} was not written to {self.directory} (orbax declined it: its newest step is "
+                f"{self.manager.latest_step()}). The run stops rather than continue without a checkpoint."
+            )
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -86,11 +104,19 @@ class Checkpointer:
                     args=ocp.args.Composite(tree=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()),
                 )
             except Exception as err:  # noqa: BLE001 - orbax/tensorstore raise many types for bad files
-                msg = str(err).splitlines()[0][:300]
+                msg = (str(err).splitlines() or [type(err).__name__])[0][:300]
                 if "shape" in msg.lower() or "structure" in msg.lower() or "mismatch" in msg.lower():
                     mismatch = msg
+                    warnings.warn(
+                        f"checkpoint {self.directory / str(step)} does not fit ({msg}); trying an older one.",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                aside = self.set_aside(step)
                 warnings.warn(
-                    f"checkpoint {self.directory / str(step)} cannot be restored ({msg}); trying an older one.",
+                    f"checkpoint {self.directory / str(step)} cannot be restored ({msg}); moved to {aside}, trying "
+                    "an older one.",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -99,10 +125,14 @@ class Checkpointer:
             if _shapes(tree) != _shapes(template):
                 mismatch = f"shapes {_shapes(tree)} != {_shapes(template)}"
                 continue
-            if tree_digest(tree) != record.get("digest"):
+            damaged = tree_digest(tree) != record.get("digest")
+            if not damaged and "record_digest" in record:  # checkpoints written before 0.2 carry no record digest
+                damaged = record_digest(record) != record["record_digest"] or record.get("step") != step
+            if damaged:
+                aside = self.set_aside(step)
                 warnings.warn(
-                    f"checkpoint {self.directory / str(step)} is corrupted (its arrays do not match the "
-                    "digest written with them); trying an older one.",
+                    f"checkpoint {self.directory / str(step)} is corrupted (its arrays or its record do not match "
+                    f"the digests written with them); moved to {aside}, trying an older one.",
                     RuntimeWarning,
                     stacklevel=2,
                 )
@@ -114,6 +144,22 @@ class Checkpointer:
                 f"({mismatch}). Use another --run-dir, or the configuration they were written with."
             )
         return None
+
+    def set_aside(self, step: int) -> Path:
+        """Move a damaged checkpoint out of the way (never delete it): ``corrupt-STEP`` beside the others.
+
+        orbax then no longer counts the step, so the run saves it again when it gets there.
+        """
+        src = self.directory / str(step)
+        dst = self.directory / f"corrupt-{step}"
+        n = 1
+        while dst.exists():
+            n += 1
+            dst = self.directory / f"corrupt-{step}.{n}"
+        if src.exists():
+            src.rename(dst)
+        self.manager.reload()
+        return dst
 
     def close(self) -> None:
         self.manager.close()

@@ -1,9 +1,4 @@
-"""The ``metajax`` command line (also ``python -m metajax``).
-
-``metajax train`` with no arguments meta-trains MAML on sinusoid regression with
-``configs/sinusoid_maml.py``, then evaluates it against a random and a jointly
-trained init and writes everything into a run directory.
-"""
+"""The ``metajax`` command line (also ``python -m metajax``): parsing, and one function per command."""
 
 from __future__ import annotations
 
@@ -11,10 +6,11 @@ import argparse
 import datetime
 import sys
 from pathlib import Path
+from typing import Any
 
-from metajax._src.app.configs import DEFAULT_CONFIG, apply_overrides, load_config
+from metajax._src.app.configs import DEFAULT_CONFIG, apply_overrides, available_configs, load_config
 from metajax._src.app.launch import pin_cpu_threads, split_cpu_streams, use_compile_cache
-from metajax._src.files import check_writable
+from metajax._src.files import check_writable, strict_json
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -29,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.run_dir
         else Path("runs") / (f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     )
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         check_writable(run_dir)
@@ -36,6 +33,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--run-dir: cannot write to {str(run_dir)!r}: {err.strerror}. Choose a writable directory."
         ) from err
+    try:
+        return _train(args, config, run_dir)
+    finally:
+        if created:
+            _remove_if_unused(run_dir)
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Remove a run directory this command created when the run wrote nothing into it (it failed at start)."""
+    from metajax._src.app.rundir import LOCK_NAME
+
+    try:
+        names = [p.name for p in run_dir.iterdir()]
+        if all(n.startswith(LOCK_NAME) for n in names):
+            for n in names:
+                (run_dir / n).unlink()
+            run_dir.rmdir()
+    except OSError:
+        pass  # another process wrote into it meanwhile, or it is gone: leave it
+
+
+def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     threads = config.get("runtime", {}).get("cpu_threads", 0)
     where = pin_cpu_threads(int(threads))
     where += split_cpu_streams(config)
@@ -79,6 +98,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         run_dir, args.checkpoint, args.set or [], args.data_dir, args.compile_cache
     )
     print(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}", file=sys.stderr, flush=True)
+    print(
+        f"metajax eval: {config.eval.num_tasks} held-out tasks (the run's eval.num_tasks; "
+        "--set eval.num_tasks=N to change it)",
+        file=sys.stderr,
+        flush=True,
+    )
     out = run_dir / "eval" if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ev = exp.evaluate(meta_params, out, name, progress=False if args.no_progress else None)
@@ -123,7 +148,6 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_grads(args: argparse.Namespace) -> int:
-    import json
 
     import jax
 
@@ -201,7 +225,7 @@ def cmd_grads(args: argparse.Namespace) -> int:
         fig.tight_layout()
         fig.savefig(out / "sweep.png", dpi=110)
         plt.close(fig)
-    (out / "report.json").write_text(json.dumps(result, indent=1))
+    (out / "report.json").write_text(strict_json(result))
     (out / "report.md").write_text(table)
     print(f"wrote {out}/", file=sys.stderr)
     return 0
@@ -329,7 +353,11 @@ CACHE_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="metajax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="metajax",
+        description="Gradient-based meta-learning (MAML, FOMAML, Reptile, Meta-SGD, ANIL, iMAML) from configs. "
+        "`metajax train` with no arguments meta-trains MAML on the MAML paper's sinusoid regression "
+        "(configs/sinusoid_maml.py), evaluates it against a random and a jointly trained initialisation and "
+        "writes everything into a run directory.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser(
@@ -342,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
-        help=f"config name in configs/ (default {DEFAULT_CONFIG}), a path to a .py file with get_config(smoke), "
-        "or a run's config.json (reruns that run's resolved configuration)",
+        help=f"a config name (default {DEFAULT_CONFIG}; one of: {', '.join(available_configs())}), a path to a "
+        ".py file with get_config(smoke), or a run's config.json (reruns that run's resolved configuration)",
     )
     t.add_argument(
         "--set",
@@ -487,6 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataNotFoundError, MemoryError, PermissionError) as err:
         print(f"metajax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training installed its own handler (start-up, data loading, compiling)
+        print(
+            f"metajax {args.command}: interrupted (run the same command again; a training run resumes from its "
+            "last checkpoint)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

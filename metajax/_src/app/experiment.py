@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +21,15 @@ from metajax._src.app.runtime import Runtime, resolve_runtime
 from metajax._src.base import MetaLearner, Task, check_learning_rate, check_positive_int
 from metajax._src.data import sinusoid
 from metajax._src.evaluation import adaptation_curves, joint_training, markdown_table, plain_adapter, summarize
+from metajax._src.files import strict_json
 from metajax._src.inner import adam, make_inner_opt
 from metajax._src.losses import mse_loss
 from metajax._src.maml import fomaml, imaml, maml
 from metajax._src.meta_sgd import meta_sgd
 from metajax._src.models import Model, mlp
 from metajax._src.reptile import reptile
+
+NULL_NOTE = "null: not finite (a diverged task's loss makes a mean over all tasks infinite); JSON has no infinity"
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml")
 
@@ -238,7 +240,7 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path, mesh: An
         for name, (adapt, p) in inits.items()
     }
     results = {name: summarize(c, ev.report_steps, ev.diverged_above) for name, c in curves.items()}
-    (run_dir / "eval.json").write_text(json.dumps({"num_tasks": ev.num_tasks, "results": results}, indent=1))
+    (run_dir / "eval.json").write_text(strict_json({"num_tasks": ev.num_tasks, "results": results, "note": NULL_NOTE}))
     table = markdown_table(results)
     (run_dir / "eval.md").write_text(
         f"Sinusoid, {ev.num_tasks} held-out tasks, K={d.shots} support / {ev.query_shots} query points, inner "

@@ -12,7 +12,6 @@ norm (see :mod:`metajax.models`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from metajax._src.data import omniglot
 from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
 from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.evaluation import adaptation_scorer, mean_ci
+from metajax._src.files import strict_json
 from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss
 from metajax._src.models import conv4
 
@@ -178,7 +178,7 @@ class FewShot:
         for policy, r in results.items():
             lines.append(f"| {policy} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % | {r['loss']:.4f} |")
         table = "\n".join(lines) + "\n"
-        (run_dir / f"eval_{tag}.json").write_text(json.dumps(results, indent=1))
+        (run_dir / f"eval_{tag}.json").write_text(strict_json(results))
         (run_dir / f"eval_{tag}.md").write_text(table)
         return {"results": results, "table": table}
 

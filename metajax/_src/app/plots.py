@@ -12,11 +12,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
+from metajax._src.app.rundir import read_metrics, report_damaged_lines  # noqa: E402
 from metajax._src.data import sinusoid  # noqa: E402
 from metajax._src.evaluation import summarize  # noqa: E402
 
 COLORS = {"random": "tab:gray", "pretrained": "tab:orange"}
+STEP_COLORS = {0: "#9ecae1", 1: "#3182bd", 10: "#08306b"}  # Blues: 0, 1 and 10 inner steps
 
 
 def plot_sinusoid(
@@ -67,13 +70,13 @@ def plot_sinusoid(
                 continue
             res = adapt(params, support, num_steps=max(shown), eval_fn=lambda p: exp.model.apply(p, grid))
             for s in shown if name == meta_name else (10,):
-                style = {
-                    "color": COLORS.get(name, "tab:blue"),
-                    "alpha": 0.35 + 0.065 * s,
-                    "ls": "--" if s == 0 else "-",
-                }
+                # one colour per step count for the meta-learned init (a light-to-dark sequence), the baseline's own
+                color = STEP_COLORS.get(s, "tab:blue") if name == meta_name else COLORS.get(name, "tab:orange")
+                style = {"color": color, "ls": "--" if s == 0 else "-", "lw": 1.6}
                 ax.plot(grid[:, 0], res.trace[s][:, 0], label=f"{name}, {s} steps", **style)
         ax.set_ylim(-6, 6)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
         ax.set_title(f"task {j}: A={float(tp.amplitude[j]):.2f}, phase={float(tp.phase[j]):.2f}")
         if j == 0:
             ax.legend(fontsize=7, loc="lower left")
@@ -83,34 +86,53 @@ def plot_sinusoid(
 
 
 def plot_learning_curves(run_dir: Path) -> Path:
-    """Draw ``metrics.jsonl`` (training query loss/accuracy, validation accuracy, gradient norm) to ``learning.png``."""
-    import json
+    """Draw ``metrics.jsonl`` (training query loss/accuracy, validation accuracy, gradient norm) to ``learning.png``.
 
-    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    Damaged lines of the metrics file are skipped and reported (file and line numbers).
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    rows, bad = read_metrics(path)
+    report_damaged_lines(path, bad)
     if not rows:
-        raise ValueError(f"RUN_DIR: {run_dir}/metrics.jsonl is empty.")
+        raise ValueError(f"RUN_DIR: {path} holds no metrics records yet.")
     steps = np.array([r["step"] for r in rows])
-    panels = [("query_loss", "training query loss (post-adaptation)", True)]
+    panels = [("query_loss" if "query_loss" in rows[0] else "support_loss", "training loss", "loss", True)]
     if "query_accuracy" in rows[0]:
-        panels.append(("query_accuracy", "training query accuracy", False))
+        panels.append(("query_accuracy", "training query accuracy", "accuracy", False))
     if any("val_accuracy" in r for r in rows):
-        panels.append(("val_accuracy", "validation accuracy", False))
-    panels.append(("grad_norm", "meta-gradient norm", True))
+        panels.append(("val_accuracy", "validation accuracy", "accuracy", False))
+    panels.append(("grad_norm", "meta-gradient norm", "norm", True))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-    for ax, (key, title, log) in zip(np.atleast_1d(axes), panels, strict=True):
+    for ax, (key, title, ylabel, log) in zip(np.atleast_1d(axes), panels, strict=True):
         pts = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if key == "val_accuracy" else "-", ms=3)
+        # markers where the points are few (validation, short runs): a lone point stays visible
+        marker = "o" if key == "val_accuracy" or len(pts) <= 50 else None
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ms=4, clip_on=False)
         ax.set_title(title)
         ax.set_xlabel("meta-step")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if log:
+        values = np.asarray([p[1] for p in pts], float)
+        values = values[np.isfinite(values) & (values > 0)]
+        if log and values.size and values.max() > 10 * values.min():  # a log axis only where it spans a decade
             ax.set_yscale("log")
-        ax.set_xlim(0, steps.max())
+        ax.set_xlim(0, steps.max() * 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
     fig.tight_layout()
     out = Path(run_dir) / "learning.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _thousands(x: float, _pos: Any = None) -> str:
+    """Tick labels as 500, 10k, 1.5M: short enough not to run together."""
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:g}M"
+    if abs(x) >= 1e3:
+        return f"{x / 1e3:g}k"
+    return f"{x:g}"
 
 
 def plot_curves_file(path: Path) -> Path:

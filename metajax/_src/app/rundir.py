@@ -150,20 +150,64 @@ def versions() -> dict[str, str]:
     }
 
 
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The records of a ``metrics.jsonl`` and its damaged lines as ``(line number, text)``.
+
+    A line that is not a JSON object with a ``step`` (a line cut by a crash, a garbled byte) is skipped, not
+    fatal: the good lines around it are all returned.
+    """
+    rows, bad = [], []
+    for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a record with an integer step")
+        except ValueError:
+            bad.append((n, line))
+            continue
+        rows.append({k: float("nan") if v is None else v for k, v in row.items()})
+    return rows, bad
+
+
+def report_damaged_lines(path: Path, bad: list[tuple[int, str]]) -> None:
+    """Warn about damaged lines of a metrics file, naming the file and the line numbers."""
+    if bad:
+        numbers = ", ".join(str(n) for n, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        print(f"metajax: {path}: skipped {len(bad)} damaged line(s) (line {numbers})", file=sys.stderr, flush=True)
+
+
 def truncate_metrics(path: Path, step: int) -> None:
-    """Keep the metrics lines up to ``step`` (the rest is recomputed bit-identically on resume)."""
+    """Keep the metrics records up to ``step`` (the rest is recomputed bit-identically on resume).
+
+    Damaged lines are never dropped silently: they are appended to ``metrics.jsonl.damaged`` beside the file
+    and reported with their line numbers; every good line up to ``step`` stays.
+    """
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError):  # a line cut by a crash
-            break
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
-    os.replace(tmp, path)
+    _, bad = read_metrics(path)
+    keep = [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if line.strip() and (n := _step_of(line)) is not None and n <= step
+    ]
+    if bad:
+        report_damaged_lines(path, bad)
+        damaged = path.with_name(path.name + ".damaged")
+        with open(damaged, "a") as f:
+            f.writelines(f"{line}\n" for _, line in bad)
+        print(f"metajax: the damaged lines were set aside in {damaged}", file=sys.stderr, flush=True)
+    write_atomic(path, "".join(x + "\n" for x in keep))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, int) else None
 
 
 def save_params(path: Path, tree: Any) -> None:

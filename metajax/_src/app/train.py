@@ -35,7 +35,7 @@ from metajax._src.app.rundir import (
     versions,
 )
 from metajax._src.compile_cache import cache_events
-from metajax._src.files import write_atomic
+from metajax._src.files import strict_json, write_atomic
 from metajax._src.memory import check_fits, estimate, release_host_memory
 from metajax._src.meta_step import make_meta_step, make_train_loop
 from metajax._src.sharding import replicate
@@ -65,7 +65,7 @@ class JsonLinesSink:
         self.file = open(path, "a")  # noqa: SIM115 - held open for the run
 
     def write(self, record: dict[str, float]) -> None:
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(strict_json(record, indent=None) + "\n")
         self.file.flush()
 
     def close(self) -> None:
@@ -145,7 +145,15 @@ def meta_train(
     ckpt_every = cfg.train.get("checkpoint_every", 0)
     ckpt = Checkpointer(run_dir / "checkpoints")
     done, best = 0, {"score": -math.inf, "step": None}
+    had = ckpt.steps()
     restored = ckpt.restore_latest({"meta_params": meta_params, "state": state})
+    if restored is None and had:
+        print(
+            f"metajax train: none of the checkpoints in {ckpt.directory} (steps {had}) could be restored; they were "
+            "set aside as corrupt-STEP there. Starting over from step 0.",
+            file=sys.stderr,
+            flush=True,
+        )
     if restored is not None:
         tree, record = restored
         meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
@@ -355,7 +363,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
             else {"results": {k: v["results"] for k, v in evals.items()}}
         ),
     }
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
+    write_atomic(run_dir / "summary.json", strict_json(summary))
     from metajax._src.app.plots import plot_learning_curves  # matplotlib: imported when a run gets this far
 
     plot_learning_curves(run_dir)

@@ -46,6 +46,10 @@ class DataNotFoundError(FileNotFoundError):
     """The data set is not where it was looked for; the message says how to get it."""
 
 
+class DataError(ValueError):
+    """A data file exists but cannot be read (truncated, corrupted, or not the expected data set)."""
+
+
 class ClassImages(NamedTuple):
     """Images grouped by class.
 
@@ -63,15 +67,37 @@ class ClassImages(NamedTuple):
 
 
 def missing_data_message(tried: list[Path]) -> str:
-    where = ", ".join(str(p) for p in tried)
+    """What is wrong with the directories tried, each in its own words, and how to get the data."""
     return (
-        f"Omniglot (TFDS 'omniglot' 3.0.0) not found; looked in: {where}. Point --data-dir or ${ENV_VAR} at a "
-        "directory that contains either omniglot/3.0.0/ (a prepared TFDS copy, e.g. from "
-        "tfds.builder('omniglot').download_and_prepare(), or offline from the four zips with `metajax data "
-        "prepare omniglot --zips ZIPDIR --data-dir DIR`) or the original images_background.zip and "
-        "images_evaluation.zip from https://github.com/brendenlake/omniglot (folder python/); check it with "
-        "`metajax data check --data-dir DIR`."
+        f"Omniglot (TFDS 'omniglot' 3.0.0, or the original zips) not found: {'; '.join(_diagnose(p) for p in tried)}. "
+        f"Point --data-dir or ${ENV_VAR} at a directory that contains either omniglot/3.0.0/ (a prepared TFDS "
+        "copy: tfds.builder('omniglot').download_and_prepare() on a machine with internet, or offline from the "
+        "four zips with `metajax data prepare omniglot --zips ZIPDIR --data-dir DIR`) or the original "
+        "images_background.zip and images_evaluation.zip from https://github.com/brendenlake/omniglot (folder "
+        "python/); check it with `metajax data check omniglot --data-dir DIR`."
     )
+
+
+def _diagnose(path: Path) -> str:
+    """One phrase saying why ``path`` is not an Omniglot data directory."""
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is a file, not a directory"
+    if path.name == "3.0.0" and (path / "dataset_info.json").is_file():
+        return f"{path} is the TFDS dataset itself: give the directory two levels up, {path.parent.parent}"
+    if path.name == "omniglot" and (path / "3.0.0").is_dir():
+        return f"{path} is the dataset's folder: give the directory above it, {path.parent}"
+    if (path / "omniglot").is_dir():
+        versions = sorted(p.name for p in (path / "omniglot").iterdir() if p.is_dir())
+        if "3.0.0" not in versions:
+            return f"{path / 'omniglot'} holds versions {versions or 'none'}, not 3.0.0"
+        return f"{path / 'omniglot' / '3.0.0'} has no dataset_info.json (an unfinished preparation?)"
+    zips = [n for n in ("background", "evaluation") if (path / f"images_{n}.zip").is_file()]
+    if len(zips) == 1:
+        other = "evaluation" if zips[0] == "background" else "background"
+        return f"{path} has images_{zips[0]}.zip but not images_{other}.zip"
+    return f"{path} holds neither omniglot/3.0.0/ nor the two zips"
 
 
 def default_data_dir() -> Path:
@@ -119,6 +145,19 @@ def _canonical(groups: dict[tuple[str, int], list[np.ndarray]], alphabets: list[
 
 
 def _from_tfds(root: Path) -> dict[str, dict[tuple[str, int], list[np.ndarray]]]:
+    where = root / "omniglot" / "3.0.0"
+    try:
+        return _read_tfds(root)
+    except Exception as err:  # noqa: BLE001 - riegeli, protobuf and array_record raise many types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise DataError(
+            f"the TFDS copy in {where} cannot be read ({type(err).__name__}: {first}): a file there is truncated "
+            "or damaged. Prepare it again (`metajax data prepare omniglot --zips ZIPDIR --data-dir DIR`), or "
+            "point --data-dir at the two original zips instead."
+        ) from None
+
+
+def _read_tfds(root: Path) -> dict[str, dict[tuple[str, int], list[np.ndarray]]]:
     import tensorflow_datasets as tfds
 
     source = tfds.data_source("omniglot", data_dir=str(root))
@@ -143,17 +182,39 @@ def _from_zips(root: Path) -> dict[str, dict[tuple[str, int], list[np.ndarray]]]
 
     out = {}
     for name in ("background", "evaluation"):
+        path = root / f"images_{name}.zip"
         groups: dict[tuple[str, int], list[np.ndarray]] = {}
-        with zipfile.ZipFile(root / f"images_{name}.zip") as z:
-            for member in z.namelist():
-                if not member.endswith(".png"):
-                    continue
-                _, alphabet, character, _ = member.split("/")
-                with Image.open(io.BytesIO(z.read(member))) as im:
-                    gray = np.asarray(im.convert("L"), dtype=np.uint8)
-                groups.setdefault((alphabet, int(character.removeprefix("character"))), []).append(gray)
+        try:
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    if not member.endswith(".png"):
+                        continue
+                    parts = member.split("/")
+                    if len(parts) != 4 or not parts[2].startswith("character"):
+                        raise DataError(
+                            f"{path} does not have the layout of Omniglot's images_{name}.zip "
+                            f"(images_{name}/ALPHABET/characterNN/DRAWING.png); found {member!r}. Use the original "
+                            "zips from https://github.com/brendenlake/omniglot (folder python/)."
+                        )
+                    _, alphabet, character, _ = parts
+                    with Image.open(io.BytesIO(z.read(member))) as im:
+                        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+                    groups.setdefault((alphabet, int(character.removeprefix("character"))), []).append(gray)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib_error()) as err:
+            raise DataError(
+                f"{path} cannot be read as a zip ({type(err).__name__}: {err}): it is truncated or damaged. "
+                "Download it again from https://github.com/brendenlake/omniglot (folder python/)."
+            ) from None
+        if not groups:
+            raise DataError(f"{path} holds no PNG drawings: it is not Omniglot's images_{name}.zip.")
         out[name] = groups
     return out
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
 
 
 def load_characters(data_dir: str | os.PathLike | None = None, source: str = "auto") -> dict[str, ClassImages]:

@@ -1,0 +1,119 @@
+"""Do two git revisions compute the same bits? Run the default job and a few-shot smoke run at each, compare.
+
+    python benchmarks/same_results.py BASE_REV NEW_REV --data-dir DIR     # ~5 min on 2 cores
+    python benchmarks/same_results.py 4293ec8 HEAD --data-dir DIR --skip-default
+
+Each revision is checked out into a temporary ``git worktree`` and run as ``python -m metajax train`` from there
+(``PYTHONPATH``), without a compilation cache, on the same machine. Compared: the SHA-256 of the parameter
+files (``meta_params.msgpack``, ``best.msgpack``) and of ``curves.npz``, every metrics record except its
+timings, and the numbers of the evaluation tables. A refactor must give the same bits; the table says which
+files differ. Results go to ``benchmarks/results/DATE-same.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TIMINGS = ("time_s", "it_per_s")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _runs(data_dir: str | None, skip_default: bool) -> dict[str, list[str]]:
+    runs = {} if skip_default else {"default": []}
+    if data_dir is not None:
+        runs["fewshot"] = ["--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", data_dir]
+    return runs
+
+
+def _digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _numbers(path: Path) -> list[str]:
+    """The numbers of a markdown table (the evaluation), in order."""
+    return re.findall(r"-?\d+\.\d+", path.read_text()) if path.is_file() else []
+
+
+def _fingerprint(run_dir: Path) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in ("meta_params.msgpack", "best.msgpack", "curves.npz"):
+        if (run_dir / name).is_file():
+            out[name] = _digest(run_dir / name)
+    metrics = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        metrics.append({k: v for k, v in row.items() if k not in TIMINGS})
+    out["metrics.jsonl (without timings)"] = hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()
+    for table in sorted(run_dir.glob("eval*.md")):
+        out[f"{table.name} (numbers)"] = hashlib.sha256(" ".join(_numbers(table)).encode()).hexdigest()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="the baseline revision")
+    parser.add_argument("new", help="the revision to compare with it (e.g. HEAD)")
+    parser.add_argument("--data-dir", help="an Omniglot data directory: adds the few-shot smoke run")
+    parser.add_argument("--skip-default", action="store_true", help="leave out the default job (~2 min each)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    runs = _runs(args.data_dir, args.skip_default)
+    if not runs:
+        raise SystemExit("nothing to run: give --data-dir or leave out --skip-default")
+    revs = {name: _git("rev-parse", "--verify", f"{name}^{{commit}}") for name in (args.base, args.new)}
+    result: dict[str, dict[str, dict[str, object]]] = {}
+    with tempfile.TemporaryDirectory(prefix="metajax-same-") as tmp:
+        for label, name in (("base", args.base), ("new", args.new)):
+            tree = Path(tmp) / label
+            _git("worktree", "add", "--detach", str(tree), revs[name])
+            try:
+                for run, extra in runs.items():
+                    run_dir = Path(tmp) / f"{label}-{run}"
+                    cmd = [sys.executable, "-m", "metajax", "train", *extra, "--run-dir", str(run_dir)]
+                    cmd += ["--no-progress", "--compile-cache", "off"]
+                    print(f"{label} ({revs[name][:10]}): {run} ...", file=sys.stderr, flush=True)
+                    env = dict(os.environ, PYTHONPATH=str(tree))
+                    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{label} {run} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    result.setdefault(run, {})[label] = _fingerprint(run_dir)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+    lines = [
+        f"base = {args.base} ({revs[args.base][:10]}), new = {args.new} ({revs[args.new][:10]}); same machine, "
+        "no compilation cache.",
+        "",
+        "| run | file | same bits |",
+        "|---|---|---|",
+    ]
+    same = True
+    for run, by in result.items():
+        for key in by["base"]:
+            equal = by["base"][key] == by["new"].get(key)
+            same &= equal
+            lines.append(f"| {run} | {key} | {'yes' if equal else '**no**'} |")
+    md = "\n".join(lines) + "\n"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stamp}-same.json").write_text(json.dumps({"revisions": revs, "runs": result}, indent=1))
+    (args.out / f"{stamp}-same.md").write_text(md)
+    print(md)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
