@@ -180,6 +180,10 @@ def test_divergence_stops_with_a_clear_message_or_is_skipped(tmp_path, capsys):
     assert cli.main([*args, "--run-dir", str(tmp_path / "stop")]) == 1
     err = capsys.readouterr().err
     assert "non-finite value in steps 1..100" in err and "nan_policy=skip" in err
+    assert "no checkpoint was written yet" in err and "checkpoint is step" not in err
+    # following the message's advice on the same directory: it holds no checkpoint, so any configuration may start
+    calm = [x if x != "inner.lr=1e30" else "inner.lr=0.01" for x in args]
+    assert cli.main([*calm, "--run-dir", str(tmp_path / "stop")]) == 0
     assert cli.main([*args, "--run-dir", str(tmp_path / "skip"), "--set", "train.nan_policy=skip"]) == 0
     rec = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()[-1])
     assert rec["skipped"] > 0

@@ -11,8 +11,6 @@ from test_omniglot import DATA_DIR, needs_data
 from metajax._src.app import cli
 from metajax._src.app.configs import available_configs
 
-pytestmark = needs_data
-
 
 def smoke_config(**overrides):
     cfg = cli.load_config("omniglot_5w1s_maml", smoke=True)
@@ -21,6 +19,7 @@ def smoke_config(**overrides):
     return cfg
 
 
+@needs_data
 def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
     from metajax._src.app import experiment, train
     from metajax.evaluation import accuracy_after_adaptation
@@ -48,6 +47,7 @@ def test_tiny_omniglot_run_lowers_query_loss(tmp_path):
     assert acc.mean() > 0.3  # chance is 0.2
 
 
+@needs_data
 def test_train_then_eval_commands(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert (
@@ -105,6 +105,7 @@ def test_train_then_eval_commands(tmp_path, capsys):
     assert "has ['best.msgpack', 'meta_params.msgpack']" in capsys.readouterr().err
 
 
+@needs_data
 def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
     base = [
         "train",
@@ -138,7 +139,7 @@ def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "Omniglot (TFDS 'omniglot' 3.0.0) not found" in err and "images_evaluation.zip" in err
+    assert "Omniglot (TFDS 'omniglot' 3.0.0, or the original zips) not found" in err and "images_evaluation.zip" in err
 
 
 OMNIGLOT_CONFIGS = sorted(n for n in available_configs() if n.startswith("omniglot_"))
@@ -151,6 +152,7 @@ def test_every_setting_has_every_algorithm():
 
 
 @pytest.mark.parametrize("name", OMNIGLOT_CONFIGS)
+@needs_data
 def test_every_omniglot_config_builds(name):
     from metajax._src.app import experiment
 
@@ -158,6 +160,11 @@ def test_every_omniglot_config_builds(name):
     cfg.data.data_dir = DATA_DIR
     exp = experiment.build(cfg)
     assert exp.learner.name == cfg.algorithm
+
+
+@pytest.mark.parametrize("name", OMNIGLOT_CONFIGS)
+def test_every_omniglot_config_states_its_protocol_and_source(name):
+    """No data needed: the config's evaluation protocol and its docstring (run command, source, paper)."""
     full = cli.load_config(name)
     ways, shots = (int(x) for x in name.split("_")[1].rstrip("s").split("w"))
     assert (full.eval.ways, full.eval.shots, full.eval.queries, full.eval.num_tasks) == (ways, shots, 15, 600)

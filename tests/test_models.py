@@ -348,6 +348,7 @@ def test_vmapped_tasks_match_a_loop_in_float64(conv):
 XLA_CPU_GROUPED_CONV_BUG = pytest.mark.xfail(
     jax.default_backend() == "cpu",
     strict=True,
+    raises=AssertionError,
     reason="XLA:CPU (jaxlib 0.10.2): vmapped lax.conv with per-task kernels (grouped convolutions) and the "
     "plain-formula reshaped max-pool give a wrong gradient; with the closed-form corner pool the same vmap is right "
     "(the strategy test below), so the pool miscompile may be the cause rather than grouped convolutions",

@@ -1,5 +1,6 @@
 """`metajax data prepare omniglot`: offline TFDS preparation from local zips."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def test_an_existing_copy_is_not_overwritten(tmp_path):
 def test_prepare_from_the_shared_zips_matches_the_shared_tfds_copy(tmp_path):
     pytest.importorskip("tensorflow")
     if not all((SHARED / z).is_file() for z in prepare.ZIPS):
-        pytest.skip(f"Omniglot zips not found at {SHARED}")
+        (pytest.fail if os.environ.get("METAJAX_REQUIRE_DATA") == "1" else pytest.skip)(
+            f"Omniglot zips not found at {SHARED}"
+        )
     from metajax._src.data import omniglot
 
     res = prepare.prepare_omniglot(SHARED, tmp_path, log=lambda m: None)

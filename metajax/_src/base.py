@@ -125,12 +125,16 @@ def check_learning_rate(name: str, value: Any) -> None:
     """
     if callable(value):
         return
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r} ({type(value).__name__}).")
     leaves = jax.tree_util.tree_leaves(value)
     if not leaves:
         raise ValueError(f"{name} must be a finite number >= 0, got an empty value {value!r}.")
     for leaf in leaves:
         if isinstance(leaf, jax.core.Tracer):
             continue
+        if isinstance(leaf, bool | str | bytes):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r} (a {type(leaf).__name__}).")
         try:
             import numpy as np
 

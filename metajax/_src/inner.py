@@ -213,7 +213,18 @@ def combine(a: Params, b: Params) -> Params:
 def normalize_loss(loss_fn: Callable, has_aux: bool) -> Callable[[Params, Batch], tuple[jax.Array, Any]]:
     """Return a loss that always yields ``(loss, aux)``."""
     if has_aux:
-        return loss_fn
+
+        def checked(params, batch):
+            out = loss_fn(params, batch)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                got = f"a {type(out).__name__}" + (f" of shape {out.shape}" if hasattr(out, "shape") else "")
+                raise ValueError(
+                    f"has_aux=True: loss_fn must return a pair (loss, aux), got {got}. Return (loss, {{}}) or pass "
+                    "has_aux=False."
+                )
+            return out
+
+        return checked
 
     def with_aux(params, batch):
         return loss_fn(params, batch), {}

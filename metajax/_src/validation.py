@@ -73,12 +73,16 @@ def check_task(task: Any, argname: str = "task", batched: bool = False, spec: Ta
                 f"query {qry}. Is the task axis missing? Expected shapes {what}."
             )
         num_tasks = axes.pop()
+        if num_tasks == 0:
+            raise ValueError(f"{argname}: a task batch must hold at least one task, got 0 (shapes {sup}).")
     for part, shapes in (("support", sup), ("query", qry)):
         examples = {shape[lead - 1] for _, shape in shapes}
         if len(examples) != 1:
             raise ValueError(
                 f"{argname}.{part}: every array must share the example axis (axis {lead - 1}); got {shapes}."
             )
+        if examples == {0}:
+            raise ValueError(f"{argname}.{part}: each task needs at least one {part} example, got 0 (shapes {shapes}).")
     for (path, s), (_, q) in zip(sup, qry, strict=True):
         if s[lead:] != q[lead:]:
             raise ValueError(

@@ -235,13 +235,16 @@ def _load_run(
     run_dir: Path, checkpoint: str | None, overrides: list[str], data_dir: str | None, compile_cache: str | None
 ):
     """Config, experiment and meta-parameters of a finished (or checkpointed) run directory."""
-    import json
-
     from ml_collections import ConfigDict
+
+    from metajax._src.app.configs import distrust_stored_config
+    from metajax._src.app.rundir import read_json
 
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no config.json; pass a directory written by metajax train.")
-    config = ConfigDict(json.loads((run_dir / "config.json").read_text()))
+    config = distrust_stored_config(
+        ConfigDict(read_json(run_dir / "config.json", "the run's configuration")), run_dir / "config.json"
+    )
     if config.get("task") in ("omniglot", "miniimagenet") and "eval_tasks_per_call" not in config.get("runtime", {}):
         from metajax._src.app.runtime import DEFAULT_EVAL_TASKS_PER_CALL
 
@@ -266,8 +269,8 @@ def _load_run(
     template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
     try:
         meta_params = load_params(ckpt, template)
-    except Exception as err:  # noqa: BLE001 - msgpack/flax raise several types for bad files
-        raise ValueError(f"--checkpoint: cannot read {str(ckpt)!r} as this config's parameters: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"--checkpoint: {err}") from None
     return config, exp, meta_params, name, ckpt, where
 
 
@@ -515,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataNotFoundError, MemoryError, PermissionError) as err:
         print(f"metajax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a file that vanished, a permission: one line naming the file
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"metajax {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # before training installed its own handler (start-up, data loading, compiling)
         print(
             f"metajax {args.command}: interrupted (run the same command again; a training run resumes from its "

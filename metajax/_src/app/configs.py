@@ -27,7 +27,13 @@ def load_config(name: str, smoke: bool = False) -> Any:
         path = Path(name)
         if not path.is_file():
             raise ValueError(f"--config: no such file {str(path)!r}.")
-        return ConfigDict(json.loads(path.read_text()))
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"--config: {str(path)!r} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})."
+            ) from None
+        return distrust_stored_config(ConfigDict(stored), path)
     if name.endswith(".py") or os.sep in name:
         path = Path(name).resolve()
         if not path.is_file():
@@ -95,4 +101,22 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
                 f"--set: {key} expects a value of type {type(old).__name__} (now {old!r}), got "
                 f"{value!r} ({type(value).__name__})."
             ) from err
+    return config
+
+
+def distrust_stored_config(config: Any, path: Path) -> Any:
+    """Drop the opt-ins that must come from the current command line, never from a file someone else wrote.
+
+    ``data.allow_pickle`` lets a data loader unpickle files, which runs code: a run directory (or a config.json
+    passed around) must not be able to switch it on. Give ``--set data.allow_pickle=True`` on the command line.
+    """
+    data = config.get("data", {})
+    if data.get("allow_pickle", False):
+        data.allow_pickle = False
+        print(
+            f"metajax: ignoring data.allow_pickle=True stored in {path}: unpickling runs code, so it is only allowed "
+            "from this command line (--set data.allow_pickle=True)",
+            file=sys.stderr,
+            flush=True,
+        )
     return config

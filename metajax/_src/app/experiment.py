@@ -137,6 +137,8 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}.")
     check_positive_int("train.num_steps", config.train.num_steps)
     check_positive_int("train.steps_per_call", config.train.steps_per_call)
+    for name in ("checkpoint_every", "eval_every"):
+        check_positive_int(f"train.{name}", config.train.get(name, 0), minimum=0)  # 0: never (only at the end)
     runtime = resolve_runtime(config) if runtime is None else runtime
     outer_opt = build_outer_opt(config.outer, config.train.num_steps)
     if config.task == "sinusoid":
@@ -149,6 +151,8 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
     d = config.data
     for name in ("shots", "query_shots"):
         check_positive_int(f"data.{name}", d[name])
+    for i, width in enumerate(config.model.hidden):
+        check_positive_int(f"model.hidden[{i}]", width)
     model = mlp(hidden=tuple(config.model.hidden))
     loss_fn = mse_loss(model.apply)
     spec = sinusoid.task_spec(d.shots, d.query_shots)

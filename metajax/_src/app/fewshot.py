@@ -59,6 +59,7 @@ class FewShot:
             check_positive_int(f"data.{name}", d[name])
         for name in ("ways", "shots", "queries", "num_tasks", "steps"):
             check_positive_int(f"eval.{name}", c.eval[name])
+        check_positive_int("model.filters", c.model.filters)
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")

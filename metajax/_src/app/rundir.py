@@ -8,6 +8,7 @@ written atomically (:func:`~metajax._src.files.write_atomic`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -211,10 +212,43 @@ def _step_of(line: str) -> int | None:
 
 
 def save_params(path: Path, tree: Any) -> None:
-    """Write a parameter tree (flax msgpack), atomically."""
+    """Write a parameter tree (flax msgpack) atomically, with its SHA-256 in ``PATH.sha256`` beside it."""
     from flax import serialization
 
-    write_atomic(path, serialization.to_bytes(jax.device_get(tree)))
+    data = serialization.to_bytes(jax.device_get(tree))
+    write_atomic(path, data)
+    write_atomic(digest_path(path), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def digest_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def load_params(path: Path, template: Any) -> Any:
+    """Read a parameter tree written by :func:`save_params` into ``template``'s structure, verifying its digest.
+
+    Raises:
+      RunDirectoryError: the file is missing, damaged (its SHA-256 differs from the one written with it) or not
+        parameters of this structure, naming the file.
+    """
+    from flax import serialization
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirectoryError(f"{str(path)!r} does not exist.")
+    data = path.read_bytes()
+    sidecar = digest_path(path)
+    if sidecar.is_file() and sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise RunDirectoryError(
+            f"{str(path)!r} is damaged: its SHA-256 differs from the one written with it ({sidecar.name}). Use "
+            "another checkpoint (metajax eval --checkpoint meta_params or best), or retrain."
+        )
+    try:
+        return serialization.from_bytes(template, data)
+    except Exception as err:  # noqa: BLE001 - msgpack and flax raise several types for bad files
+        raise RunDirectoryError(
+            f"{str(path)!r} cannot be read as this configuration's parameters ({type(err).__name__}: {err})."
+        ) from None
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -259,10 +293,3 @@ def resume_change(old: dict, new: dict, run_dir: str) -> list[str]:
             "extends it; runtime.* settings may change), or choose a new --run-dir."
         )
     return diff
-
-
-def load_params(path: Path, template: Any) -> Any:
-    """Read a parameter tree written by :func:`save_params` into ``template``'s structure."""
-    from flax import serialization
-
-    return serialization.from_bytes(template, path.read_bytes())
