@@ -82,6 +82,15 @@ def test_refuses_shared_and_survives_unwritable(tmp_path):
         os.chown(other, 65534, 65534)
         with pytest.raises(PermissionError, match="owned by another user"):
             mj.enable_compilation_cache(other)
+    # a private cache under a parent others may write to: they could swap the cache directory itself
+    open_parent = tmp_path / "open"
+    (open_parent / "cache").mkdir(parents=True, mode=0o700)
+    open_parent.chmod(0o777)
+    with pytest.raises(PermissionError, match="which others can write to without the sticky bit"):
+        mj.enable_compilation_cache(open_parent / "cache")
+    open_parent.chmod(0o1777)  # as /tmp: the sticky bit stops others from renaming what they do not own
+    assert mj.enable_compilation_cache(open_parent / "cache") == open_parent / "cache"
+    mj.disable_compilation_cache()
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.warns(RuntimeWarning, match="running without a cache"):

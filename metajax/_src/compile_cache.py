@@ -135,12 +135,35 @@ def enable_compilation_cache(
             f"compilation cache: {str(where)!r} is {who}; a compiled program loaded from it runs as you. "
             f"Use a private directory of your own (chmod go-w) or set {ENV}=off."
         )
+    unsafe = _unsafe_ancestor(where)
+    if unsafe is not None:
+        raise PermissionError(
+            f"compilation cache: {str(where)!r} is inside {unsafe}, which others can write to without the sticky "
+            f"bit: they could replace the cache directory itself. Use a directory under a private parent or set "
+            f"{ENV}=off."
+        )
     cc.reset_cache()  # JAX initialises its cache once per process; a new directory needs a fresh start
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(where))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
     return where
+
+
+def _unsafe_ancestor(path: Path) -> str | None:
+    """The first parent of ``path`` that another user could rename entries in, described; ``None`` when safe.
+
+    A parent writable by others is safe only with the sticky bit (as ``/tmp``), which stops them from renaming
+    what they do not own; a parent owned by another user (other than root) could be changed by that user.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for parent in Path(path).resolve().parents:
+        info = parent.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+            return f"{parent} (mode {stat.filemode(info.st_mode)})"
+        if uid is not None and info.st_uid not in (uid, 0):
+            return f"{parent} (owned by uid {info.st_uid})"
+    return None
 
 
 def disable_compilation_cache() -> None:
