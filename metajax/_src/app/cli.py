@@ -88,7 +88,8 @@ def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     except train.Interrupted as err:
         print(f"metajax train: {err}. Run the same command again to resume from step {err.step}.", file=sys.stderr)
         return 128 + err.signum
-    print(f"wrote {run_dir}/: {', '.join(sorted(p.name for p in run_dir.iterdir()))}", file=sys.stderr)
+    shown = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    print(f"wrote {run_dir}/: {', '.join(shown)}", file=sys.stderr)
     return 0
 
 
