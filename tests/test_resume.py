@@ -276,7 +276,9 @@ def test_a_crash_while_saving_parameters_leaves_the_previous_file(tmp_path, monk
         train.save_params(path, {"w": jnp.zeros(3)})
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["meta_params.msgpack"]  # the temporary is removed
+    # the temporary is removed, and the digest beside the file still describes the file that stayed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta_params.msgpack", "meta_params.msgpack.sha256"]
+    assert float(jnp.sum(train.load_params(path, {"w": jnp.zeros(3)})["w"])) == 3.0
     train.save_params(path, {"w": jnp.zeros(3)})
     assert float(jnp.sum(train.load_params(path, {"w": jnp.ones(3)})["w"])) == 0.0
     write_atomic(tmp_path / "config.json", '{"a": 1}')
