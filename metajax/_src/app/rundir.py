@@ -23,8 +23,6 @@ from metajax._src.files import write_atomic
 from metajax._src.version import __version__
 
 LOCK_NAME = ".lock"
-# what a run directory may hold before its first run wrote anything: the lock (a run that stopped at start)
-STARTUP_FILES = {LOCK_NAME}
 
 
 class RunDirectoryError(ValueError):
@@ -112,7 +110,7 @@ def check_run_directory(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".write_test"))
-    others = [n for n in names if n not in STARTUP_FILES and not n.startswith(LOCK_NAME)]
+    others = [n for n in names if not n.startswith(LOCK_NAME)]  # the lock alone: a run that stopped at start
     if others and not is_run_directory(run_dir):
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise RunDirectoryError(
@@ -151,25 +149,31 @@ def versions() -> dict[str, str]:
     }
 
 
+def _metric_lines(path: Path) -> list[tuple[int, str, dict[str, Any] | None]]:
+    """Every non-blank line of a metrics file as ``(line number, text, record or None when damaged)``."""
+    out = []
+    for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            row = None  # not a record with an integer step
+        out.append((n, line, row))
+    return out
+
+
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """The records of a ``metrics.jsonl`` and its damaged lines as ``(line number, text)``.
 
     A line that is not a JSON object with a ``step`` (a line cut by a crash, a garbled byte) is skipped, not
     fatal: the good lines around it are all returned.
     """
-    rows, bad = [], []
-    for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                raise ValueError("not a record with an integer step")
-        except ValueError:
-            bad.append((n, line))
-            continue
-        rows.append({k: float("nan") if v is None else v for k, v in row.items()})
-    return rows, bad
+    lines = _metric_lines(path)
+    rows = [{k: float("nan") if v is None else v for k, v in row.items()} for _, _, row in lines if row is not None]
+    return rows, [(n, line) for n, line, row in lines if row is None]
 
 
 def report_damaged_lines(path: Path, bad: list[tuple[int, str]]) -> None:
@@ -187,12 +191,9 @@ def truncate_metrics(path: Path, step: int) -> None:
     """
     if not path.is_file():
         return
-    _, bad = read_metrics(path)
-    keep = [
-        line
-        for line in path.read_text(errors="replace").splitlines()
-        if line.strip() and (n := _step_of(line)) is not None and n <= step
-    ]
+    lines = _metric_lines(path)
+    keep = [line for _, line, row in lines if row is not None and row["step"] <= step]
+    bad = [(n, line) for n, line, row in lines if row is None]
     if bad:
         report_damaged_lines(path, bad)
         damaged = path.with_name(path.name + ".damaged")
@@ -200,15 +201,6 @@ def truncate_metrics(path: Path, step: int) -> None:
             f.writelines(f"{line}\n" for _, line in bad)
         print(f"metajax: the damaged lines were set aside in {damaged}", file=sys.stderr, flush=True)
     write_atomic(path, "".join(x + "\n" for x in keep))
-
-
-def _step_of(line: str) -> int | None:
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    step = row.get("step") if isinstance(row, dict) else None
-    return step if isinstance(step, int) else None
 
 
 def save_params(path: Path, tree: Any) -> None:
