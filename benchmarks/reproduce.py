@@ -1,0 +1,243 @@
+"""The results store behind every accuracy and MSE number that README.md, docs/ and benchmarks/README.md publish.
+
+Each published row is an entry of :data:`ROWS` (the command that produces it) and, once run, a small JSON file
+``benchmarks/results/reproduction/NAME.json``: the evaluation results, the resolved config, the command, the
+commit, the machine, the library versions and the wall time (never parameters or data). The published tables
+are generated from those files; rows not rerun since the results store began keep their earlier numbers from
+``unbacked.json`` and say "not backed by a result file yet".
+
+    python benchmarks/reproduce.py list                       # every row and whether it has a result file
+    python benchmarks/reproduce.py run NAME [--data-dir DIR]  # run a row (training + evaluation) and record it
+    python benchmarks/reproduce.py record NAME RUN_DIR         # record a finished run directory as NAME
+    python benchmarks/reproduce.py tables                     # rewrite the generated tables in the docs
+    python benchmarks/reproduce.py tables --check             # exit 1 if a generated table is out of date
+
+Run directories go to ``runs/reproduce/NAME`` (``--runs DIR``); a row that is interrupted resumes when the same
+command is given again (``metajax train`` resumes from the run directory's last checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STORE = ROOT / "benchmarks" / "results" / "reproduction"
+UNBACKED = STORE / "unbacked.json"
+NOT_BACKED = "not backed by a result file yet"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One published result: a ``metajax`` command and where its numbers are shown."""
+
+    name: str
+    kind: str  # "sinusoid", "fewshot" or "finetune"
+    config: str
+    overrides: tuple[str, ...] = ()
+    paper: str = ""
+    source: str = ""  # for a "finetune" row: the row whose run directory it fine-tunes
+    args: tuple[str, ...] = field(default=())  # extra command-line arguments (finetune)
+
+    def command(self, run_dir: str, data_dir: str | None) -> list[str]:
+        if self.kind == "finetune":
+            cmd = ["metajax", "finetune", run_dir, *self.args]
+        else:
+            cmd = ["metajax", "train", "--config", self.config, "--run-dir", run_dir, "--no-progress"]
+            for o in self.overrides:
+                cmd += ["--set", o]
+        if data_dir and self.kind != "sinusoid":
+            cmd += ["--data-dir", data_dir]
+        return cmd
+
+
+def _fewshot(config: str, steps: int, paper: str) -> Row:
+    return Row(config, "fewshot", config, (f"train.num_steps={steps}",), paper)
+
+
+ROWS: dict[str, Row] = {
+    r.name: r
+    for r in [
+        Row("sinusoid_maml", "sinusoid", "sinusoid_maml", paper="MAML 10-shot: visibly better than pretraining"),
+        Row("sinusoid_fomaml", "sinusoid", "sinusoid_fomaml"),
+        Row("sinusoid_reptile", "sinusoid", "sinusoid_reptile"),
+        Row("sinusoid_meta_sgd", "sinusoid", "sinusoid_meta_sgd"),
+        Row("sinusoid_anil", "sinusoid", "sinusoid_anil"),
+        Row(
+            "omniglot_5w1s_maml_quickstart",
+            "fewshot",
+            "omniglot_5w1s_maml",
+            ("train.num_steps=200", "eval.num_tasks=100"),
+            "98.7 ± 0.4 % (60k it.)",
+        ),
+        _fewshot("omniglot_5w1s_maml", 2000, "98.7 ± 0.4 % (60k it.)"),
+        _fewshot("omniglot_5w1s_fomaml", 3000, "98.3 ± 0.5 % (60k it.)"),
+        _fewshot("omniglot_5w1s_reptile", 2000, "97.68 ± 0.04 % (100k it., transductive)"),
+        Row(
+            "finetune_omniglot_5w1s_maml",
+            "finetune",
+            "omniglot_5w1s_maml",
+            source="omniglot_5w1s_maml",
+            args=("--joint-steps", "1000", "--num-tasks", "200"),
+        ),
+    ]
+}
+
+
+# ----------------------------------------------------------------------------------------------- provenance
+
+
+def machine() -> dict[str, object]:
+    """The CPU model, core count and load of this machine (the load says whether the run shared it)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "loadavg_1_5_15": [round(x, 2) for x in load] if load else None,
+    }
+
+
+def code_commit() -> dict[str, object]:
+    """The commit of the metajax that runs (the package ``import metajax`` finds), and whether it was clean."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import metajax, pathlib; print(pathlib.Path(metajax.__file__).resolve().parents[1])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    src = out.stdout.strip()
+
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", src, *a], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "metajax", "configs")
+    return {"commit": git("rev-parse", "HEAD") or "unknown", "clean": not dirty}
+
+
+# ----------------------------------------------------------------------------------------------- run, record
+
+
+def run(row: Row, runs: Path, data_dir: str | None) -> Path:
+    run_dir = runs / row.name
+    if row.kind == "finetune":
+        source = runs / row.source
+        if not (source / "summary.json").is_file():
+            raise SystemExit(f"{row.name}: run the row {row.source!r} first ({source}/summary.json is missing)")
+        cmd = row.command(str(source), data_dir) + ["--out", str(run_dir)]
+    else:
+        cmd = row.command(str(run_dir), data_dir)
+    print("$ " + shlex.join(cmd), flush=True)
+    start = machine()
+    t = time.time()
+    subprocess.run([sys.executable, "-m", "metajax", *cmd[1:]], check=True)  # the metajax of this Python
+    wall = time.time() - t
+    record(row, run_dir, wall_s=wall, command=cmd, load_at_start=start["loadavg_1_5_15"])
+    return run_dir
+
+
+def record(
+    row: Row,
+    run_dir: Path,
+    wall_s: float | None = None,
+    command: list[str] | None = None,
+    load_at_start: object = None,
+) -> Path:
+    run_dir = Path(run_dir)
+    if row.kind == "finetune":
+        results = json.loads((run_dir / "finetune.json").read_text())
+        config = json.loads((run_dir.parent / row.source / "config.json").read_text())
+        versions = json.loads((run_dir.parent / row.source / "versions.json").read_text())
+        summary = None
+    else:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        results = summary.pop("results")
+        config = json.loads((run_dir / "config.json").read_text())
+        versions = json.loads((run_dir / "versions.json").read_text())
+    for key in ("data_dir",):  # a machine's path: not part of the result
+        config.get("data", {}).pop(key, None)
+    m = machine()
+    m["loadavg_1_5_15_at_start"] = load_at_start
+    entry = {
+        "name": row.name,
+        "kind": row.kind,
+        "config": row.config,
+        "overrides": list(row.overrides),
+        "command": "python benchmarks/reproduce.py run " + row.name + (" --data-dir DIR" if row.kind != "sinusoid" else ""),
+        "metajax_command": shlex.join(command) if command else None,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        **code_commit(),
+        "machine": m,
+        "versions": versions,
+        "wall_s": None if wall_s is None else round(wall_s, 1),
+        "train": summary,
+        "results": results,
+        "resolved_config": config,
+    }
+    STORE.mkdir(parents=True, exist_ok=True)
+    out = STORE / f"{row.name}.json"
+    out.write_text(json.dumps(entry, indent=1, sort_keys=False, allow_nan=False) + "\n")
+    print(f"recorded {out.relative_to(ROOT)}")
+    return out
+
+
+def load(name: str) -> dict | None:
+    path = STORE / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="every row and its result file")
+    r = sub.add_parser("run", help="run rows and record them")
+    r.add_argument("names", nargs="+", choices=sorted(ROWS), metavar="NAME")
+    r.add_argument("--data-dir", default=os.environ.get("METAJAX_DATA_DIR"))
+    r.add_argument("--runs", type=Path, default=ROOT / "runs" / "reproduce")
+    c = sub.add_parser("record", help="record a finished run directory")
+    c.add_argument("name", choices=sorted(ROWS), metavar="NAME")
+    c.add_argument("run_dir", type=Path)
+    t = sub.add_parser("tables", help="regenerate the published tables from the result files")
+    t.add_argument("--check", action="store_true", help="exit 1 if a table differs from the result files")
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        for name in ROWS:
+            e = load(name)
+            print(f"{name:32s} " + (f"{e['date']} {e['commit'][:10]}" if e else NOT_BACKED))
+        return 0
+    if args.cmd == "run":
+        for name in args.names:
+            run(ROWS[name], args.runs, args.data_dir)
+        return 0
+    if args.cmd == "record":
+        record(ROWS[args.name], args.run_dir)
+        return 0
+    from tables import update_tables  # noqa: E402  (benchmarks/tables.py)
+
+    stale = update_tables(check=args.check)
+    for path in stale:
+        print(f"{'out of date' if args.check else 'rewrote'}: {path}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    sys.exit(main())

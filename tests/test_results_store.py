@@ -1,0 +1,118 @@
+"""Every published accuracy and MSE has a committed result file, and the published tables are generated from them.
+
+The results store is ``benchmarks/results/reproduction/`` (written by ``benchmarks/reproduce.py``); the other
+benchmark results are the files beside it in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CLAIM = re.compile(r"(?<![\d.])(\d+\.\d+) ± (\d+\.\d+)(?![\d.])")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("tables")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _pairs(node, out):
+    """Every (mean, ci95) pair in a JSON tree (``mean``/``accuracy`` beside ``ci95``)."""
+    if isinstance(node, dict):
+        for key in ("mean", "accuracy"):
+            if isinstance(node.get(key), (int, float)) and isinstance(node.get("ci95"), (int, float)):
+                out.append((float(node[key]), float(node["ci95"])))
+        for v in node.values():
+            _pairs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _pairs(v, out)
+    return out
+
+
+def _matches(claim: tuple[str, str], pairs, texts) -> bool:
+    mean, ci = claim
+    if any(f"{mean} ± {ci}" in t for t in texts):
+        return True
+    dm, dc = len(mean.split(".")[1]), len(ci.split(".")[1])
+    for m, c in pairs:
+        for scale in (1.0, 100.0):
+            if f"{m * scale:.{dm}f}" == mean and f"{c * scale:.{dc}f}" == ci:
+                return True
+    return False
+
+
+def test_generated_tables_are_up_to_date(tables):
+    """The tables in README.md, docs/ and benchmarks/README.md are exactly what the result files give."""
+    stale = tables.update_tables(check=True)
+    assert not stale, f"out of date (run: python benchmarks/reproduce.py tables): {stale}"
+
+
+def test_every_block_is_known_and_closed(tables):
+    for page in PAGES:
+        text = page.read_text()
+        opened = text.count("<!-- generated: ")
+        assert opened == text.count("<!-- end generated -->"), f"{page}: unclosed generated block"
+        for key in re.findall(r"<!-- generated: ([\w-]+) -->", text):
+            assert key in tables.GENERATORS, f"{page}: unknown generated block {key!r}"
+
+
+def test_result_files_are_complete_and_small(tables):
+    store = RESULTS / "reproduction"
+    names = [p.stem for p in store.glob("*.json") if p.name != "unbacked.json"]
+    for name in names:
+        path = store / f"{name}.json"
+        assert name in tables.ROWS, f"{path}: no row of benchmarks/reproduce.py is called {name!r}"
+        e = json.loads(path.read_text())
+        for key in ("command", "commit", "clean", "machine", "versions", "date", "wall_s", "results", "resolved_config"):
+            assert key in e, f"{path}: missing {key!r}"
+        assert re.fullmatch(r"[0-9a-f]{40}", e["commit"]), f"{path}: commit {e['commit']!r}"
+        assert e["clean"], f"{path}: produced by a checkout with uncommitted changes to metajax/ or configs/"
+        assert path.stat().st_size < 64_000, f"{path}: {path.stat().st_size} bytes; the store holds results, not data"
+    # every few-shot row either has a file or is carried, marked, from the earlier table
+    unbacked = json.loads((store / "unbacked.json").read_text())
+    for name, row in tables.ROWS.items():
+        if row.kind == "fewshot" and not name.endswith("_quickstart"):
+            assert name in names or name in unbacked, f"row {name!r} has neither a result file nor an earlier entry"
+
+
+def test_every_published_mean_and_ci_has_a_result_file(tables):
+    """Outside the generated blocks, each 'a ± b' number on a published page is one a result file holds."""
+    pairs, texts = [], []
+    for path in RESULTS.rglob("*"):
+        if path.name == "unbacked.json":
+            continue  # earlier claims: shown only inside the generated table, marked as not backed
+        if path.suffix == ".json":
+            _pairs(json.loads(path.read_text()), pairs)
+        elif path.suffix == ".md":
+            texts.append(path.read_text())
+    missing = []
+    for page in PAGES:
+        text = tables.BLOCK.sub("", page.read_text())
+        for n, line in enumerate(text.splitlines(), 1):
+            for claim in CLAIM.findall(line):
+                if not _matches(claim, pairs, texts):
+                    missing.append(f"{page.relative_to(ROOT)}: '{claim[0]} ± {claim[1]}' in: {line.strip()[:100]}")
+    assert not missing, "numbers without a result file:\n" + "\n".join(missing)
+
+
+def test_unbacked_rows_say_so(tables):
+    text = tables.reproduction("benchmarks/README.md")
+    unbacked = json.loads((RESULTS / "reproduction" / "unbacked.json").read_text())
+    for name in unbacked:
+        if tables.load(name) is None:
+            line = next(line for line in text.splitlines() if f"`{name}" in line)
+            assert line.rstrip().endswith(f"{tables.NOT_BACKED} |"), line
