@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -118,7 +117,12 @@ def machine() -> dict[str, object]:
 def code_commit() -> dict[str, object]:
     """The commit of the metajax that runs (the package ``import metajax`` finds), and whether it was clean."""
     out = subprocess.run(
-        [sys.executable, "-c", "import metajax, pathlib; print(pathlib.Path(metajax.__file__).resolve().parents[1])"],
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "import metajax, pathlib; print(pathlib.Path(metajax.__file__).resolve().parents[1])",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -146,11 +150,12 @@ def run(row: Row, runs: Path, data_dir: str | None) -> Path:
     else:
         cmd = row.command(str(run_dir), data_dir)
     print("$ " + shlex.join(cmd), flush=True)
-    start = machine()
+    start, code = machine(), code_commit()  # the code as the run imports it, before anything can change it
     t = time.time()
-    subprocess.run([sys.executable, "-m", "metajax", *cmd[1:]], check=True)  # the metajax of this Python
+    # -P: the metajax that `import metajax` finds (installed, or $PYTHONPATH), not one in the working directory
+    subprocess.run([sys.executable, "-P", "-m", "metajax", *cmd[1:]], check=True)
     wall = time.time() - t
-    record(row, run_dir, wall_s=wall, command=cmd, load_at_start=start["loadavg_1_5_15"])
+    record(row, run_dir, wall_s=wall, command=cmd, load_at_start=start["loadavg_1_5_15"], code=code)
     return run_dir
 
 
@@ -160,6 +165,7 @@ def record(
     wall_s: float | None = None,
     command: list[str] | None = None,
     load_at_start: object = None,
+    code: dict[str, object] | None = None,
 ) -> Path:
     run_dir = Path(run_dir)
     if row.kind == "finetune":
@@ -181,10 +187,12 @@ def record(
         "kind": row.kind,
         "config": row.config,
         "overrides": list(row.overrides),
-        "command": "python benchmarks/reproduce.py run " + row.name + (" --data-dir DIR" if row.kind != "sinusoid" else ""),
+        "command": "python benchmarks/reproduce.py run "
+        + row.name
+        + (" --data-dir DIR" if row.kind != "sinusoid" else ""),
         "metajax_command": shlex.join(command) if command else None,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        **code_commit(),
+        **(code or code_commit()),
         "machine": m,
         "versions": versions,
         "wall_s": None if wall_s is None else round(wall_s, 1),
@@ -205,7 +213,9 @@ def load(name: str) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="every row and its result file")
     r = sub.add_parser("run", help="run rows and record them")

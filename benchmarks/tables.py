@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from reproduce import NOT_BACKED, ROOT, ROWS, STORE, UNBACKED, load
+from reproduce import NOT_BACKED, ROOT, ROWS, UNBACKED, load
 
 BLOCK = re.compile(r"(<!-- generated: (?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 SINUSOID_STEPS = (0, 1, 10, 32)
@@ -51,7 +51,8 @@ def _wall(seconds: float | None) -> str:
 def _machine(e: dict[str, Any]) -> str:
     load = e["machine"].get("loadavg_1_5_15_at_start")
     shared = f", load {load[0]:.1f} at start" if load else ""
-    return f"{e['machine']['cpu']}, {e['machine']['cores']} cores{shared}; jax {e['versions']['jax']}; {e['date']}, commit {e['commit'][:7]}"
+    m, jax_version = e["machine"], e["versions"]["jax"]
+    return f"{m['cpu']}, {m['cores']} cores{shared}; jax {jax_version}; {e['date']}, commit {e['commit'][:7]}"
 
 
 def default_job(page: str) -> str:
@@ -60,7 +61,14 @@ def default_job(page: str) -> str:
         return f"The default job's table is {NOT_BACKED}.\n"
     res, t = e["results"], e["train"]
     names = list(res)
-    head = "| inner steps | " + " | ".join({"random": "random init", "pretrained": "pretrained init"}.get(n, n.upper() if n == "maml" else n) for n in names) + " |"
+    head = (
+        "| inner steps | "
+        + " | ".join(
+            {"random": "random init", "pretrained": "pretrained init"}.get(n, n.upper() if n == "maml" else n)
+            for n in names
+        )
+        + " |"
+    )
     lines = [head, "|---" * (len(names) + 1) + "|"]
     for k in SINUSOID_STEPS:
         lines.append(f"| {k} | " + " | ".join(_mse(_at(res[n], k), median=True) for n in names) + " |")
@@ -108,7 +116,8 @@ def _fewshot_budget(e: dict[str, Any]) -> str:
 def reproduction(page: str) -> str:
     unbacked = json.loads(UNBACKED.read_text()) if UNBACKED.is_file() else {}
     lines = [
-        "| config | paper | measured (transductive BN) | measured (non-transductive BN) | budget used | wall | result file |",
+        "| config | paper | measured (transductive BN) | measured (non-transductive BN) | budget used | wall "
+        "| result file |",
         "|---|---|---|---|---|---|---|",
     ]
     names = [n for n, r in ROWS.items() if r.kind == "fewshot" and not n.endswith("_quickstart")]
@@ -146,7 +155,11 @@ def finetune(page: str) -> str:
         lines.append(
             f"| {k} | "
             + " | ".join(
-                (f"**{100 * c['mean']:.1f} ± {100 * c['ci95']:.1f} %**" if c["mean"] == best and k else f"{100 * c['mean']:.1f} ± {100 * c['ci95']:.1f} %")
+                (
+                    f"**{100 * c['mean']:.1f} ± {100 * c['ci95']:.1f} %**"
+                    if c["mean"] == best and k
+                    else f"{100 * c['mean']:.1f} ± {100 * c['ci95']:.1f} %"
+                )
                 for c in cells
             )
             + " |"
@@ -198,6 +211,56 @@ def update_tables(check: bool = False) -> list[str]:
         new = render(text, page)
         if new != text:
             changed.append(page)
+            if not check:
+                path.write_text(new)
+    return changed + update_configs(check)
+
+
+# ------------------------------------------------------------------------- the "Measured:" line of each config
+
+
+MEASURED = re.compile(r"^Measured: .*?(?=\n\n|\n\"\"\"|\n[A-Z][a-z]+: )", re.M | re.S)
+
+
+def measured_line(config: str) -> str:
+    """The ``Measured:`` sentence of a config's docstring, from the row that runs the config unchanged."""
+    import textwrap
+
+    rows = [r for r in ROWS.values() if r.config == config and r.kind != "finetune" and r.name == config]
+    e = load(rows[0].name) if rows else None
+    path = f"benchmarks/results/reproduction/{config}.json"
+    if e is None:
+        unbacked = json.loads(UNBACKED.read_text()) if UNBACKED.is_file() else {}
+        text = "Measured: no result file yet" + (
+            " (an earlier run is in the reproduction table of benchmarks/README.md)." if config in unbacked else "."
+        )
+    elif e["kind"] == "sinusoid":
+        curve = e["results"][e["train"]["algorithm"]]
+        text = (
+            f"Measured: query MSE {_mse(_at(curve, 1))} / {_mse(_at(curve, 10))} after 1 / 10 inner steps on "
+            f"{_at(curve, 1)['num_tasks']} held-out tasks ({e['date']}; {path})."
+        )
+    else:
+        text = (
+            f"Measured: {_accuracy(e, 'transductive')} (transductive BN) / {_accuracy(e, 'support')} "
+            f"(non-transductive) on {e['resolved_config']['eval']['num_tasks']} test tasks after "
+            f"{e['train']['steps']:,} meta-steps, a shortened budget ({e['date']}; {path})."
+        )
+    return textwrap.fill(text.replace("±", "+-"), 110, break_on_hyphens=False, break_long_words=False)
+
+
+def update_configs(check: bool = False) -> list[str]:
+    """Rewrite the ``Measured:`` line of every config docstring; return the configs that changed."""
+    changed = []
+    for path in sorted((ROOT / "configs").glob("*_*.py")):
+        if path.name.startswith("__"):
+            continue
+        text = path.read_text()
+        if not MEASURED.search(text):
+            raise ValueError(f"{path}: its docstring has no 'Measured:' line")
+        new = MEASURED.sub(lambda m, name=path.stem: measured_line(name), text, count=1)
+        if new != text:
+            changed.append(str(path.relative_to(ROOT)))
             if not check:
                 path.write_text(new)
     return changed

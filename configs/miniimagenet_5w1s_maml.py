@@ -6,7 +6,7 @@ Paper: 48.70 +- 1.84 %.
 
 Run:      metajax train --config miniimagenet_5w1s_maml --data-dir /path/to/miniimagenet
 Data: user-supplied (layouts: ``metajax.data.load_miniimagenet``).
-Not run here: the development machine has no copy of the data (benchmarks/README.md).
+Measured: no result file yet.
 """
 
 from .miniimagenet import miniimagenet_config

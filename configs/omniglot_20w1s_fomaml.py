@@ -5,7 +5,7 @@ meta-batch 16, trained and evaluated with 5 steps; the
 second-order term dropped (Finn et al. 2017, section 5.2). Paper: 89.4 +- 0.5 %.
 
 Run:      metajax train --config omniglot_20w1s_fomaml
-Measured here (shortened, 300 meta-steps): 73.33 +- 0.46 % (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import maml_settings

@@ -5,8 +5,7 @@ Source: Li et al. 2017: one inner step with learned per-parameter rates
 Paper: 95.93 +- 0.38 %.
 
 Run:      metajax train --config omniglot_20w1s_meta_sgd
-Measured (shortened): 300 meta-steps (~11 min on one CPU core) -> 81.54 +- 0.38 %
-(transductive BN) / 80.97 +- 0.39 % (support BN) on 600 test tasks (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import meta_sgd_settings

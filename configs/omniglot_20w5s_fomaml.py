@@ -5,8 +5,7 @@ meta-batch 16, trained and evaluated with 5 steps; the
 second-order term dropped (Finn et al. 2017, section 5.2). Paper: 97.9 +- 0.1 %.
 
 Run:      metajax train --config omniglot_20w5s_fomaml
-Measured (shortened): 100 meta-steps (~27 min on one CPU core) -> 85.04 +- 0.32 %
-(transductive BN) / 84.88 +- 0.32 % (support BN) on 600 test tasks (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import maml_settings

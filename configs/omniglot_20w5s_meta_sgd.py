@@ -5,8 +5,7 @@ Source: Li et al. 2017: one inner step with learned per-parameter rates
 Paper: 98.97 +- 0.19 %.
 
 Run:      metajax train --config omniglot_20w5s_meta_sgd
-Measured (shortened): 200 meta-steps (~35 min on one CPU core) -> 91.63 +- 0.24 %
-(transductive BN) / 91.51 +- 0.24 % (support BN) on 600 test tasks (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import meta_sgd_settings

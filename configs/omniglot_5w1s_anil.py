@@ -2,9 +2,10 @@
 
 Source: Raghu et al. 2020, with MAML's Omniglot settings (the paper reports
 Omniglot accuracy on par with MAML).
+Paper: none for 5-way Omniglot (Raghu et al. 2020 report 20-way only: on par with MAML).
 
 Run:      metajax train --config omniglot_5w1s_anil
-Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import omniglot_config

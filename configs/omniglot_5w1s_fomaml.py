@@ -4,7 +4,7 @@ Source: Finn et al. 2017 / Nichol et al. 2018, MAML's settings.
 Paper: 98.3 +- 0.5 % (Finn et al.).
 
 Run:      metajax train --config omniglot_5w1s_fomaml
-Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import omniglot_config

@@ -5,7 +5,7 @@ meta-batch 32, Adam 1e-3, 60k iterations; evaluated with 3 inner steps.
 Paper: 98.7 +- 0.4 % (transductive batch norm).
 
 Run:      metajax train --config omniglot_5w1s_maml
-Shortened CPU budgets we ran: benchmarks/README.md (reproduction table).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import omniglot_config

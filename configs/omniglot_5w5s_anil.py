@@ -4,9 +4,10 @@ Source: Raghu et al. 2020, with MAML's settings for this way count (1 inner
 step of SGD with alpha = 0.4, meta-batch 32, Adam 1e-3; evaluated with 3 inner
 steps). The paper reports ANIL on par with MAML on Omniglot 20-way 1-shot and
 5-shot (its Table 2).
+Paper: none for 5-way Omniglot (Raghu et al. 2020 report 20-way only: on par with MAML).
 
 Run:      metajax train --config omniglot_5w5s_anil
-Measured here (shortened, 1,000 meta-steps): 93.46 +- 0.84 % (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import maml_settings

@@ -5,7 +5,7 @@ meta-batch 32, Adam 1e-3; evaluated with 3 inner steps; the
 second-order term dropped (Finn et al. 2017, section 5.2). Paper: 99.2 +- 0.2 %.
 
 Run:      metajax train --config omniglot_5w5s_fomaml
-Measured here (shortened, 500 meta-steps): 91.16 +- 0.41 % (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import maml_settings

@@ -5,7 +5,7 @@ Source: Li et al. 2017: one inner step with learned per-parameter rates
 Paper: 99.93 +- 0.09 %.
 
 Run:      metajax train --config omniglot_5w5s_meta_sgd
-Measured here (shortened, 500 meta-steps): 97.34 +- 0.27 % (benchmarks/README.md).
+Measured: no result file yet (an earlier run is in the reproduction table of benchmarks/README.md).
 """
 
 from .omniglot import meta_sgd_settings

@@ -3,10 +3,11 @@
 Source: Li et al. 2017, section 4.1 (one inner step, rates initialised to a
 small value and learned jointly with the init; MAML's other settings).
 Baselines are adapted with plain SGD at inner.lr.
+Paper: 10-shot MSE after one step 0.53 +- 0.09 (Li et al. 2017, Table 1; MAML 0.85 +- 0.14).
 
 Run:      metajax train --config sinusoid_meta_sgd
-Expected: 1-step MSE at or below MAML's.
 Runtime:  about a minute on 2 CPU cores.
+Measured: no result file yet.
 """
 
 from .sinusoid import sinusoid_config

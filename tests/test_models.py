@@ -470,3 +470,45 @@ def test_every_strategy_gives_the_reference_maml_meta_gradient_in_float32(conv, 
     got = ravel_pytree(_strategy_meta_grad(conv, task_chunk, closed_form, filters, query))[0]
     assert got.dtype == jnp.float32
     assert float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want)) < 2e-5
+
+
+def _strided_reference(params, x, eps=1e-5):
+    """The stride-2 Conv4 written out with lax.conv: conv (stride 2, SAME), batch norm on the batch, ReLU."""
+    p = params["params"]
+    for i in range(4):
+        k, b = p[f"Conv_{i}"]["kernel"], p[f"Conv_{i}"]["bias"]
+        x = jax.lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = x + b.reshape(1, 1, 1, -1)
+        bn = p[f"RefBatchNorm_{i}"]
+        mean, var = x.mean((0, 1, 2), keepdims=True), x.var((0, 1, 2), keepdims=True)
+        x = (x - mean) / jnp.sqrt(var + eps)
+        x = jax.nn.relu(x * bn["scale"].reshape(1, 1, 1, -1) + bn["bias"].reshape(1, 1, 1, -1))
+    x = x.mean((1, 2))
+    return x @ p["head"]["kernel"] + p["head"]["bias"].reshape(1, -1)
+
+
+def test_strided_conv4_is_the_reference_network_in_float64():
+    """downsample='stride' (the MAML authors' Omniglot network): same parameter shapes as the pooled one,
+    outputs equal to the network written out with lax.conv, and its MAML meta-gradient the same with the
+    closed-form and the plain batch norm."""
+    pooled, strided = (
+        conv4(ways=3, filters=4, image_size=16),
+        conv4(ways=3, filters=4, image_size=16, downsample="stride"),
+    )
+    params = f64(strided.init(jax.random.PRNGKey(1)))
+    assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(
+        jnp.shape, pooled.init(jax.random.PRNGKey(1))
+    )
+    x = jax.random.normal(jax.random.PRNGKey(2), (6, 16, 16, 1), jnp.float64)
+    np.testing.assert_allclose(strided.apply(params, x), _strided_reference(params, x), rtol=1e-12, atol=1e-12)
+    tasks = image_tasks(jax.random.PRNGKey(3))
+    grads = []
+    for closed_form in (True, False):
+        m = conv4(ways=3, filters=4, image_size=16, downsample="stride", closed_form=closed_form)
+        learner = mj.maml(cross_entropy_loss(m.apply), "sgd", 1, inner_lr=0.1, has_aux=True)
+        grads.append(ravel_pytree(jax.jit(learner.meta_grad)(params, tasks)[0])[0])
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="downsample must be one of"):
+        conv4(downsample="avg")
+    with pytest.raises(ValueError, match="conv='winograd' has no stride-2 form"):
+        conv4(downsample="stride", conv="winograd")

@@ -77,7 +77,17 @@ def test_result_files_are_complete_and_small(tables):
         path = store / f"{name}.json"
         assert name in tables.ROWS, f"{path}: no row of benchmarks/reproduce.py is called {name!r}"
         e = json.loads(path.read_text())
-        for key in ("command", "commit", "clean", "machine", "versions", "date", "wall_s", "results", "resolved_config"):
+        for key in (
+            "command",
+            "commit",
+            "clean",
+            "machine",
+            "versions",
+            "date",
+            "wall_s",
+            "results",
+            "resolved_config",
+        ):
             assert key in e, f"{path}: missing {key!r}"
         assert re.fullmatch(r"[0-9a-f]{40}", e["commit"]), f"{path}: commit {e['commit']!r}"
         assert e["clean"], f"{path}: produced by a checkout with uncommitted changes to metajax/ or configs/"
@@ -102,7 +112,7 @@ def test_every_published_mean_and_ci_has_a_result_file(tables):
     missing = []
     for page in PAGES:
         text = tables.BLOCK.sub("", page.read_text())
-        for n, line in enumerate(text.splitlines(), 1):
+        for line in text.splitlines():
             for claim in CLAIM.findall(line):
                 if not _matches(claim, pairs, texts):
                     missing.append(f"{page.relative_to(ROOT)}: '{claim[0]} ± {claim[1]}' in: {line.strip()[:100]}")
@@ -116,3 +126,58 @@ def test_unbacked_rows_say_so(tables):
         if tables.load(name) is None:
             line = next(line for line in text.splitlines() if f"`{name}" in line)
             assert line.rstrip().endswith(f"{tables.NOT_BACKED} |"), line
+
+
+def _configs():
+    return sorted(p.stem for p in (ROOT / "configs").glob("*_*.py") if not p.name.startswith("__"))
+
+
+@pytest.mark.parametrize("name", _configs())
+def test_every_config_states_source_paper_and_measured(name, tables):
+    """Each config's docstring names its source, the paper's number (or that there is none) and what we measured:
+    the 'Measured:' line is generated from the results store, so it cannot drift from the result files."""
+    doc = importlib.import_module(f"metajax.configs.{name}").__doc__
+    for field in ("Source:", "Paper:", "Measured:", f"--config {name}"):
+        assert field in doc, f"configs/{name}.py: its docstring has no {field!r}"
+    assert tables.measured_line(name) in doc
+
+
+# openai/supervised-reptile README, the commands for the paper (current version): (ways, shots) ->
+# (train-shots, inner-batch, inner-iters, learning-rate, meta-step, meta-batch, meta-iters, eval-batch, eval-iters)
+REPTILE_README = {
+    (5, 1): (10, 10, 5, 0.001, 1.0, 5, 100_000, 5, 50),
+    (5, 5): (10, 10, 5, 0.001, 1.0, 5, 100_000, 5, 50),
+    (20, 1): (10, 20, 10, 0.0005, 1.0, 5, 200_000, 10, 50),
+    (20, 5): (10, 20, 10, 0.0005, 1.0, 5, 200_000, 10, 50),
+}
+
+
+@pytest.mark.parametrize("ways,shots", sorted(REPTILE_README))
+def test_reptile_configs_follow_the_current_reference_commands(ways, shots):
+    from metajax.experiment import load_config
+
+    c = load_config(f"omniglot_{ways}w{shots}s_reptile")
+    got = (
+        c.data.shots,
+        c.inner.batch_size,
+        c.inner.steps,
+        c.inner.lr,
+        c.outer.lr,
+        c.data.meta_batch_size,
+        c.train.num_steps,
+        c.eval.inner_batch_size,
+        c.eval.steps,
+    )
+    assert got == REPTILE_README[(ways, shots)]
+    assert (c.inner.opt, c.inner.b1, c.outer.opt, c.outer.anneal) == ("adam", 0.0, "sgd", True)
+    assert (c.eval.ways, c.eval.shots) == (ways, shots)
+
+
+def test_imaml_config_follows_the_replication_command():
+    """aravindr93/imaml_dev examples/README.md: --inner_lr 1e-1 --n_steps 16 --task_mb_size 32 --lam 2.0
+    --cg_steps 5 for training; --n_steps 16 --lam 0.0 --inner_lr 1e-1 for the test accuracy."""
+    from metajax.experiment import load_config
+
+    c = load_config("omniglot_5w1s_imaml")
+    assert (c.inner.lr, c.inner.steps, c.data.meta_batch_size, c.inner.lam, c.inner.cg_steps) == (0.1, 16, 32, 2.0, 5)
+    assert (c.eval.steps, c.eval.lam, c.outer.lr) == (16, 0.0, 1e-3)

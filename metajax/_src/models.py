@@ -261,16 +261,30 @@ def resolve_conv_impl(conv: str) -> str:
     return conv
 
 
+DOWNSAMPLING = ("pool", "stride")
+
+
 class Conv4Module(nn.Module):
-    """Four blocks of 3x3 conv (SAME), batch norm, 2x2 max-pool and ReLU, then a linear head."""
+    """Four blocks of 3x3 conv (SAME), batch norm, 2x2 max-pool and ReLU, then a linear head.
+
+    ``downsample="stride"``: stride-2 convolutions, batch norm and ReLU, no pooling, and the last block's
+    features averaged over the image before the head (the MAML reference code's Omniglot network).
+    """
 
     ways: int = 5
     filters: int = 64
     conv: str = "xla"
     closed_form: bool = True
+    downsample: str = "pool"
 
     @nn.compact
     def __call__(self, x, num_ref=None):
+        if self.downsample == "stride":
+            for i in range(4):
+                x = nn.Conv(self.filters, (3, 3), strides=(2, 2), padding="SAME", name=f"Conv_{i}")(x)
+                x = nn.relu(RefBatchNorm(closed_form=self.closed_form)(x, num_ref))
+            x = jnp.mean(x, axis=(1, 2))
+            return nn.Dense(self.ways, name="head")(x)
         for i in range(4):
             if self.conv == "patches":
                 x = PatchConv3x3(self.filters, name=f"Conv_{i}")(x)
@@ -300,6 +314,7 @@ def conv4(
     channels: int = 1,
     conv: str = "auto",
     closed_form: bool = True,
+    downsample: str = "pool",
 ) -> Model:
     """The standard 4-block conv net of MAML (Omniglot 28x28x1, Mini-ImageNet 84x84x3).
 
@@ -329,6 +344,10 @@ def conv4(
         ``False`` differentiates the plain formulas. Same values either way
         (but see :func:`max_pool_2x2`: ``False`` is affected by an XLA:CPU
         miscompile at the Conv4-64 widths).
+      downsample: ``"pool"`` (2x2 max-pooling after each block, as in the text of Finn, Abbeel & Levine
+        2017 and in Vinyals et al. 2016) or ``"stride"`` (stride-2 convolutions and no pooling, the last
+        block's features averaged over the image: what the MAML authors' code runs for Omniglot; it uses
+        ``lax.conv``, so ``conv`` must be ``"auto"`` or ``"xla"``).
 
     Returns:
       A :class:`Model` whose ``apply(params, x, reference=None)`` follows the
@@ -342,7 +361,17 @@ def conv4(
     """
     if not isinstance(closed_form, bool):
         raise TypeError(f"closed_form must be a bool, got {closed_form!r}.")
-    module = Conv4Module(ways=ways, filters=filters, conv=resolve_conv_impl(conv), closed_form=closed_form)
+    if downsample not in DOWNSAMPLING:
+        raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}.")
+    if downsample == "stride":
+        if conv not in ("auto", "xla"):
+            raise ValueError(
+                f"conv={conv!r} has no stride-2 form: downsample='stride' takes conv='xla' (or 'auto'), got {conv!r}."
+            )
+        conv = "xla"
+    module = Conv4Module(
+        ways=ways, filters=filters, conv=resolve_conv_impl(conv), closed_form=closed_form, downsample=downsample
+    )
     shape = (image_size, image_size, channels)
 
     def init(key):

@@ -191,8 +191,8 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
     """Few-shot classification (Omniglot, Mini-ImageNet): episodes, Conv4, validation and test protocol."""
     fs = FewShot(
         config,
-        lambda loss_fn, **kw: build_learner(
-            config.algorithm, loss_fn, config.inner, task_chunk=runtime.task_chunk, **kw
+        lambda loss_fn, algorithm=None, inner=None, **kw: build_learner(
+            algorithm or config.algorithm, loss_fn, inner or config.inner, task_chunk=runtime.task_chunk, **kw
         ),
         runtime,
     )

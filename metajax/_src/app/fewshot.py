@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ml_collections import ConfigDict
 
 from metajax._src.app.progress import Progress
 from metajax._src.app.runtime import Runtime
@@ -60,6 +61,13 @@ class FewShot:
         for name in ("ways", "shots", "queries", "num_tasks", "steps"):
             check_positive_int(f"eval.{name}", c.eval[name])
         check_positive_int("model.filters", c.model.filters)
+        if c.model.get("downsample", "pool") not in ("pool", "stride"):
+            raise ValueError(f"model.downsample must be 'pool' or 'stride', got {c.model.downsample!r}.")
+        if c.model.get("downsample", "pool") == "stride" and c.model.conv not in ("auto", "xla"):
+            raise ValueError(
+                f"model.conv={c.model.conv!r} has no stride-2 form: model.downsample='stride' takes model.conv "
+                f"'xla' or 'auto'."
+            )
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
@@ -90,13 +98,33 @@ class FewShot:
         self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
         shape = parts["train"].images.shape[2:]
         channels = shape[2] if len(shape) == 3 else 1
-        self.model = conv4(d.ways, c.model.filters, shape[0], channels, conv=c.model.conv)
+        self.model = conv4(
+            d.ways, c.model.filters, shape[0], channels, conv=c.model.conv, downsample=c.model.get("downsample", "pool")
+        )
         self.loss_fn = cross_entropy_loss(self.model.apply)
         self.learner = learner_factory(
             self.loss_fn,
             has_aux=True,
             task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
         )
+        # the learner that adapts at evaluation: the training one, unless iMAML evaluates with another lambda
+        # (eval.lam; 0 is plain gradient descent from the meta-parameters, as the iMAML authors' evaluation)
+        self.eval_learner = self.learner
+        eval_lam = c.eval.get("lam")
+        if eval_lam is not None:
+            if c.algorithm != "imaml":
+                raise ValueError(f"eval.lam applies to algorithm 'imaml' only, got algorithm {c.algorithm!r}.")
+            if isinstance(eval_lam, bool) or not isinstance(eval_lam, (int, float)) or not eval_lam >= 0:
+                raise ValueError(f"eval.lam must be a number >= 0, got {eval_lam!r}.")
+            inner = ConfigDict(c.inner.to_dict())
+            inner.lam = float(eval_lam) if eval_lam > 0 else inner.lam
+            self.eval_learner = learner_factory(
+                self.loss_fn,
+                algorithm="imaml" if eval_lam > 0 else "fomaml",
+                inner=inner,
+                has_aux=True,
+                task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
+            )
 
     def sample_train(self, key: jax.Array, images: jax.Array) -> Task:
         e = self.train_episodes
@@ -117,7 +145,7 @@ class FewShot:
         if policy not in self._scorers:
             rt = self.runtime
             self._scorers[policy] = adaptation_scorer(
-                self.learner,
+                self.eval_learner,
                 self.query_loss(policy),
                 self.eval_steps,
                 rt.task_chunk,

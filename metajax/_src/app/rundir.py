@@ -256,6 +256,10 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 # change them (continue on one core what started on all, or on another machine).
 RESUMABLE_PREFIX = "runtime."
 
+# Config keys added after runs were written without them, with the value that reproduces those runs: a run
+# directory whose config lacks one of these resumes under a config that holds this value.
+ADDED_KEYS = {"model.downsample": "pool"}
+
 
 def get_dotted(tree: dict, dotted: str) -> Any:
     """``tree["a"]["b"]`` for ``"a.b"`` (``None`` where a key is missing)."""
@@ -270,7 +274,11 @@ def resume_change(old: dict, new: dict, run_dir: str) -> list[str]:
     Raises ``ValueError`` unless the differences are ones a resumed run allows: ``train.num_steps`` (extends
     the run, unless the outer rate anneals over it) and ``runtime.*``.
     """
-    diff = sorted(_diff_keys(old, new))
+    diff = sorted(
+        k
+        for k in _diff_keys(old, new)
+        if not (k in ADDED_KEYS and get_dotted(old, k) is None and get_dotted(new, k) == ADDED_KEYS[k])
+    )
     annealed = bool(new.get("outer", {}).get("anneal", False))
     fixed = [k for k in diff if not k.startswith(RESUMABLE_PREFIX)]
     if fixed and (fixed != ["train.num_steps"] or annealed):
