@@ -5,7 +5,8 @@ Paper: no number (Raghu et al. 2020 report classification only).
 
 Run:      metajax train --config sinusoid_anil
 Runtime:  about a minute on 2 CPU cores.
-Measured: no result file yet.
+Measured: query MSE 0.923 +- 0.083 / 0.782 +- 0.432, 2 diverged after 1 / 10 inner steps on 600 held-out tasks
+(2026-12-04; benchmarks/results/reproduction/sinusoid_anil.json).
 """
 
 from .sinusoid import sinusoid_config

@@ -7,7 +7,8 @@ report a 10-shot MSE after one step of 0.85 +- 0.14 for MAML on this task family
 
 Run:      metajax train --config sinusoid_maml
 Runtime:  under a minute of training and a minute of evaluation on 2 CPU cores.
-Measured: no result file yet.
+Measured: query MSE 0.300 +- 0.031 / 0.084 +- 0.012 after 1 / 10 inner steps on 600 held-out tasks
+(2026-12-04; benchmarks/results/reproduction/sinusoid_maml.json).
 """
 
 from .sinusoid import sinusoid_config

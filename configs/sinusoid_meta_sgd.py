@@ -7,7 +7,8 @@ Paper: 10-shot MSE after one step 0.53 +- 0.09 (Li et al. 2017, Table 1; MAML 0.
 
 Run:      metajax train --config sinusoid_meta_sgd
 Runtime:  about a minute on 2 CPU cores.
-Measured: no result file yet.
+Measured: query MSE 0.209 +- 0.026 / 0.926 +- 0.502, 120 diverged after 1 / 10 inner steps on 600 held-out
+tasks (2026-12-04; benchmarks/results/reproduction/sinusoid_meta_sgd.json).
 """
 
 from .sinusoid import sinusoid_config

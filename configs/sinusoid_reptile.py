@@ -10,7 +10,8 @@ Paper: no number (Nichol et al. 2018 show the sinusoid fits as a figure).
 
 Run:      metajax train --config sinusoid_reptile
 Runtime:  under a minute on 2 CPU cores.
-Measured: no result file yet.
+Measured: query MSE 0.538 +- 0.052 / 0.166 +- 0.024 after 1 / 10 inner steps on 600 held-out tasks
+(2026-12-04; benchmarks/results/reproduction/sinusoid_reptile.json).
 """
 
 from .sinusoid import sinusoid_config
