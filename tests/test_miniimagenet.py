@@ -1,5 +1,6 @@
 """Mini-ImageNet from user files: layouts, pickle opt-in, errors, a smoke run (synthetic trees)."""
 
+import json
 import pickle
 
 import numpy as np
@@ -83,33 +84,52 @@ def test_missing_data_message(tmp_path, monkeypatch):
         load_miniimagenet(None)
 
 
-def test_smoke_training_run(tmp_path):
+def test_smoke_training_run_and_its_best_parameters_survive_the_loss_of_best_msgpack(tmp_path, capsys):
     root = make_csv_tree(tmp_path / "mini")
     run_dir = tmp_path / "run"
-    rc = cli.main(
-        [
-            "train",
-            "--config",
-            "miniimagenet_5w1s_maml",
-            "--smoke",
-            "--data-dir",
-            str(root),
-            "--run-dir",
-            str(run_dir),
-            "--no-progress",
-            "--set",
-            "train.num_steps=4",
-            "--set",
-            "train.eval_every=2",
-            "--set",
-            "train.val_tasks=2",
-            "--set",
-            "eval.num_tasks=3",
-            "--set",
-            "inner.steps=1",
-            "--set",
-            "eval.steps=1",
-        ]
-    )
-    assert rc == 0
+    args = [
+        "train",
+        "--config",
+        "miniimagenet_5w1s_maml",
+        "--smoke",
+        "--data-dir",
+        str(root),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--set",
+        "train.num_steps=4",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "train.val_tasks=2",
+        "--set",
+        "eval.num_tasks=3",
+        "--set",
+        "inner.steps=1",
+        "--set",
+        "eval.steps=1",
+    ]
+    assert cli.main(args) == 0
     assert (run_dir / "eval_best.md").read_text().startswith("miniimagenet (5 test classes), 5-way 1-shot")
+    best = (run_dir / "best.msgpack").read_bytes()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary["best_step"]
+    # the checkpoints keep the best parameters: losing best.msgpack loses nothing
+    (run_dir / "best.msgpack").unlink()
+    capsys.readouterr()
+    eval_args = ["eval", str(run_dir), "--data-dir", str(root), "--no-progress", "--set", "eval.num_tasks=3"]
+    assert cli.main(eval_args) == 0
+    err = capsys.readouterr().err
+    assert f"Using the best parameters (step {step}) kept in the checkpoint at step 4" in err
+    assert not (run_dir / "best.msgpack").exists()  # eval reads, it does not repair (it holds no lock)
+    # a damaged best.msgpack: the next `metajax train` on the run (it holds the lock) sets it aside and rewrites it
+    (run_dir / "best.msgpack").write_bytes(best[:-7] + bytes(7))
+    final = (run_dir / "meta_params.msgpack").read_bytes()
+    (run_dir / "meta_params.msgpack").unlink()  # and a lost meta_params.msgpack comes back from the final checkpoint
+    assert cli.main(args) == 0
+    assert (run_dir / "meta_params.msgpack").read_bytes() == final
+    err = capsys.readouterr().err
+    assert "best.msgpack' is damaged" in err and "It was rewritten with the best parameters" in err
+    assert (run_dir / "best.msgpack").read_bytes() == best
+    assert (run_dir / "best.msgpack.damaged").read_bytes() == best[:-7] + bytes(7)

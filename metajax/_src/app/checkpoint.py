@@ -1,8 +1,9 @@
 """Training checkpoints with orbax: atomic, verified, with fallback to the previous good one.
 
-Each checkpoint holds the training pytree (meta-parameters and outer state)
-and a small JSON record (step, best validation so far, and a SHA-256 digest of
-every array). Orbax writes a step to a temporary directory and renames it when
+Each checkpoint holds the training pytree (meta-parameters and outer state),
+optional extra pytrees (the best parameters so far, so that they survive the
+loss of ``best.msgpack``) and a small JSON record (step, best validation so
+far, and a SHA-256 digest of every array). Orbax writes a step to a temporary directory and renames it when
 complete, so a crash mid-save leaves no partial checkpoint visible; the digest
 catches a checkpoint whose files were damaged afterwards. Restoring walks back
 from the newest step to the first that restores and verifies, warning about
@@ -60,19 +61,26 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False),
         )
 
-    def save(self, step: int, tree: Any, record: dict[str, Any]) -> None:
+    def save(self, step: int, tree: Any, record: dict[str, Any], extras: dict[str, Any] | None = None) -> None:
         """Write checkpoint ``step`` (synchronously: training donates its buffers right after).
 
-        The record carries a digest of the arrays and one of everything restored (arrays, step and the rest of
-        the record). A save that orbax declines (it skips a step at or below the newest one it knows) raises
+        The record carries a digest of the arrays (``digest``; ``NAME_digest`` for each of ``extras``, pytrees
+        saved as items of their own) and one of everything restored (arrays, step and the rest of the record).
+        A save that orbax declines (it skips a step at or below the newest one it knows) raises
         ``RuntimeError``: a run never continues believing it has a checkpoint it does not have.
         """
         host = jax.device_get(tree)
+        extras = {name: jax.device_get(x) for name, x in (extras or {}).items()}
+        if {"tree", "record"} & set(extras):
+            raise ValueError(f"extras: 'tree' and 'record' are reserved item names, got {sorted(extras)}.")
         record = dict(record, step=int(step), digest=tree_digest(host))
+        record.update({f"{name}_digest": tree_digest(x) for name, x in extras.items()})
         record["record_digest"] = record_digest(record)
         ocp = self._ocp
+        items = {name: ocp.args.StandardSave(x) for name, x in extras.items()}
         saved = self.manager.save(
-            int(step), args=ocp.args.Composite(tree=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record))
+            int(step),
+            args=ocp.args.Composite(tree=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record), **items),
         )
         self.manager.wait_until_finished()
         if not saved:
@@ -143,6 +151,46 @@ class Checkpointer:
                 f"the checkpoints in {self.directory} do not fit this configuration's model and optimiser "
                 f"({mismatch}). Use another --run-dir, or the configuration they were written with."
             )
+        return None
+
+    def restore_extra(self, name: str, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """The extra pytree ``name`` from checkpoint ``step`` (default: the newest checkpoint that has it and verifies).
+
+        Read-only: a checkpoint whose item or record does not verify is skipped (with a warning), not moved.
+
+        Returns:
+          ``(tree, record)`` or ``None`` when no checkpoint holds a usable ``name``.
+        """
+        ocp = self._ocp
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        steps = [step] if step is not None else list(reversed(self.steps()))
+        for s in steps:
+            if not (self.directory / str(s) / name).is_dir():
+                continue
+            try:
+                out = self.manager.restore(
+                    s,
+                    args=ocp.args.Composite(
+                        record=ocp.args.JsonRestore(), **{name: ocp.args.StandardRestore(abstract)}
+                    ),
+                )
+            except Exception as err:  # noqa: BLE001 - orbax/tensorstore raise many types for bad files
+                msg = (str(err).splitlines() or [type(err).__name__])[0][:300]
+                warnings.warn(f"{name} in checkpoint {self.directory / str(s)} cannot be read ({msg}).", stacklevel=2)
+                continue
+            tree, record = out[name], dict(out["record"])
+            if (
+                _shapes(tree) != _shapes(template)
+                or tree_digest(tree) != record.get(f"{name}_digest")
+                or record_digest(record) != record.get("record_digest")
+            ):
+                warnings.warn(
+                    f"{name} in checkpoint {self.directory / str(s)} does not match the digests written with it.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            return tree, record
         return None
 
     def set_aside(self, step: int) -> Path:

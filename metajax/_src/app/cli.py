@@ -253,9 +253,11 @@ def _load_run(
     config = apply_overrides(config, overrides)
     if data_dir is not None and "data_dir" in config.get("data", {}):
         config.data.data_dir = data_dir
-    name = checkpoint or ("best" if (run_dir / "best.msgpack").is_file() else "meta_params")
+    # best.msgpack's digest beside it says the run had one even if the file itself was lost
+    had_best = (run_dir / "best.msgpack").is_file() or (run_dir / "best.msgpack.sha256").is_file()
+    name = checkpoint or ("best" if had_best else "meta_params")
     ckpt = run_dir / f"{name}.msgpack"
-    if not ckpt.is_file():
+    if not ckpt.is_file() and not (name == "best" and had_best):
         found = sorted(p.name for p in run_dir.glob("*.msgpack"))
         raise ValueError(f"--checkpoint: {str(ckpt)!r} does not exist; this run has {found}.")
     where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
@@ -265,11 +267,12 @@ def _load_run(
 
     from metajax._src.app.experiment import build
     from metajax._src.app.rundir import load_params
+    from metajax._src.app.train import load_best
 
     exp = build(config)
     template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
     try:
-        meta_params = load_params(ckpt, template)
+        meta_params = load_best(run_dir, template) if name == "best" else load_params(ckpt, template)
     except ValueError as err:
         raise ValueError(f"--checkpoint: {err}") from None
     return config, exp, meta_params, name, ckpt, where

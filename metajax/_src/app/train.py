@@ -24,8 +24,10 @@ from metajax._src.app.experiment import Experiment, build
 from metajax._src.app.progress import Progress
 from metajax._src.app.rundir import (
     RESUMABLE_PREFIX,
+    RunDirectoryError,
     RunLock,
     check_run_directory,
+    digest_path,
     get_dotted,
     load_params,
     read_json,
@@ -145,6 +147,7 @@ def meta_train(
     ckpt_every = cfg.train.get("checkpoint_every", 0)
     ckpt = Checkpointer(run_dir / "checkpoints")
     done, best = 0, {"score": -math.inf, "step": None}
+    best_host = None  # the best parameters so far (host copy), kept in every checkpoint beside best.msgpack
     had = ckpt.steps()
     restored = ckpt.restore_latest({"meta_params": meta_params, "state": state})
     if restored is None and had:
@@ -158,6 +161,11 @@ def meta_train(
         tree, record = restored
         meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
         best["score"] = -math.inf if best["score"] is None else best["score"]
+        if best["step"] is not None:
+            kept = ckpt.restore_extra(BEST_ITEM, meta_params, step=done)
+            if kept is not None:  # checkpoints written before 0.2 do not keep them
+                best_host = jax.device_get(kept[0])
+                repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {done}")
         truncate_metrics(run_dir / "metrics.jsonl", done)
         print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
     else:
@@ -196,7 +204,8 @@ def meta_train(
 
     def save():
         record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
-        ckpt.save(done, {"meta_params": meta_params, "state": state}, {"best": record_best})
+        extras = {BEST_ITEM: best_host} if best_host is not None else None
+        ckpt.save(done, {"meta_params": meta_params, "state": state}, {"best": record_best}, extras)
 
     stop: dict[str, int] = {}
     handlers = {}
@@ -244,7 +253,8 @@ def meta_train(
                 rec["val_accuracy"] = score
                 if score > best["score"]:
                     best = {"score": score, "step": done}
-                    save_params(run_dir / "best.msgpack", meta_params)
+                    best_host = jax.device_get(meta_params)  # a host copy: the next call donates meta_params
+                    save_params(run_dir / "best.msgpack", best_host)
             for sink in sinks:
                 sink.write(rec)
             if (ckpt_every and done % ckpt_every == 0) or done == total or stop:
@@ -277,6 +287,73 @@ def meta_train(
     if best["step"] is not None:
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
     return meta_params, info
+
+
+BEST_ITEM = "best_params"  # the checkpoint item holding the best parameters so far
+
+
+def repair_best_file(run_dir: Path, params: Any, best_step: int, source: str) -> None:
+    """Rewrite ``best.msgpack`` from ``params`` when it is missing or damaged; a damaged file is set aside
+    (``best.msgpack.damaged``, never deleted). An intact file is left alone."""
+    path = Path(run_dir) / "best.msgpack"
+    try:
+        load_params(path, params)
+        return
+    except RunDirectoryError as err:
+        problem = str(err)
+    aside = None
+    if path.exists():
+        aside = path.with_name(path.name + ".damaged")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = path.with_name(f"{path.name}.damaged.{n}")
+        path.rename(aside)
+        sidecar = digest_path(path)
+        if sidecar.exists():
+            sidecar.rename(aside.with_name(aside.name + ".sha256"))
+    save_params(path, params)
+    print(
+        f"metajax: {problem} It was rewritten with the best parameters (step {best_step}) kept in {source}"
+        + (f"; the damaged file was set aside as {aside}." if aside else "."),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def load_best(run_dir: Path, template: Any, repair: bool = False) -> Any:
+    """The best parameters of a run: ``best.msgpack``, or, when it is missing or damaged, the copy kept in the
+    newest checkpoint that holds one (and verifies). With ``repair`` (the caller holds the run's lock)
+    ``best.msgpack`` is then rewritten from that copy.
+
+    Raises:
+      RunDirectoryError: ``best.msgpack`` cannot be used and no checkpoint holds the best parameters.
+    """
+    run_dir = Path(run_dir)
+    try:
+        return load_params(run_dir / "best.msgpack", template)
+    except RunDirectoryError as err:
+        problem = err
+    kept = None
+    if (run_dir / "checkpoints").is_dir():
+        ckpt = Checkpointer(run_dir / "checkpoints")
+        try:
+            kept = ckpt.restore_extra(BEST_ITEM, template)
+        finally:
+            ckpt.close()
+    if kept is None:
+        raise RunDirectoryError(f"{problem} No checkpoint of this run holds the best parameters either.") from None
+    params, record = kept
+    step, source = (record.get("best") or {}).get("step"), f"the checkpoint at step {record['step']}"
+    if repair:
+        repair_best_file(run_dir, params, step, source)
+    else:
+        print(
+            f"metajax: {problem} Using the best parameters (step {step}) kept in {source} instead.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return params
 
 
 def check_resume(config: Any, run_dir: Path) -> None:
@@ -350,9 +427,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
             shutil.copyfile(path, path.with_name("eval_best" + path.suffix))
         evals["best"] = evals["final"]
     elif "best_step" in train_info:
-        evals["best"] = exp.evaluate(
-            load_params(run_dir / "best.msgpack", meta_params), run_dir, "best", progress=progress
-        )
+        evals["best"] = exp.evaluate(load_best(run_dir, meta_params, repair=True), run_dir, "best", progress=progress)
     summary = {
         "algorithm": exp.learner.name,
         **train_info,
