@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,32 @@ def restore_jax_cache_config():
     mj.disable_compilation_cache()
     for n, v in before.items():
         jax.config.update(n, v)
+
+
+@pytest.mark.usefixtures("restore_jax_cache_config")
+def test_a_damaged_entry_is_replaced_by_the_program_compiled_instead(tmp_path):
+    """JAX warns about a damaged entry and compiles, but never overwrites an existing entry; metajax's cache does,
+    so only the first run after the damage pays the compile."""
+    where = mj.enable_compilation_cache(tmp_path / "cache", min_compile_time_s=0)
+    fn = jax.jit(lambda x: jnp.cos(x) @ x.T - 2.0)
+    x = jnp.linspace(0.0, 1.0, 40).reshape(5, 8).block_until_ready()
+    before = set(where.glob("*-cache"))
+    expected = fn.lower(x).compile()(x)
+    (entry,) = set(where.glob("*-cache")) - before
+    good = entry.read_bytes()
+    entry.write_bytes(good[: len(good) // 2])  # truncated
+    jax.clear_caches()
+    with pytest.warns(UserWarning, match="Error reading persistent compilation cache entry"):
+        with cc.cache_events() as seen:
+            got = fn.lower(x).compile()(x)
+    assert seen["hits"] == 0 and jnp.array_equal(got, expected)
+    assert entry.read_bytes() != good[: len(good) // 2] and len(entry.read_bytes()) > len(good) // 2
+    jax.clear_caches()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning this time: the entry was rewritten
+        with cc.cache_events() as again:
+            assert jnp.array_equal(fn.lower(x).compile()(x), expected)
+    assert again["hits"] >= 1 and again["misses"] == 0
 
 
 def test_resolve_order(monkeypatch, tmp_path):

@@ -19,6 +19,12 @@ the backend and the XLA flags.
 A cache directory is trusted code: whoever can write to it can make JAX run
 arbitrary code. The directory is created private (mode 0700); a directory
 that others can write to, or that another user owns, is refused.
+
+A damaged entry (a truncated file, flipped bits) makes JAX warn and compile
+again, but JAX never overwrites an existing entry, so every later run would
+warn and recompile too. :func:`enable_compilation_cache` wraps JAX's cache so
+that an entry this process read and could not use is replaced by the program
+it then compiled.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from metajax._src.files import check_writable
 
@@ -147,7 +154,66 @@ def enable_compilation_cache(
     jax.config.update("jax_compilation_cache_dir", str(where))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
     jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
+    _install_replacing_cache()
     return where
+
+
+class _ReplacingCache:
+    """JAX's file cache, except that an entry read in this process and then written (JAX writes a key only
+    after compiling it, i.e. when the entry it read could not be used: damaged or not loadable) is replaced
+    rather than kept. A damaged entry is derived data: it is dropped, not set aside. Keys JAX did not read
+    here keep JAX's rule (an existing entry, e.g. written by a concurrent process, is left as it is)."""
+
+    def __init__(self, base: Any):
+        self._base = base
+        self._read: set[str] = set()
+        self.replaced: list[str] = []
+
+    @property
+    def _path(self) -> Any:
+        return self._base._path
+
+    @_path.setter
+    def _path(self, value: Any) -> None:
+        self._base._path = value
+
+    def get(self, key: str) -> bytes | None:
+        value = self._base.get(key)
+        if value is not None:
+            self._read.add(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if key in self._read:
+            entry = Path(self._base._path) / f"{key}-cache"
+            lock = getattr(self._base, "lock", None) if getattr(self._base, "eviction_enabled", False) else None
+            if lock is not None:
+                lock.acquire(timeout=getattr(self._base, "lock_timeout_secs", None))
+            try:
+                if entry.exists():
+                    entry.unlink()
+                    self.replaced.append(key)
+            finally:
+                if lock is not None:
+                    lock.release()
+            self._read.discard(key)
+        self._base.put(key, value)
+
+    def __getattr__(self, name: str) -> Any:  # clear() and anything else JAX may call
+        return getattr(self._base, name)
+
+
+def _install_replacing_cache() -> None:
+    """Put :class:`_ReplacingCache` around JAX's initialised file cache (JAX internals: when they change, the
+    cache keeps JAX's own behaviour; a test checks the replacement)."""
+    try:
+        from jax._src import compilation_cache as jcc
+
+        jcc._initialize_cache()
+        if jcc._cache is not None and not isinstance(jcc._cache, _ReplacingCache):
+            jcc._cache = _ReplacingCache(jcc._cache)
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another JAX's internals
+        pass
 
 
 def _unsafe_ancestor(path: Path) -> str | None:
