@@ -207,3 +207,16 @@ def test_an_os_error_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
     rc = cli.main(["train", "--smoke", "--no-progress", "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1] == f"metajax train: error: {tmp_path / 'r' / 'config.json'}: No space left on device"
+
+
+def test_a_huge_batch_is_refused_by_the_memory_check_before_any_batch_is_sampled(tmp_path, capsys, monkeypatch):
+    """data.shots=2e7 asks for a 625 GB step: the refusal must come before the first batch's value check, which
+    would sample ~4 GB of tasks eagerly (measured peak RSS of the command: 8.2 GB before, 0.5 GB after)."""
+
+    def sampled(*args, **kwargs):
+        raise AssertionError("the first batch was sampled before the memory check")
+
+    monkeypatch.setattr("metajax._src.app.train.check_task_values", sampled)
+    args = ["train", "--smoke", "--no-progress", "--run-dir", str(tmp_path / "r"), "--set", "data.shots=20000000"]
+    assert cli.main(args) == 2
+    assert "will not fit" in capsys.readouterr().err

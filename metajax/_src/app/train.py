@@ -172,12 +172,21 @@ def meta_train(
         truncate_metrics(run_dir / "metrics.jsonl", 0)
     # parameters, optimiser state and the device-resident data on every device of the mesh
     meta_params, state, data = replicate((meta_params, state, tuple(exp.data)), mesh)
-    # one eager batch first: bad data (NaN inputs, labels out of range) fails here, before anything compiles
-    check_task_values(
-        exp.sample_tasks(jax.random.fold_in(train_key, 0), *exp.data),
-        "training tasks",
-        num_classes=cfg.data.get("ways"),
-    )
+
+    def check_first_batch():
+        check_task_values(
+            exp.sample_tasks(jax.random.fold_in(train_key, 0), *exp.data),
+            "training tasks",
+            num_classes=cfg.data.get("ways"),
+        )
+
+    # one eager batch first: bad data (NaN inputs, labels out of range) fails here, before anything compiles;
+    # a batch too large to sample casually (data.shots=10**7) waits until the memory check has passed
+    batch = jax.eval_shape(exp.sample_tasks, jax.random.fold_in(train_key, 0), *exp.data)
+    batch_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(batch))
+    eager_check = batch_bytes <= EAGER_CHECK_BYTES
+    if eager_check:
+        check_first_batch()
     runners: dict[int, Callable] = {}
 
     def runner(n):
@@ -219,6 +228,9 @@ def meta_train(
         sinks = default_sinks(run_dir, done)
     t0, compile_s = time.perf_counter(), None
     try:
+        if not eager_check and done < total:
+            runner(_chunk(done, min(total, done + chunk), eval_every, ckpt_every))  # compiles and checks memory
+            check_first_batch()
         while done < total:
             n = _chunk(done, min(total, done + chunk), eval_every, ckpt_every)
             t = time.perf_counter()
@@ -288,6 +300,9 @@ def meta_train(
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
     return meta_params, info
 
+
+# a first batch of training tasks larger than this is sampled for its value check only after the memory check
+EAGER_CHECK_BYTES = 256 * 2**20
 
 BEST_ITEM = "best_params"  # the checkpoint item holding the best parameters so far
 
