@@ -220,3 +220,40 @@ def test_a_huge_batch_is_refused_by_the_memory_check_before_any_batch_is_sampled
     args = ["train", "--smoke", "--no-progress", "--run-dir", str(tmp_path / "r"), "--set", "data.shots=20000000"]
     assert cli.main(args) == 2
     assert "will not fit" in capsys.readouterr().err
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+    """A disk that fills mid-run: refused before orbax starts writing (free space below twice the arrays), and
+    a failure inside orbax's save is one line too, not dozens of tracebacks from its threads."""
+    import collections
+    import types
+
+    from metajax._src.app import checkpoint
+
+    run = tmp_path / "r"
+    args = ["train", "--smoke", "--no-progress", "--run-dir", str(run), "--set", "train.checkpoint_every=10"]
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    head = f"metajax train: error: {run / 'checkpoints'}: No space left on device: checkpoint step 10"
+    assert err[-1].startswith(head)
+    assert not any("Traceback" in line for line in err)
+    monkeypatch.undo()
+
+    def exhausted(self, step, *a, **k):
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": No space left on device [OS error: 28]')
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "_check_space", lambda self, step, trees: None)
+    monkeypatch.setattr("orbax.checkpoint.CheckpointManager.save", exhausted)
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    where = run / "checkpoints" / "10"
+    assert err[-1] == f"metajax train: error: {where}: No space left on device (writing a checkpoint)"
+    # the closed-event-loop noise that tensorstore's callbacks print after such a failure is dropped, nothing else
+    seen = []
+    hook = checkpoint._drop_closed_loop_noise(seen.append)
+    hook(types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed")))
+    other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
+    hook(other)
+    assert seen == [other]

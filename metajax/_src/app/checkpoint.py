@@ -12,9 +12,15 @@ each one it skips.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
+import shutil
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +84,42 @@ class Checkpointer:
         record["record_digest"] = record_digest(record)
         ocp = self._ocp
         items = {name: ocp.args.StandardSave(x) for name, x in extras.items()}
-        saved = self.manager.save(
-            int(step),
-            args=ocp.args.Composite(tree=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record), **items),
-        )
-        self.manager.wait_until_finished()
+        where = self.directory / str(step)
+        self._check_space(step, [host, *extras.values()])
+        try:
+            with _quiet_orbax():
+                saved = self.manager.save(
+                    int(step),
+                    args=ocp.args.Composite(
+                        tree=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record), **items
+                    ),
+                )
+                self.manager.wait_until_finished()
+        except Exception as err:
+            if _disk_full(err):  # tensorstore says RESOURCE_EXHAUSTED, orbax's threads OSError: one line, named
+                raise OSError(errno.ENOSPC, "No space left on device (writing a checkpoint)", str(where)) from None
+            raise
         if not saved:
             raise RuntimeError(
                 f"checkpoint step {step} was not written to {self.directory} (orbax declined it: its newest step is "
                 f"{self.manager.latest_step()}). The run stops rather than continue without a checkpoint."
+            )
+
+    def _check_space(self, step: int, trees: list[Any]) -> None:
+        """Refuse a save that cannot fit on the disk before orbax starts writing (a full disk mid-save gives a
+        cascade of errors from orbax's and tensorstore's threads): twice the arrays' bytes plus 1 MB of
+        metadata."""
+        need = 2 * sum(np.asarray(x).nbytes for t in trees for x in jax.tree_util.tree_leaves(t)) + 2**20
+        probe = self.directory
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < need:
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device: checkpoint step {step} needs about {need / 2**20:.1f} MB, "
+                f"{free / 2**20:.1f} MB are free",
+                str(self.directory),
             )
 
     def steps(self) -> list[int]:
@@ -215,3 +248,41 @@ class Checkpointer:
 
 def _shapes(tree: Any) -> list[tuple[int, ...]]:
     return [tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def _disk_full(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
+        "RESOURCE_EXHAUSTED" in text or "No space left on device" in text
+    )
+
+
+def _drop_closed_loop_noise(hook: Any) -> Any:
+    """An unraisable-exception hook that drops asyncio's "Event loop is closed" (tensorstore's callbacks into
+    orbax's finished event loops after a failed save: dozens of tracebacks before the real error) and passes
+    everything else to ``hook``."""
+
+    def quiet(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        hook(unraisable)
+
+    quiet.metajax_quiet = True  # type: ignore[attr-defined]
+    return quiet
+
+
+@contextlib.contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """While orbax saves: its worker threads' error logs are not printed (the error is raised, in one line, by
+    :meth:`Checkpointer.save`), and the closed-event-loop noise is dropped for the rest of the process (it
+    can arrive after the save has failed)."""
+    if not getattr(sys.unraisablehook, "metajax_quiet", False):
+        sys.unraisablehook = _drop_closed_loop_noise(sys.unraisablehook)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
