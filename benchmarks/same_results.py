@@ -2,12 +2,17 @@
 
     python benchmarks/same_results.py BASE_REV NEW_REV --data-dir DIR     # ~5 min on 2 cores
     python benchmarks/same_results.py 4293ec8 HEAD --data-dir DIR --skip-default
+    python benchmarks/same_results.py 4aad41a HEAD --rounds 3       # and is the new one slower? (~8 min)
 
 Each revision is checked out into a temporary ``git worktree`` and run as ``python -m metajax train`` from there
 (``PYTHONPATH``), without a compilation cache, on the same machine. Compared: the SHA-256 of the parameter
 files (``meta_params.msgpack``, ``best.msgpack``) and of ``curves.npz``, every metrics record except its
 timings, and the numbers of the evaluation tables. A refactor must give the same bits; the table says which
-files differ. Results go to ``benchmarks/results/DATE-same.{json,md}``.
+files differ. With ``--rounds N`` each run is repeated N times, the two revisions alternating within a round so
+that drift in the machine's speed hits both; every round must give the same bits, and a second table gives the
+median training wall time (``train_wall_s`` of ``summary.json``: the training loop with its checkpoints, metrics
+and validation, without compilation) of each revision and their ratio. Results go to
+``benchmarks/results/DATE-same.{json,md}``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,31 +76,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("new", help="the revision to compare with it (e.g. HEAD)")
     parser.add_argument("--data-dir", help="an Omniglot data directory: adds the few-shot smoke run")
     parser.add_argument("--skip-default", action="store_true", help="leave out the default job (~2 min each)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each run, alternating revisions (default 1)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be an integer >= 1, got {args.rounds}")
     runs = _runs(args.data_dir, args.skip_default)
     if not runs:
         raise SystemExit("nothing to run: give --data-dir or leave out --skip-default")
     revs = {name: _git("rev-parse", "--verify", f"{name}^{{commit}}") for name in (args.base, args.new)}
     result: dict[str, dict[str, dict[str, object]]] = {}
+    walls: dict[str, dict[str, list[float]]] = {}
+    deterministic = True
     with tempfile.TemporaryDirectory(prefix="metajax-same-") as tmp:
-        for label, name in (("base", args.base), ("new", args.new)):
-            tree = Path(tmp) / label
-            _git("worktree", "add", "--detach", str(tree), revs[name])
-            try:
-                for run, extra in runs.items():
-                    run_dir = Path(tmp) / f"{label}-{run}"
-                    cmd = [sys.executable, "-m", "metajax", "train", *extra, "--run-dir", str(run_dir)]
-                    cmd += ["--no-progress", "--compile-cache", "off"]
-                    print(f"{label} ({revs[name][:10]}): {run} ...", file=sys.stderr, flush=True)
-                    env = dict(os.environ, PYTHONPATH=str(tree))
-                    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"{label} {run} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                    result.setdefault(run, {})[label] = _fingerprint(run_dir)
-            finally:
+        trees = {label: Path(tmp) / label for label in ("base", "new")}
+        try:
+            for label, name in (("base", args.base), ("new", args.new)):
+                _git("worktree", "add", "--detach", str(trees[label]), revs[name])
+            for rnd in range(args.rounds):
+                order = ("base", "new") if rnd % 2 == 0 else ("new", "base")
+                for label in order:
+                    name = args.base if label == "base" else args.new
+                    for run, extra in runs.items():
+                        run_dir = Path(tmp) / f"{label}-{run}-{rnd}"
+                        cmd = [sys.executable, "-m", "metajax", "train", *extra, "--run-dir", str(run_dir)]
+                        cmd += ["--no-progress", "--compile-cache", "off"]
+                        print(
+                            f"round {rnd + 1}/{args.rounds} {label} ({revs[name][:10]}): {run} ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        env = dict(os.environ, PYTHONPATH=str(trees[label]))
+                        proc = subprocess.run(cmd, cwd=trees[label], env=env, capture_output=True, text=True)
+                        if proc.returncode != 0:
+                            raise SystemExit(f"{label} {run} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                        fingerprint = _fingerprint(run_dir)
+                        first = result.setdefault(run, {}).setdefault(label, fingerprint)
+                        deterministic &= first == fingerprint
+                        summary = json.loads((run_dir / "summary.json").read_text())
+                        walls.setdefault(run, {}).setdefault(label, []).append(float(summary["train_wall_s"]))
+                        shutil.rmtree(run_dir, ignore_errors=True)
+        finally:
+            for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+    sys.path.insert(0, str(HERE))
+    from harness import machine
+
+    info = machine()
     lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}.",
+        "",
         f"base = {args.base} ({revs[args.base][:10]}), new = {args.new} ({revs[args.new][:10]}); same machine, "
         "no compilation cache.",
         "",
@@ -106,13 +138,28 @@ def main(argv: list[str] | None = None) -> int:
             equal = by["base"][key] == by["new"].get(key)
             same &= equal
             lines.append(f"| {run} | {key} | {'yes' if equal else '**no**'} |")
+    if args.rounds > 1:
+        lines += [
+            "",
+            f"Every round gave the same bits as the first: {'yes' if deterministic else '**no**'}.",
+            "",
+            f"Training wall time, median of {args.rounds} rounds (s; compilation excluded):",
+            "",
+            "| run | base | new | new / base |",
+            "|---|---|---|---|",
+        ]
+        for run, by in walls.items():
+            base, new = statistics.median(by["base"]), statistics.median(by["new"])
+            lines.append(f"| {run} | {base:.2f} | {new:.2f} | {new / base:.3f} |")
     md = "\n".join(lines) + "\n"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stamp}-same.json").write_text(json.dumps({"revisions": revs, "runs": result}, indent=1))
+    (args.out / f"{stamp}-same.json").write_text(
+        json.dumps({"machine": info, "revisions": revs, "runs": result, "train_wall_s": walls}, indent=1)
+    )
     (args.out / f"{stamp}-same.md").write_text(md)
     print(md)
-    return 0 if same else 1
+    return 0 if same and deterministic else 1
 
 
 if __name__ == "__main__":
