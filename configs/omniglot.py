@@ -38,7 +38,9 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
     )
     # downsample: "pool" (2x2 max-pool, the paper's text) or "stride" (stride-2 convolutions, no pooling, features
     # averaged before the head: the MAML authors' code for Omniglot, its max_pool flag off)
-    c.model = ConfigDict({"filters": 64, "conv": "auto", "downsample": "pool"})
+    # compute_dtype: "float32", or "bfloat16"/"float16" for mixed precision (forward pass and inner-loop gradients
+    # in that dtype; parameters, optimiser states, updates, losses and batch-norm statistics in float32)
+    c.model = ConfigDict({"filters": 64, "conv": "auto", "downsample": "pool", "compute_dtype": "float32"})
     c.inner = ConfigDict(
         {
             "opt": "sgd",

@@ -16,7 +16,7 @@ def sinusoid_config(algorithm: str, smoke: bool = False) -> ConfigDict:
     c.task = "sinusoid"
     c.algorithm = algorithm
     c.seed = 0
-    c.model = ConfigDict({"hidden": (40, 40)})
+    c.model = ConfigDict({"hidden": (40, 40), "compute_dtype": "float32"})
     c.data = ConfigDict({"shots": 10, "query_shots": 10, "meta_batch_size": 25})
     c.inner = ConfigDict(
         {"opt": "sgd", "lr": 0.01, "steps": 1, "gradient": "exact", "granularity": "parameter", "head": "Dense_2"}

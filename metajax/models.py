@@ -14,6 +14,10 @@ Batch-norm policies of :func:`conv4` (no running statistics are kept, as in the 
 * ``support`` (``apply(params, x, reference=support_x)``, non-transductive): every layer normalises with the
   support batch's statistics, so each query example is scored on its own.
 
+Mixed precision: ``conv4(..., compute_dtype="bfloat16")`` and ``mlp(..., compute_dtype=...)``, or
+:func:`with_compute_dtype` around any model, compute the forward pass (and so the inner loop's gradients) in
+bfloat16 or float16 and keep parameters, optimiser states, updates and losses in float32.
+
 Losses: :func:`mse_loss`, :func:`cross_entropy_loss` (returns ``(loss, {"accuracy": ...})``: use
 ``has_aux=True``) and :func:`cross_entropy_query_loss` (the query loss under a batch-norm policy).
 
@@ -31,9 +35,20 @@ from metajax._src.kernels import (
     winograd_conv3x3,
 )
 from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss, mse_loss
-from metajax._src.models import CONV_IMPLS, Model, conv4, from_linen, from_nnx, mlp, resolve_conv_impl
+from metajax._src.models import (
+    COMPUTE_DTYPES,
+    CONV_IMPLS,
+    Model,
+    conv4,
+    from_linen,
+    from_nnx,
+    mlp,
+    resolve_conv_impl,
+    with_compute_dtype,
+)
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "CONV_IMPLS",
     "Model",
     "batch_norm",
@@ -50,4 +65,5 @@ __all__ = [
     "relu_max_pool_2x2",
     "resolve_conv_impl",
     "winograd_conv3x3",
+    "with_compute_dtype",
 ]

@@ -37,8 +37,14 @@ def check_float_input(x: jax.Array, argname: str = "x", what: str = "this convol
         )
 
 
+def _accumulate(x):
+    """``x`` in at least float32: batch-norm statistics and sums of 16-bit activations are taken in float32."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _bn_stats(x, num_ref, epsilon):
-    # per-channel mean and rsqrt(var + eps), kept broadcastable against x
+    # per-channel mean and rsqrt(var + eps) in at least float32, kept broadcastable against x
+    x = _accumulate(x)
     ref = x if num_ref is None else x[:num_ref]
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(ref, axis=axes, keepdims=True)
@@ -67,25 +73,32 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_ref: int | N
         dscale = sum(g xhat),  dbias = sum(g).
 
     The backward pass is ordinary JAX code, so it is differentiated again for
-    second-order (exact MAML) gradients.
+    second-order (exact MAML) gradients. A 16-bit ``x`` (mixed precision) is
+    normalised in float32 (statistics, the normalisation and the backward
+    pass's sums) and the result returned in ``x``'s dtype; float32 and float64
+    inputs are computed in their own dtype.
     """
     return bn_formula(x, scale, bias, num_ref, epsilon)
 
 
 def bn_formula(x, scale, bias, num_ref, epsilon):
     mean, rstd = _bn_stats(x, num_ref, epsilon)
-    return (x - mean) * (rstd * _per_channel(scale, x.ndim)) + _per_channel(bias, x.ndim)
+    y = (_accumulate(x) - mean) * (rstd * _per_channel(scale, x.ndim)) + _per_channel(bias, x.ndim)
+    return y.astype(x.dtype)
 
 
 def _bn_fwd(x, scale, bias, num_ref, epsilon):
     mean, rstd = _bn_stats(x, num_ref, epsilon)
-    xhat = (x - mean) * rstd
-    return xhat * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim), (xhat, rstd, scale)
+    xhat = (_accumulate(x) - mean) * rstd
+    y = xhat * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim)
+    return y.astype(x.dtype), (xhat, rstd, scale)
 
 
 def _bn_bwd(num_ref, epsilon, res, g):
     del epsilon
     xhat, rstd, scale = res
+    dtype = g.dtype
+    g = _accumulate(g)
     axes = tuple(range(g.ndim - 1))
     dbias = jnp.sum(g, axis=axes, keepdims=True)
     dscale = jnp.sum(g * xhat, axis=axes, keepdims=True)
@@ -98,7 +111,11 @@ def _bn_bwd(num_ref, epsilon, res, g):
     else:
         in_ref = (jnp.arange(g.shape[0]) < num_ref).reshape((-1,) + (1,) * (g.ndim - 1))
         dx = rs * g - jnp.where(in_ref, correction, 0)
-    return dx, dscale.reshape(scale.shape), dbias.reshape(scale.shape)
+    return (
+        dx.astype(dtype),
+        dscale.reshape(scale.shape).astype(scale.dtype),
+        dbias.reshape(scale.shape).astype(scale.dtype),
+    )
 
 
 batch_norm.defvjp(_bn_fwd, _bn_bwd)

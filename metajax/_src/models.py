@@ -56,6 +56,49 @@ class Model(NamedTuple):
     module: Any = None
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_compute_dtype(value: Any, name: str = "model.compute_dtype") -> str:
+    """``value`` if it is one of :data:`COMPUTE_DTYPES`, else a ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or value not in COMPUTE_DTYPES:
+        raise ValueError(f"{name} must be one of {COMPUTE_DTYPES}, got {value!r}.")
+    return value
+
+
+def with_compute_dtype(model: Model, compute_dtype: str = "float32") -> Model:
+    """Mixed precision: ``model.apply`` computed in ``compute_dtype``, everything around it in float32.
+
+    The returned model's ``apply`` casts the parameters and the inputs to ``compute_dtype`` (``"bfloat16"`` or
+    ``"float16"``) and its outputs back to float32. The parameters, their gradients (a cast's gradient is cast
+    back), the inner and outer optimisers' states and updates, and the loss (computed on float32 outputs) stay in
+    float32, and exact meta-gradients differentiate through the casts. :func:`batch_norm` takes its statistics
+    and sums in float32 whatever its input's dtype. ``"float32"`` returns ``model`` itself: the default path is
+    unchanged, bit for bit.
+
+    >>> import jax, jax.numpy as jnp
+    >>> m = with_compute_dtype(mlp(), "bfloat16")
+    >>> m.apply(m.init(jax.random.PRNGKey(0)), jnp.ones((3, 1))).dtype
+    dtype('float32')
+    """
+    check_compute_dtype(compute_dtype, "compute_dtype")
+    if compute_dtype == "float32":
+        return model
+    dtype = jnp.dtype(compute_dtype)
+
+    def cast(tree, to):
+        return jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+
+    def apply(params, x, reference=None):
+        if reference is None:
+            out = model.apply(cast(params, dtype), cast(x, dtype))
+        else:
+            out = model.apply(cast(params, dtype), cast(x, dtype), cast(reference, dtype))
+        return cast(out, jnp.float32)
+
+    return Model(model.init, apply, model.input_shape, model.module)
+
+
 def from_linen(module: nn.Module, input_shape: tuple[int, ...]) -> Model:
     """Wrap any Flax Linen module: ``init(key)``, ``apply(params, x)``.
 
@@ -127,8 +170,11 @@ class MLPModule(nn.Module):
         return nn.Dense(self.out)(x)
 
 
-def mlp(in_features: int = 1, hidden: Sequence[int] = (40, 40), out: int = 1) -> Model:
+def mlp(in_features: int = 1, hidden: Sequence[int] = (40, 40), out: int = 1, compute_dtype: str = "float32") -> Model:
     """The sinusoid network of the MAML paper: 1-40-40-1 with ReLU by default.
+
+    ``compute_dtype``: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` (mixed precision, see
+    :func:`with_compute_dtype`).
 
     >>> import jax
     >>> m = mlp()
@@ -144,7 +190,7 @@ def mlp(in_features: int = 1, hidden: Sequence[int] = (40, 40), out: int = 1) ->
         del reference  # no batch statistics: the policy does not matter
         return module.apply(params, x)
 
-    return Model(init, apply, (in_features,), module)
+    return with_compute_dtype(Model(init, apply, (in_features,), module), compute_dtype)
 
 
 class RefBatchNorm(nn.Module):
@@ -315,6 +361,7 @@ def conv4(
     conv: str = "auto",
     closed_form: bool = True,
     downsample: str = "pool",
+    compute_dtype: str = "float32",
 ) -> Model:
     """The standard 4-block conv net of MAML (Omniglot 28x28x1, Mini-ImageNet 84x84x3).
 
@@ -348,6 +395,9 @@ def conv4(
         2017 and in Vinyals et al. 2016) or ``"stride"`` (stride-2 convolutions and no pooling, the last
         block's features averaged over the image: what the MAML authors' code runs for Omniglot; it uses
         ``lax.conv``, so ``conv`` must be ``"auto"`` or ``"xla"``).
+      compute_dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``: convolutions, pooling and the head
+        computed in that dtype, batch norm's statistics and the parameters, gradients and losses in float32
+        (:func:`with_compute_dtype`).
 
     Returns:
       A :class:`Model` whose ``apply(params, x, reference=None)`` follows the
@@ -361,6 +411,7 @@ def conv4(
     """
     if not isinstance(closed_form, bool):
         raise TypeError(f"closed_form must be a bool, got {closed_form!r}.")
+    check_compute_dtype(compute_dtype, "compute_dtype")
     if downsample not in DOWNSAMPLING:
         raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}.")
     if downsample == "stride":
@@ -385,4 +436,4 @@ def conv4(
         n = reference.shape[0]
         return module.apply(params, jnp.concatenate([reference, x], axis=0), num_ref=n)[n:]
 
-    return Model(init, apply, shape, module)
+    return with_compute_dtype(Model(init, apply, shape, module), compute_dtype)

@@ -26,7 +26,7 @@ from metajax._src.inner import adam, make_inner_opt
 from metajax._src.losses import mse_loss
 from metajax._src.maml import fomaml, imaml, maml
 from metajax._src.meta_sgd import meta_sgd
-from metajax._src.models import Model, mlp
+from metajax._src.models import Model, check_compute_dtype, mlp
 from metajax._src.reptile import reptile
 
 NULL_NOTE = "null: not finite (a diverged task's loss makes a mean over all tasks infinite); JSON has no infinity"
@@ -153,7 +153,8 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
         check_positive_int(f"data.{name}", d[name])
     for i, width in enumerate(config.model.hidden):
         check_positive_int(f"model.hidden[{i}]", width)
-    model = mlp(hidden=tuple(config.model.hidden))
+    check_compute_dtype(config.model.get("compute_dtype", "float32"))
+    model = mlp(hidden=tuple(config.model.hidden), compute_dtype=config.model.get("compute_dtype", "float32"))
     loss_fn = mse_loss(model.apply)
     spec = sinusoid.task_spec(d.shots, d.query_shots)
     learner = build_learner(config.algorithm, loss_fn, config.inner, task_spec=spec)

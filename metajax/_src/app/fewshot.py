@@ -30,7 +30,7 @@ from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.evaluation import adaptation_scorer, mean_ci
 from metajax._src.files import strict_json
 from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss
-from metajax._src.models import conv4
+from metajax._src.models import check_compute_dtype, conv4
 
 BN_POLICIES = ("transductive", "support")
 """Batch-norm policies of the evaluation (:mod:`metajax.models`): ``transductive`` normalises the query batch with
@@ -68,6 +68,7 @@ class FewShot:
                 f"model.conv={c.model.conv!r} has no stride-2 form: model.downsample='stride' takes model.conv "
                 f"'xla' or 'auto'."
             )
+        check_compute_dtype(c.model.get("compute_dtype", "float32"))
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
@@ -99,7 +100,13 @@ class FewShot:
         shape = parts["train"].images.shape[2:]
         channels = shape[2] if len(shape) == 3 else 1
         self.model = conv4(
-            d.ways, c.model.filters, shape[0], channels, conv=c.model.conv, downsample=c.model.get("downsample", "pool")
+            d.ways,
+            c.model.filters,
+            shape[0],
+            channels,
+            conv=c.model.conv,
+            downsample=c.model.get("downsample", "pool"),
+            compute_dtype=c.model.get("compute_dtype", "float32"),
         )
         self.loss_fn = cross_entropy_loss(self.model.apply)
         self.learner = learner_factory(

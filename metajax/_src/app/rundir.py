@@ -258,7 +258,7 @@ RESUMABLE_PREFIX = "runtime."
 
 # Config keys added after runs were written without them, with the value that reproduces those runs: a run
 # directory whose config lacks one of these resumes under a config that holds this value.
-ADDED_KEYS = {"model.downsample": "pool"}
+ADDED_KEYS = {"model.downsample": "pool", "model.compute_dtype": "float32"}
 
 
 def get_dotted(tree: dict, dotted: str) -> Any:
