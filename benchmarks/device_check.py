@@ -1,7 +1,7 @@
 """Is metajax right on this device, and how fast is it? One command for a new GPU, TPU or CPU.
 
     python benchmarks/device_check.py              # ~21 programs (GPU/TPU: full shapes; CPU: small shapes)
-    python benchmarks/device_check.py --quick      # 5 programs, ~2 min on a GPU
+    python benchmarks/device_check.py --quick      # 5 programs (meant for 2 min on a GPU; not yet timed on one)
     python benchmarks/device_check.py --full       # every algorithm x convolution x task strategy
     python benchmarks/device_check.py --compute-dtype bfloat16   # the mixed-precision path
     python benchmarks/device_check.py --plan       # compile only: FLOPs and memory per task, predicted step times
@@ -501,7 +501,7 @@ def table(rows: list[dict]) -> str:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="5 programs (~2 min on a GPU)")
+    mode.add_argument("--quick", action="store_true", help="5 programs (meant for 2 min on a GPU; untimed there)")
     mode.add_argument("--full", action="store_true", help="every algorithm x convolution x task strategy")
     parser.add_argument(
         "--size",
