@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 from pathlib import Path
@@ -42,11 +41,7 @@ def child_result(stdout: str):
 
 def write(out: str, suffix: str, payload: dict, intro: str, header: list[str], cells: list[list[str]]) -> None:
     """``<out>/<timestamp>-<suffix>.json`` (``payload``) and ``.md`` (``intro`` and a table), then print the table."""
-    where = Path(out)
-    where.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (where / f"{stamp}-{suffix}.json").write_text(json.dumps(payload, indent=1))
+    from harness import write_results
+
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in cells]
-    md = intro + "\n\n" + "\n".join(rows) + "\n"
-    (where / f"{stamp}-{suffix}.md").write_text(md)
-    print(md)
+    write_results(out, suffix, payload, intro + "\n\n" + "\n".join(rows) + "\n")

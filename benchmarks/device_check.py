@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
+import functools
 import json
 import os
 import statistics
@@ -119,8 +119,8 @@ def programs(mode: str, small: bool, backend: str) -> list[Program]:
     return out
 
 
-def build(program: Program, compute_dtype: str, chunk: int, dtype=None):
-    """(learner, meta_step, model) of a program. ``dtype``: the parameter dtype (the float64 reference)."""
+def build(program: Program, compute_dtype: str, chunk: int):
+    """(learner, meta_step, model) of a program."""
     import optax
 
     import metajax as mj
@@ -141,8 +141,12 @@ def build(program: Program, compute_dtype: str, chunk: int, dtype=None):
     return learner, mj.make_meta_step(learner, outer), model
 
 
+@functools.lru_cache(maxsize=4)
 def make_tasks(workload: Workload, num: int, seed: int = 1):
-    """Black-and-white noise images (Omniglot-like: mostly one value, strokes of the other), NumPy float32."""
+    """Black-and-white noise images (Omniglot-like: mostly one value, strokes of the other), NumPy float32.
+
+    Cached: every program of a workload (its reference, FLOP count, check and timing) uses the same arrays.
+    """
     rng = np.random.default_rng(seed)
 
     def part(n):
@@ -192,9 +196,9 @@ class References:
 
     def __init__(self, tmp: Path, parallel: int):
         self.tmp, self.parallel = tmp, max(1, parallel)
-        self.pending: dict = {}  # key -> (inputs, output path)
-        self.running: dict = {}  # key -> (Popen, output path)
-        self.done: dict = {}
+        self.pending: dict = {}  # key -> (input path, output path, label), waiting for a slot
+        self.running: dict = {}  # key -> (Popen, output path, label)
+        self.done: dict = {}  # key -> the reference's arrays, or the exception that stopped it
 
     @staticmethod
     def key(program: Program) -> tuple:
@@ -244,7 +248,11 @@ class References:
         else:
             self.done[key] = dict(np.load(out))
 
-    def close(self) -> None:
+    def __enter__(self) -> References:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stop the references nobody asked for (a program that failed before its check) before ``tmp`` goes."""
         for proc, _, _ in self.running.values():
             proc.kill()
             proc.communicate()
@@ -289,6 +297,18 @@ def _unrolled_scans():
         jax.lax.scan = real
 
 
+def abstract_step(program: Program, compute_dtype: str, chunk: int):
+    """``(meta_step, params, state, tasks)`` to lower the program's meta-step: shapes only for the parameters."""
+    import jax
+
+    import metajax as mj
+
+    learner, meta_step, model = build(program, compute_dtype, chunk)
+    (xs, ys), (xq, yq) = make_tasks(program.workload, program.workload.meta_batch)
+    params = jax.eval_shape(lambda: learner.init(model.init(jax.random.PRNGKey(0))))
+    return meta_step, params, jax.eval_shape(meta_step.init, params), mj.Task((xs, ys), (xq, yq))
+
+
 _FLOPS: dict = {}
 
 
@@ -302,16 +322,11 @@ def count_flops(program: Program, compute_dtype: str, chunk: int) -> float | Non
     """
     import jax
 
-    import metajax as mj
-
     key = (program, compute_dtype)
     if key not in _FLOPS:
         with _unrolled_scans():
-            learner, meta_step, model = build(program, compute_dtype, chunk)
-            (xs, ys), (xq, yq) = make_tasks(program.workload, program.workload.meta_batch)
-            params = jax.eval_shape(lambda: learner.init(model.init(jax.random.PRNGKey(0))))
-            state = jax.eval_shape(meta_step.init, params)
-            cost = jax.jit(meta_step.step).lower(params, state, mj.Task((xs, ys), (xq, yq))).cost_analysis()
+            meta_step, *step_args = abstract_step(program, compute_dtype, chunk)
+            cost = jax.jit(meta_step.step).lower(*step_args).cost_analysis()
         if isinstance(cost, list):
             cost = cost[0] if cost else None
         _FLOPS[key] = float(cost["flops"]) if cost and "flops" in cost else None
@@ -409,22 +424,16 @@ def plan(args) -> int:
     from metajax.diagnostics import memory_estimate
 
     sys.path.insert(0, str(HERE))
-    from harness import machine
+    from harness import machine, write_results
 
     w = workloads(args.size == "small")[0]
     rows = []
     for dtype in ("float32", "bfloat16"):
         for alg, k in ALGORITHMS:
             program = Program(w, alg, k, "xla", "vmap")
-            learner, meta_step, model = build(program, dtype, args.chunk)
-            (xs, ys), (xq, yq) = make_tasks(w, w.meta_batch)
-            params = jax.eval_shape(lambda m=model, lr=learner: lr.init(m.init(jax.random.PRNGKey(0))))
-            state = jax.eval_shape(meta_step.init, params)
-            import metajax as mj
-
-            tasks = mj.Task((xs, ys), (xq, yq))
+            meta_step, *step_args = abstract_step(program, dtype, args.chunk)
             t0 = time.perf_counter()
-            compiled = jax.jit(meta_step.step).lower(params, state, tasks).compile()
+            compiled = jax.jit(meta_step.step).lower(*step_args).compile()
             est = memory_estimate(compiled)
             flops = count_flops(program, dtype, args.chunk)
             row = {"algorithm": alg, "k": k, "compute_dtype": dtype, "compile_s": time.perf_counter() - t0}
@@ -456,13 +465,8 @@ def plan(args) -> int:
             f"| {r['algorithm']} | {r['k']} | {r['compute_dtype']} | {_fmt(r['gflop_per_task'], '.2f')} | "
             f"{_fmt(r['temp_mb_per_task'], '.1f')} | " + " | ".join(cells) + " |"
         )
-    md = "\n".join(lines) + "\n"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "workload": dataclasses.asdict(w), "fraction": args.plan_fraction, "peaks": PEAKS}
-    (args.out / f"{stamp}-plan.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-    (args.out / f"{stamp}-plan.md").write_text(md)
-    print(md)
+    write_results(args.out, "plan", {**meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 
@@ -561,7 +565,7 @@ def main(argv: list[str] | None = None, perturb=None) -> int:
     import jax
 
     sys.path.insert(0, str(HERE))
-    from harness import machine
+    from harness import machine, write_results
 
     if args.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
@@ -579,8 +583,10 @@ def main(argv: list[str] | None = None, perturb=None) -> int:
         flush=True,
     )
     rows = []
-    with tempfile.TemporaryDirectory(prefix="metajax-device-") as tmp:
-        refs = References(Path(tmp), args.reference_processes)
+    with (
+        tempfile.TemporaryDirectory(prefix="metajax-device-") as tmp,
+        References(Path(tmp), args.reference_processes) as refs,
+    ):
         for program in todo:
             submit_reference(program, args, refs)
         for i, program in enumerate(todo, 1):
@@ -607,12 +613,8 @@ def main(argv: list[str] | None = None, perturb=None) -> int:
         f"Correctness against a float64 CPU reference: "
         f"{'all passed' if not failed else f'{len(failed)} of {len(rows)} FAILED'}.\n\n" + table(rows)
     )
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "compute_dtype": args.compute_dtype, "matmul_precision": args.matmul_precision}
-    (args.out / f"{stamp}-device.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-    (args.out / f"{stamp}-device.md").write_text(md)
-    print(md)
+    write_results(args.out, "device", {**meta, "rows": rows}, md)
     return 1 if failed else 0
 
 

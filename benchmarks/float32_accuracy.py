@@ -24,7 +24,6 @@ Results go to ``benchmarks/results/DATE-float32.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import subprocess
@@ -49,11 +48,15 @@ def _flat(tree) -> dict[str, np.ndarray]:
 
 
 def _error(g: dict[str, np.ndarray], ref: dict[str, np.ndarray], t: int) -> tuple[float, float]:
-    a = np.concatenate([g[n][t].ravel() for n in sorted(ref)])
-    b = np.concatenate([ref[n][t].ravel() for n in sorted(ref)])
-    err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-    return err, 1.0 - cos
+    """Task ``t``'s (max |g - ref| / max |ref|, 1 - cosine): device_check's comparison on one task's slice."""
+    from device_check import compare
+
+    return compare({n: g[n][t] for n in ref}, {n: ref[n][t] for n in ref})
+
+
+def _task_max(tree: dict[str, np.ndarray], t: int) -> float:
+    """max |x| over task ``t``'s slice of every leaf."""
+    return max(float(np.max(np.abs(v[t]))) for v in tree.values())
 
 
 def _tasks(args, seed: int, images):
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from metajax.models import conv4, cross_entropy_loss
 
     sys.path.insert(0, str(HERE))
-    from harness import machine
+    from harness import machine, write_results
 
     images = None
     if args.data_dir:
@@ -162,14 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             linear, actual, query = (_flat(x) for x in jax.vmap(linear_inner_error, in_axes=(None, 0))(p64, t64))
             inner = {}
             for t in range(args.tasks):
-                scale = max(np.max(np.abs(query[n][t])) for n in query)
-                lin = max(np.max(np.abs(linear[n][t])) for n in linear) / scale
-                act = max(np.max(np.abs(actual[n][t])) for n in actual) / scale
-                inner[t] = {
-                    "inner_linear": float(lin),
-                    "inner_actual": float(act),
-                    "kink": bool(act > KINK_FACTOR * lin),
-                }
+                lin, act = (_task_max(x, t) / _task_max(query, t) for x in (linear, actual))
+                inner[t] = {"inner_linear": lin, "inner_actual": act, "kink": bool(act > KINK_FACTOR * lin)}
             for alg, k in specs:
                 ref = _flat(directions[alg, k](p64, t64))
                 ours = _flat(directions[alg, k](params, tasks))
@@ -227,13 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             line += " - | - | - |"
         lines.append(line)
-    md = "\n".join(lines) + "\n"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "data": data, "conv": args.conv, "seeds": args.seeds, "tasks": args.tasks}
-    (args.out / f"{stamp}-float32.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-    (args.out / f"{stamp}-float32.md").write_text(md)
-    print(md)
+    write_results(args.out, "float32", {**meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -470,6 +470,17 @@ def algo_name(r: dict) -> str:
     return r["algorithm"] + (" (remat)" if r.get("gradient") == "exact_remat" else "")
 
 
+def write_results(out: Path | str, suffix: str, payload: dict, md: str) -> str:
+    """``<out>/<timestamp>-<suffix>.json`` (``payload``) and ``.md`` (``md``), print ``md``; returns the stamp."""
+    where = Path(out)
+    where.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (where / f"{stamp}-{suffix}.json").write_text(json.dumps(payload, indent=1))
+    (where / f"{stamp}-{suffix}.md").write_text(md)
+    print(md)
+    return stamp
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:

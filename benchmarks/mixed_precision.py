@@ -15,7 +15,6 @@ all dtypes of one algorithm timed alternately in one process. CPUs without 16-bi
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if d not in COMPUTE_DTYPES:
             parser.error(f"--compute-dtypes takes entries of {COMPUTE_DTYPES}, got {d!r}")
     sys.path.insert(0, str(HERE))
-    from harness import machine
+    from harness import machine, write_results
 
     key = jax.random.PRNGKey(0)
     if args.data_dir:
@@ -133,13 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['algorithm']} | {r['k']} | {r['compute_dtype']} | {r['cosine']:.5f} | {r['rel_err']:.1e} | "
             f"{temp} | {r['s_per_step']:.3f} | {r['s_per_step'] / base['s_per_step']:.2f}x |"
         )
-    md = "\n".join(lines) + "\n"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "data": data, "conv": args.conv, "tasks": args.tasks}
-    (args.out / f"{stamp}-mixed.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-    (args.out / f"{stamp}-mixed.md").write_text(md)
-    print(md)
+    write_results(args.out, "mixed", {**meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

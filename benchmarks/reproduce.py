@@ -1,10 +1,10 @@
 """The results store behind every accuracy and MSE number that README.md, docs/ and benchmarks/README.md publish.
 
-Each published row is an entry of :data:`ROWS` (the command that produces it) and, once run, a small JSON file
-``benchmarks/results/reproduction/NAME.json``: the evaluation results, the resolved config, the command, the
-commit, the machine, the library versions and the wall time (never parameters or data). The published tables
-are generated from those files; rows not rerun since the results store began keep their earlier numbers from
-``unbacked.json`` and say "not backed by a result file yet".
+Each published row is an entry of ``ROWS`` in benchmarks/rows.py (the command that produces it) and, once run, a
+small JSON file ``benchmarks/results/reproduction/NAME.json``: the evaluation results, the resolved config, the
+command, the commit, the machine, the library versions and the wall time (never parameters or data). The
+published tables are generated from those files; rows not rerun since the results store began keep their earlier
+numbers from ``unbacked.json`` and say "not backed by a result file yet".
 
     python benchmarks/reproduce.py list                       # every row and whether it has a result file
     python benchmarks/reproduce.py run NAME [--data-dir DIR]  # run a row (training + evaluation) and record it
@@ -26,71 +26,10 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STORE = ROOT / "benchmarks" / "results" / "reproduction"
-UNBACKED = STORE / "unbacked.json"
-NOT_BACKED = "not backed by a result file yet"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One published result: a ``metajax`` command and where its numbers are shown."""
-
-    name: str
-    kind: str  # "sinusoid", "fewshot" or "finetune"
-    config: str
-    overrides: tuple[str, ...] = ()
-    paper: str = ""
-    source: str = ""  # for a "finetune" row: the row whose run directory it fine-tunes
-    args: tuple[str, ...] = field(default=())  # extra command-line arguments (finetune)
-
-    def command(self, run_dir: str, data_dir: str | None) -> list[str]:
-        if self.kind == "finetune":
-            cmd = ["metajax", "finetune", run_dir, *self.args]
-        else:
-            cmd = ["metajax", "train", "--config", self.config, "--run-dir", run_dir, "--no-progress"]
-            for o in self.overrides:
-                cmd += ["--set", o]
-        if data_dir and self.kind != "sinusoid":
-            cmd += ["--data-dir", data_dir]
-        return cmd
-
-
-def _fewshot(config: str, steps: int, paper: str) -> Row:
-    return Row(config, "fewshot", config, (f"train.num_steps={steps}",), paper)
-
-
-ROWS: dict[str, Row] = {
-    r.name: r
-    for r in [
-        Row("sinusoid_maml", "sinusoid", "sinusoid_maml", paper="MAML 10-shot: visibly better than pretraining"),
-        Row("sinusoid_fomaml", "sinusoid", "sinusoid_fomaml"),
-        Row("sinusoid_reptile", "sinusoid", "sinusoid_reptile"),
-        Row("sinusoid_meta_sgd", "sinusoid", "sinusoid_meta_sgd"),
-        Row("sinusoid_anil", "sinusoid", "sinusoid_anil"),
-        Row(
-            "omniglot_5w1s_maml_quickstart",
-            "fewshot",
-            "omniglot_5w1s_maml",
-            ("train.num_steps=200", "eval.num_tasks=100"),
-            "98.7 ± 0.4 % (60k it.)",
-        ),
-        _fewshot("omniglot_5w1s_maml", 2000, "98.7 ± 0.4 % (60k it.)"),
-        _fewshot("omniglot_5w1s_fomaml", 3000, "98.3 ± 0.5 % (60k it.)"),
-        _fewshot("omniglot_5w1s_reptile", 2000, "97.68 ± 0.04 % (100k it., transductive)"),
-        Row(
-            "finetune_omniglot_5w1s_maml",
-            "finetune",
-            "omniglot_5w1s_maml",
-            source="omniglot_5w1s_maml",
-            args=("--joint-steps", "1000", "--num-tasks", "200"),
-        ),
-    ]
-}
-
+from rows import NOT_BACKED, ROOT, ROWS, STORE, Row, load
+from tables import update_tables
 
 # ----------------------------------------------------------------------------------------------- provenance
 
@@ -207,11 +146,6 @@ def record(
     return out
 
 
-def load(name: str) -> dict | None:
-    path = STORE / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,8 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "record":
         record(ROWS[args.name], args.run_dir)
         return 0
-    from tables import update_tables  # noqa: E402  (benchmarks/tables.py)
-
     stale = update_tables(check=args.check)
     for path in stale:
         print(f"{'out of date' if args.check else 'rewrote'}: {path}")
@@ -249,5 +181,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     sys.exit(main())

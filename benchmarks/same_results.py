@@ -18,7 +18,6 @@ and validation, without compilation) of each revision and their ratio. Results g
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
@@ -70,6 +69,19 @@ def _fingerprint(run_dir: Path) -> dict[str, object]:
     return out
 
 
+def _train(tree: Path, extra: list[str], run_dir: Path, label: str, run: str) -> tuple[dict[str, object], float]:
+    """Run ``metajax train`` from the worktree ``tree``: the run's fingerprint and its training wall time."""
+    cmd = [sys.executable, "-m", "metajax", "train", *extra, "--run-dir", str(run_dir)]
+    cmd += ["--no-progress", "--compile-cache", "off"]
+    proc = subprocess.run(cmd, cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} {run} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    fingerprint = _fingerprint(run_dir)
+    wall = float(json.loads((run_dir / "summary.json").read_text())["train_wall_s"])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return fingerprint, wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", help="the baseline revision")
@@ -94,33 +106,23 @@ def main(argv: list[str] | None = None) -> int:
             for label, name in (("base", args.base), ("new", args.new)):
                 _git("worktree", "add", "--detach", str(trees[label]), revs[name])
             for rnd in range(args.rounds):
-                order = ("base", "new") if rnd % 2 == 0 else ("new", "base")
-                for label in order:
-                    name = args.base if label == "base" else args.new
+                for label in ("base", "new") if rnd % 2 == 0 else ("new", "base"):
                     for run, extra in runs.items():
-                        run_dir = Path(tmp) / f"{label}-{run}-{rnd}"
-                        cmd = [sys.executable, "-m", "metajax", "train", *extra, "--run-dir", str(run_dir)]
-                        cmd += ["--no-progress", "--compile-cache", "off"]
+                        rev = revs[args.base if label == "base" else args.new]
                         print(
-                            f"round {rnd + 1}/{args.rounds} {label} ({revs[name][:10]}): {run} ...",
+                            f"round {rnd + 1}/{args.rounds} {label} ({rev[:10]}): {run} ...",
                             file=sys.stderr,
                             flush=True,
                         )
-                        env = dict(os.environ, PYTHONPATH=str(trees[label]))
-                        proc = subprocess.run(cmd, cwd=trees[label], env=env, capture_output=True, text=True)
-                        if proc.returncode != 0:
-                            raise SystemExit(f"{label} {run} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                        fingerprint = _fingerprint(run_dir)
+                        fingerprint, wall = _train(trees[label], extra, Path(tmp) / f"{label}-{run}-{rnd}", label, run)
                         first = result.setdefault(run, {}).setdefault(label, fingerprint)
                         deterministic &= first == fingerprint
-                        summary = json.loads((run_dir / "summary.json").read_text())
-                        walls.setdefault(run, {}).setdefault(label, []).append(float(summary["train_wall_s"]))
-                        shutil.rmtree(run_dir, ignore_errors=True)
+                        walls.setdefault(run, {}).setdefault(label, []).append(wall)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
     sys.path.insert(0, str(HERE))
-    from harness import machine
+    from harness import machine, write_results
 
     info = machine()
     lines = [
@@ -151,14 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         for run, by in walls.items():
             base, new = statistics.median(by["base"]), statistics.median(by["new"])
             lines.append(f"| {run} | {base:.2f} | {new:.2f} | {new / base:.3f} |")
-    md = "\n".join(lines) + "\n"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stamp}-same.json").write_text(
-        json.dumps({"machine": info, "revisions": revs, "runs": result, "train_wall_s": walls}, indent=1)
-    )
-    (args.out / f"{stamp}-same.md").write_text(md)
-    print(md)
+    payload = {"machine": info, "revisions": revs, "runs": result, "train_wall_s": walls}
+    write_results(args.out, "same", payload, "\n".join(lines) + "\n")
     return 0 if same and deterministic else 1
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from reproduce import NOT_BACKED, ROOT, ROWS, UNBACKED, load
+from rows import NOT_BACKED, ROOT, ROWS, UNBACKED, load
 
 BLOCK = re.compile(r"(<!-- generated: (?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 SINUSOID_STEPS = (0, 1, 10, 32)

@@ -39,9 +39,9 @@ def test_a_right_implementation_passes_and_the_table_has_every_column(tmp_path):
 def test_a_dropped_second_order_term_fails(tmp_path, monkeypatch):
     real_build = device_check.build
 
-    def first_order_build(program, compute_dtype, chunk, dtype=None):
+    def first_order_build(program, compute_dtype, chunk):
         wrong = device_check.Program(program.workload, "fomaml", program.k, program.conv, program.strategy)
-        return real_build(wrong if program.algorithm == "maml" else program, compute_dtype, chunk, dtype)
+        return real_build(wrong if program.algorithm == "maml" else program, compute_dtype, chunk)
 
     monkeypatch.setattr(device_check, "build", first_order_build)
     # the reference process runs the file itself, unpatched

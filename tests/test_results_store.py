@@ -75,7 +75,7 @@ def test_result_files_are_complete_and_small(tables):
     names = [p.stem for p in store.glob("*.json") if p.name != "unbacked.json"]
     for name in names:
         path = store / f"{name}.json"
-        assert name in tables.ROWS, f"{path}: no row of benchmarks/reproduce.py is called {name!r}"
+        assert name in tables.ROWS, f"{path}: no row of benchmarks/rows.py is called {name!r}"
         e = json.loads(path.read_text())
         for key in (
             "command",

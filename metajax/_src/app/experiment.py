@@ -153,8 +153,8 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
         check_positive_int(f"data.{name}", d[name])
     for i, width in enumerate(config.model.hidden):
         check_positive_int(f"model.hidden[{i}]", width)
-    check_compute_dtype(config.model.get("compute_dtype", "float32"))
-    model = mlp(hidden=tuple(config.model.hidden), compute_dtype=config.model.get("compute_dtype", "float32"))
+    compute_dtype = check_compute_dtype(config.model.get("compute_dtype", "float32"))
+    model = mlp(hidden=tuple(config.model.hidden), compute_dtype=compute_dtype)
     loss_fn = mse_loss(model.apply)
     spec = sinusoid.task_spec(d.shots, d.query_shots)
     learner = build_learner(config.algorithm, loss_fn, config.inner, task_spec=spec)

@@ -68,7 +68,7 @@ class FewShot:
                 f"model.conv={c.model.conv!r} has no stride-2 form: model.downsample='stride' takes model.conv "
                 f"'xla' or 'auto'."
             )
-        check_compute_dtype(c.model.get("compute_dtype", "float32"))
+        compute_dtype = check_compute_dtype(c.model.get("compute_dtype", "float32"))
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
@@ -106,7 +106,7 @@ class FewShot:
             channels,
             conv=c.model.conv,
             downsample=c.model.get("downsample", "pool"),
-            compute_dtype=c.model.get("compute_dtype", "float32"),
+            compute_dtype=compute_dtype,
         )
         self.loss_fn = cross_entropy_loss(self.model.apply)
         self.learner = learner_factory(
