@@ -1,7 +1,8 @@
 """metajax: exact and first-order gradient-based meta-learning in JAX.
 
 The algorithms are factories named after their papers -- :func:`maml`, :func:`fomaml`, :func:`imaml`,
-:func:`reptile`, :func:`meta_sgd`, :func:`anil` -- each returning a :class:`MetaLearner` of pure functions.
+:func:`reptile`, :func:`meta_sgd`, :func:`anil`, :func:`maml_plus_plus` -- each returning a :class:`MetaLearner`
+of pure functions.
 How gradients cross the inner loop is one explicit object (:class:`Exact`, :class:`FirstOrder`,
 :class:`Implicit`); :func:`make_meta_step` turns a learner and an Optax optimiser into the outer update.
 
@@ -13,7 +14,7 @@ fine-tuning), :mod:`metajax.parallel` (meshes, task sharding, CPU task streams) 
 
 from metajax import diagnostics, parallel
 from metajax._src.anil import anil
-from metajax._src.base import InnerResult, MetaLearner, MetaState, Task
+from metajax._src.base import InnerResult, MetaContext, MetaLearner, MetaState, Task
 from metajax._src.compile_cache import disable_compilation_cache, enable_compilation_cache
 from metajax._src.implicit import Implicit
 from metajax._src.inner import (
@@ -29,6 +30,7 @@ from metajax._src.inner import (
 )
 from metajax._src.learner import batch_over_tasks
 from metajax._src.maml import fomaml, imaml, maml
+from metajax._src.mamlpp import MAMLPlusPlusParams, maml_plus_plus, msl_weights, per_step_sgd
 from metajax._src.meta_sgd import MetaSGDParams, meta_sgd
 from metajax._src.meta_step import MetaStep, make_meta_step, make_train_loop
 from metajax._src.reptile import reptile
@@ -43,6 +45,8 @@ __all__ = [
     "FirstOrder",
     "Implicit",
     "InnerResult",
+    "MAMLPlusPlusParams",
+    "MetaContext",
     "MetaLearner",
     "MetaSGDParams",
     "MetaState",
@@ -66,9 +70,12 @@ __all__ = [
     "make_meta_step",
     "make_train_loop",
     "maml",
+    "maml_plus_plus",
     "meta_sgd",
+    "msl_weights",
     "parallel",
     "partition",
+    "per_step_sgd",
     "reptile",
     "select_mask",
     "task_spec_of",

@@ -18,6 +18,12 @@ Mixed precision: ``conv4(..., compute_dtype="bfloat16")`` and ``mlp(..., compute
 :func:`with_compute_dtype` around any model, compute the forward pass (and so the inner loop's gradients) in
 bfloat16 or float16 and keep parameters, optimiser states, updates and losses in float32.
 
+Models with state (MAML++): a :class:`StatefulModel` has ``init(key) -> (params, state)`` and
+``apply(params, state, x, step=, mode=, key=) -> (out, state)``: :func:`conv4_per_step` (per-step batch-norm
+weights and running statistics, Antoniou, Edwards & Storkey 2019) and :func:`from_linen_stateful` (any Linen
+module with ``batch_stats`` or dropout). Batch-norm modes (:data:`BN_MODES`): ``batch`` (transductive),
+``support`` and ``running`` (non-transductive, the running statistics).
+
 Losses: :func:`mse_loss`, :func:`cross_entropy_loss` (returns ``(loss, {"accuracy": ...})``: use
 ``has_aux=True``) and :func:`cross_entropy_query_loss` (the query loss under a batch-norm policy).
 
@@ -34,13 +40,24 @@ from metajax._src.kernels import (
     relu_max_pool_2x2,
     winograd_conv3x3,
 )
-from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss, mse_loss
+from metajax._src.losses import (
+    cross_entropy_loss,
+    cross_entropy_query_loss,
+    mse_loss,
+    stateful_cross_entropy_loss,
+    stateful_cross_entropy_query_loss,
+)
 from metajax._src.models import (
+    BN_MODES,
     COMPUTE_DTYPES,
     CONV_IMPLS,
     Model,
+    PerStepBatchNorm,
+    StatefulModel,
     conv4,
+    conv4_per_step,
     from_linen,
+    from_linen_stateful,
     from_nnx,
     mlp,
     resolve_conv_impl,
@@ -48,20 +65,27 @@ from metajax._src.models import (
 )
 
 __all__ = [
+    "BN_MODES",
     "COMPUTE_DTYPES",
     "CONV_IMPLS",
     "Model",
+    "PerStepBatchNorm",
+    "StatefulModel",
     "batch_norm",
     "conv4",
+    "conv4_per_step",
     "conv_s1",
     "cross_entropy_loss",
     "cross_entropy_query_loss",
     "from_linen",
+    "from_linen_stateful",
     "from_nnx",
     "im2col_conv3x3",
     "max_pool_2x2",
     "mlp",
     "mse_loss",
+    "stateful_cross_entropy_loss",
+    "stateful_cross_entropy_query_loss",
     "relu_max_pool_2x2",
     "resolve_conv_impl",
     "winograd_conv3x3",

@@ -65,6 +65,34 @@ class InnerResult(NamedTuple):
     params: Params
     losses: jax.Array
     trace: Any
+    state: Any = None
+    """The model state after the inner loop (models with state, :func:`~metajax.maml_plus_plus`); else ``None``."""
+
+
+class StatefulLossFn(Protocol):
+    """``loss_fn(params, state, batch, step, key) -> (loss, new_state)``; ``(loss, (new_state, aux))`` with ``has_aux``.
+
+    The loss of a model with state (batch-norm running statistics, per-step parameters) or randomness (dropout):
+    ``state`` is the model state before the call and ``new_state`` after it, ``step`` the inner step (a traced
+    int32 scalar, for per-step parameters and statistics) and ``key`` a PRNG key (``None`` when the run has no key).
+    """
+
+    def __call__(self, params: Params, state: Any, batch: Batch, step: jax.Array, key: Any) -> Any: ...
+
+
+class MetaContext(NamedTuple):
+    """What a learner with state receives besides the meta-parameters and the task batch.
+
+    Attributes:
+      step: the outer step (an int32 scalar): schedules such as the multi-step-loss weights and the
+        derivative-order switch read it.
+      model_state: the model state shared by all tasks (e.g. running statistics), or ``None``.
+      task_keys: one PRNG key per task (leading task axis), or ``None`` for a run without randomness.
+    """
+
+    step: jax.Array
+    model_state: Any = None
+    task_keys: Any = None
 
 
 class MetaLearner(NamedTuple):
@@ -88,6 +116,11 @@ class MetaLearner(NamedTuple):
       name: the algorithm's name.
       num_inner_steps: the inner steps used in training (and, by default, in
         evaluation).
+      stateful: ``False`` for the learners above. ``True`` for learners whose meta-gradient depends on the outer
+        step, a model state or random keys (:func:`~metajax.maml_plus_plus`): then ``meta_grad(meta_params,
+        tasks, context) -> (direction, metrics, model_state)`` and ``task_direction(meta_params, task, context)``
+        take a :class:`MetaContext`, ``adapt`` takes ``model_state=`` and ``key=`` and ``query_loss(params, query,
+        support, state=None, step=None)``.
     """
 
     init: Callable[[Params], MetaParams]
@@ -98,13 +131,23 @@ class MetaLearner(NamedTuple):
     query_loss: QueryLossFn
     name: str
     num_inner_steps: int
+    stateful: bool = False
 
 
 class MetaState(NamedTuple):
-    """Outer-loop state: the outer optimiser's state and the step count."""
+    """Outer-loop state: the outer optimiser's state, the step count and, for learners with state, the rest.
+
+    Attributes:
+      opt_state: the outer optimiser's state.
+      step: meta-steps taken (int32 scalar).
+      model_state: the model state shared by all tasks (running statistics), ``None`` without one.
+      key: the run's PRNG key (the key of meta-step ``s`` is ``fold_in(key, s)``), ``None`` without one.
+    """
 
     opt_state: optax.OptState
     step: jax.Array
+    model_state: Any = None
+    key: Any = None
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -110,6 +110,15 @@ class Implicit(AbstractMetaGradient):
         if not (isinstance(self.cg_tol, (int, float)) and 0 <= self.cg_tol < 1):
             raise ValueError(f"cg_tol must be a number in [0, 1), got {self.cg_tol!r}.")
 
+    def stateful_inner_loop(self, *args: Any, **kwargs: Any) -> InnerResult:
+        """Not available: the implicit gradient assumes a stationary point of a loss without state."""
+        del args, kwargs
+        raise ValueError(
+            "gradient=Implicit() (iMAML) does not support models with state or per-step options: its meta-gradient "
+            "assumes the inner problem is a fixed loss of the parameters. Use gradient='exact', 'exact_remat' or "
+            "'first_order'."
+        )
+
     def inner_loop(
         self,
         loss_fn: Callable,

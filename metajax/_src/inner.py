@@ -327,6 +327,72 @@ class AbstractMetaGradient:
         result = full(p)
         return InnerResult(result, losses, with_final(records, eval_fn, result))
 
+    def stateful_inner_loop(
+        self,
+        loss_fn: Callable,
+        inner_opt: optax.GradientTransformation,
+        params: Params,
+        state: Any,
+        batch: Batch,
+        num_steps: int,
+        *,
+        key: Any = None,
+        mask: Any = None,
+        after_step: Callable[[Params, Any, jax.Array, Any], Any] | None = None,
+    ) -> InnerResult:
+        """The inner loop of a model with state or randomness (:class:`~metajax._src.base.StatefulLossFn`).
+
+        Step ``t`` computes ``loss_fn(params, state, batch, t, k)`` with ``k = fold_in(key, 2 t)`` (``None``
+        without a key), takes one ``inner_opt`` step on its gradient (through :meth:`grad_hook`, so first-order
+        strategies stay first order) and carries the returned state to the next step. The state is not
+        differentiated: running statistics are not parameters, so ``stop_gradient`` cuts it from the
+        meta-gradient (what a model *does* with its state, e.g. normalising with running statistics, is still
+        differentiated with respect to the parameters).
+
+        Args:
+          loss_fn: ``loss_fn(params, state, batch, step, key) -> (loss, (new_state, aux))``.
+          inner_opt: any ``optax.GradientTransformation``.
+          params, state: the initial parameters and model state.
+          batch: the support batch.
+          num_steps: inner steps, a Python int >= 1.
+          key: the task's PRNG key or ``None``.
+          mask: optional boolean pytree; only ``True`` leaves are adapted.
+          after_step: optional ``after_step(params, state, t, k) -> pytree`` evaluated after step ``t`` on the
+            updated parameters and state with ``k = fold_in(key, 2 t + 1)``; its values are stacked along a
+            leading axis of length ``num_steps`` into ``InnerResult.trace`` and are differentiable (the
+            multi-step loss of MAML++ is the query loss recorded this way).
+
+        Returns:
+          An :class:`InnerResult` with ``state`` set.
+        """
+        num_steps = check_positive_int("num_inner_steps", num_steps)
+        adapted, frozen = (params, None) if mask is None else partition(params, mask)
+
+        def full(p):
+            return p if mask is None else combine(p, frozen)
+
+        def key_at(i):
+            return None if key is None else jax.random.fold_in(key, i)
+
+        def step(carry, t):
+            p, opt_state, s = carry
+
+            def inner_loss(q):
+                loss, (new_state, _) = loss_fn(full(q), s, batch, t, key_at(2 * t))
+                return loss, new_state
+
+            (loss, s), grads = jax.value_and_grad(inner_loss, has_aux=True)(p)
+            s = jax.lax.stop_gradient(s)
+            grads = self.grad_hook(grads)
+            updates, opt_state = inner_opt.update(grads, opt_state, p)
+            p = optax.apply_updates(p, updates)
+            record = after_step(full(p), s, t, key_at(2 * t + 1)) if after_step is not None else None
+            return (p, opt_state, s), (loss, record)
+
+        carry = (adapted, inner_opt.init(adapted), state)
+        (p, _, state), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
+        return InnerResult(full(p), losses, records, state)
+
 
 @dataclasses.dataclass(frozen=True)
 class Exact(AbstractMetaGradient):

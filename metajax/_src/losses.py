@@ -55,6 +55,42 @@ def cross_entropy_query_loss(apply: Callable, bn: str = "transductive") -> Calla
     return loss
 
 
+def stateful_cross_entropy_loss(model) -> Callable:
+    """The support loss of a :class:`~metajax.models.StatefulModel` for :func:`~metajax.maml_plus_plus`.
+
+    ``loss(params, state, (x, labels), step, key) -> (cross-entropy, (new_state, {"accuracy": ...}))``: the batch's
+    own statistics, the running statistics updated (``has_aux=True``).
+    """
+
+    def loss(params, state, batch, step, key):
+        x, y = batch
+        logits, new_state = model.apply(params, state, x, step=step, mode="batch", key=key)
+        value, aux = _xent(logits, y)
+        return value, (new_state, aux)
+
+    return loss
+
+
+def stateful_cross_entropy_query_loss(model, mode: str = "batch") -> Callable:
+    """Query loss ``fn(params, state, query, support, step, key) -> (loss, {"accuracy": ...})`` of a stateful model.
+
+    ``mode``: ``"batch"`` (the query batch's statistics, transductive), ``"support"`` (the support batch's) or
+    ``"running"`` (the running statistics of ``step``; each query example scored on its own). The state is
+    read, never updated.
+    """
+    from metajax._src.models import check_bn_mode
+
+    check_bn_mode(mode)
+
+    def loss(params, state, query, support, step, key):
+        x, y = query
+        ref = support[0] if mode == "support" else None
+        logits, _ = model.apply(params, state, x, step=step, mode=mode, reference=ref, key=key, update=False)
+        return _xent(logits, y)
+
+    return loss
+
+
 def _xent(logits, labels):
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     acc = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))

@@ -307,6 +307,17 @@ def resolve_conv_impl(conv: str) -> str:
     return conv
 
 
+def conv3x3_layer(conv: str, filters: int, name: str) -> nn.Module:
+    """The 3x3 SAME convolution layer of a resolved implementation (``conv`` from :func:`resolve_conv_impl`)."""
+    if conv == "patches":
+        return PatchConv3x3(filters, name=name)
+    if conv == "winograd":
+        return WinogradConv3x3(filters, name=name)
+    if conv == "lax_vjp":
+        return VJPConv3x3(filters, name=name)
+    return nn.Conv(filters, (3, 3), padding="SAME", name=name)
+
+
 DOWNSAMPLING = ("pool", "stride")
 
 
@@ -332,14 +343,7 @@ class Conv4Module(nn.Module):
             x = jnp.mean(x, axis=(1, 2))
             return nn.Dense(self.ways, name="head")(x)
         for i in range(4):
-            if self.conv == "patches":
-                x = PatchConv3x3(self.filters, name=f"Conv_{i}")(x)
-            elif self.conv == "winograd":
-                x = WinogradConv3x3(self.filters, name=f"Conv_{i}")(x)
-            elif self.conv == "lax_vjp":
-                x = VJPConv3x3(self.filters, name=f"Conv_{i}")(x)
-            else:
-                x = nn.Conv(self.filters, (3, 3), padding="SAME", name=f"Conv_{i}")(x)
+            x = conv3x3_layer(self.conv, self.filters, f"Conv_{i}")(x)
             x = RefBatchNorm(closed_form=self.closed_form)(x, num_ref)
             # max-pool then ReLU (they commute, ReLU being monotone): ReLU runs
             # on a 4x smaller tensor and the pool's ties are only genuinely
@@ -437,3 +441,270 @@ def conv4(
         return module.apply(params, jnp.concatenate([reference, x], axis=0), num_ref=n)[n:]
 
     return with_compute_dtype(Model(init, apply, shape, module), compute_dtype)
+
+
+# ---------------------------------------------------------------------------
+# Models with state: per-step batch norm with running statistics (MAML++).
+# ---------------------------------------------------------------------------
+
+BN_MODES = ("batch", "support", "running")
+"""How :func:`conv4_per_step` normalises: ``"batch"`` (the batch's own statistics, transductive; the running
+statistics are updated when ``update=True``), ``"support"`` (the reference batch's statistics) or ``"running"``
+(the running statistics of the current step: each example is scored on its own, non-transductive)."""
+
+
+class StatefulModel(NamedTuple):
+    """A pure model with state: ``init(key) -> (params, state)`` and
+    ``apply(params, state, x, *, step=0, mode="batch", reference=None, key=None, update=True) -> (out, state)``.
+
+    Attributes:
+      init: initialiser of the parameters and the state (e.g. ``{"batch_stats": ...}``).
+      apply: forward pass over a leading batch axis; returns the output and the new state (the old one
+        unless ``mode="batch"`` and ``update``).
+      input_shape: the per-example input shape.
+      num_steps: how many inner steps its per-step parameters and statistics cover (``None``: none are
+        per-step).
+      needs_key: whether ``apply`` draws randomness (dropout) in ``mode="batch"`` and so needs ``key``.
+      module: the underlying Flax module.
+    """
+
+    init: Callable[[jax.Array], tuple[Params, Any]]
+    apply: Callable[..., tuple[jax.Array, Any]]
+    input_shape: tuple[int, ...]
+    num_steps: int | None = None
+    needs_key: bool = False
+    module: Any = None
+
+
+def check_bn_mode(mode: Any) -> str:
+    if mode not in BN_MODES:
+        raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}.")
+    return mode
+
+
+class PerStepBatchNorm(nn.Module):
+    """Batch norm with per-step weights and biases (BNWB) and per-step running statistics (BNRS).
+
+    With ``num_steps=K`` the scale and bias have shape ``(K, C)`` and inner step ``t`` uses row ``t``; so do the
+    running mean and variance (collection ``batch_stats``), updated as
+    ``r_t <- (1 - momentum) r_t + momentum * batch_t`` when the layer normalises a batch with its own
+    statistics (the variance entering the running average is the unbiased one, as in PyTorch). ``num_steps=None``
+    keeps one set shared by all steps. Antoniou, Edwards & Storkey (2019), section 4.
+    """
+
+    num_steps: int | None = None
+    per_step_weights: bool = True
+    per_step_stats: bool = True
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, step, mode="batch", num_ref=None, update=True):
+        c = x.shape[-1]
+        k = self.num_steps
+        wshape = (k, c) if (k and self.per_step_weights) else (c,)
+        sshape = (k, c) if (k and self.per_step_stats) else (c,)
+        scale = self.param("scale", nn.initializers.ones, wshape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, wshape, jnp.float32)
+        mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(sshape, jnp.float32))
+        var = self.variable("batch_stats", "var", lambda: jnp.ones(sshape, jnp.float32))
+
+        def row(a, per_step):
+            return jax.lax.dynamic_index_in_dim(a, step, keepdims=False) if per_step else a
+
+        per_w, per_s = len(wshape) == 2, len(sshape) == 2
+        scale, bias = row(scale, per_w).astype(x.dtype), row(bias, per_w).astype(x.dtype)
+        if mode == "running":
+            m, v = row(mean.value, per_s), row(var.value, per_s)
+            inv = jax.lax.rsqrt(v + self.epsilon).astype(x.dtype)
+            return (x - m.astype(x.dtype)) * (inv * scale) + bias
+        y = batch_norm(x, scale, bias, num_ref if mode == "support" else None, self.epsilon)
+        if mode == "batch" and update and not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+            xs = jax.lax.stop_gradient(x).astype(jnp.float32)
+            n = xs.shape[0] * xs.shape[1] * xs.shape[2]
+            bm = jnp.mean(xs, axis=(0, 1, 2))
+            bv = jnp.var(xs, axis=(0, 1, 2)) * (n / max(n - 1, 1))
+            mom = self.momentum
+
+            def ema(old, new):
+                if not per_s:
+                    return (1 - mom) * old + mom * new
+                cur = row(old, True)
+                return jax.lax.dynamic_update_index_in_dim(old, (1 - mom) * cur + mom * new, step, 0)
+
+            mean.value = ema(mean.value, bm)
+            var.value = ema(var.value, bv)
+        return y
+
+
+class Conv4PerStepModule(nn.Module):
+    """Conv4 (pooling form) whose batch-norm layers are :class:`PerStepBatchNorm` (BNWB, BNRS)."""
+
+    ways: int = 5
+    filters: int = 64
+    conv: str = "xla"
+    num_steps: int | None = 5
+    per_step_weights: bool = True
+    per_step_stats: bool = True
+    momentum: float = 0.1
+
+    @nn.compact
+    def __call__(self, x, step=0, mode="batch", num_ref=None, update=True):
+        for i in range(4):
+            x = conv3x3_layer(self.conv, self.filters, f"Conv_{i}")(x)
+            x = PerStepBatchNorm(
+                self.num_steps, self.per_step_weights, self.per_step_stats, self.momentum, name=f"Norm_{i}"
+            )(x, step, mode, num_ref, update)
+            x = relu_max_pool_2x2(x)
+        x = x.reshape((x.shape[0], -1))
+        return nn.Dense(self.ways, name="head")(x)
+
+
+def conv4_per_step(
+    ways: int = 5,
+    filters: int = 64,
+    image_size: int = 28,
+    channels: int = 1,
+    num_steps: int | None = 5,
+    *,
+    per_step_weights: bool = True,
+    per_step_stats: bool = True,
+    momentum: float = 0.1,
+    conv: str = "auto",
+    compute_dtype: str = "float32",
+) -> StatefulModel:
+    """Conv4 with per-step batch-norm weights and biases and per-step running statistics (MAML++).
+
+    The network of :func:`conv4` (pooling form) whose batch-norm layers ``Norm_0 .. Norm_3`` hold a scale and
+    bias per inner step (BNWB) and running statistics per inner step (BNRS), as in Antoniou, Edwards & Storkey
+    (2019). ``apply(params, state, x, step=t, mode=...)`` uses row ``t``; ``mode`` is one of :data:`BN_MODES`.
+    The convolutions are ``params/Conv_i``, the head ``params/head`` and the batch-norm weights
+    ``params/Norm_i`` (MAML++ adapts ``"Conv|head"`` in the inner loop and meta-learns ``Norm``).
+
+    Args:
+      ways, filters, image_size, channels, conv, compute_dtype: as in :func:`conv4`.
+      num_steps: inner steps K covered by the per-step rows; ``None`` shares one set across steps (then
+        ``per_step_weights``/``per_step_stats`` have no effect).
+      per_step_weights: BNWB (else one scale/bias shared by all steps).
+      per_step_stats: BNRS (else one set of running statistics).
+      momentum: running-average momentum (0.1, PyTorch's default and the reference code's).
+
+    >>> import jax
+    >>> m = conv4_per_step(ways=5, filters=8, num_steps=3)
+    >>> params, state = m.init(jax.random.PRNGKey(0))
+    >>> state["batch_stats"]["Norm_0"]["mean"].shape
+    (3, 8)
+    >>> out, new_state = m.apply(params, state, jax.numpy.ones((2, 28, 28, 1)), step=1)
+    >>> out.shape
+    (2, 5)
+
+    References:
+      Antoniou, Edwards, Storkey (2019). How to train your MAML. ICLR.
+    """
+    check_compute_dtype(compute_dtype, "compute_dtype")
+    if num_steps is not None:
+        from metajax._src.base import check_positive_int
+
+        num_steps = check_positive_int("num_steps", num_steps)
+    for name, value in (("per_step_weights", per_step_weights), ("per_step_stats", per_step_stats)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {value!r}.")
+    if not (isinstance(momentum, int | float) and 0.0 <= momentum <= 1.0) or isinstance(momentum, bool):
+        raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}.")
+    module = Conv4PerStepModule(
+        ways=ways,
+        filters=filters,
+        conv=resolve_conv_impl(conv),
+        num_steps=num_steps,
+        per_step_weights=per_step_weights,
+        per_step_stats=per_step_stats,
+        momentum=float(momentum),
+    )
+    shape = (image_size, image_size, channels)
+    dtype = None if compute_dtype == "float32" else jnp.dtype(compute_dtype)
+
+    def cast(tree, to):
+        return jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+
+    def init(key):
+        variables = module.init(key, jnp.zeros((2, *shape)))
+        return {"params": variables["params"]}, {"batch_stats": variables["batch_stats"]}
+
+    def apply(params, state, x, *, step=0, mode="batch", reference=None, key=None, update=True):
+        del key  # no randomness
+        check_bn_mode(mode)
+        check_float_input(x, "x", "conv4_per_step")
+        if state is None:
+            raise ValueError("state is None: conv4_per_step keeps running statistics; pass the state init returned.")
+        if mode == "support" and reference is None:
+            raise ValueError("mode='support' normalises with a reference batch's statistics: pass reference=support_x.")
+        step = jnp.asarray(step, jnp.int32)
+        p = params if dtype is None else cast(params, dtype)
+        inp = x if dtype is None else cast(x, dtype)
+        n = 0
+        if mode == "support":
+            check_float_input(reference, "reference", "conv4_per_step")
+            ref = reference if dtype is None else cast(reference, dtype)
+            n = ref.shape[0]
+            inp = jnp.concatenate([ref, inp], axis=0)
+        mutable = ["batch_stats"] if (mode == "batch" and update) else False
+        out = module.apply({**p, **state}, inp, step, mode, n or None, update, mutable=mutable)
+        out, new_state = out if mutable else (out, state)
+        out = out[n:] if n else out
+        return (out if dtype is None else out.astype(jnp.float32)), new_state
+
+    return StatefulModel(init, apply, shape, num_steps, False, module)
+
+
+def from_linen_stateful(
+    module: nn.Module, input_shape: tuple[int, ...], *, rngs: Sequence[str] = (), num_steps: int | None = None
+) -> StatefulModel:
+    """Wrap a Flax Linen module with mutable collections (``batch_stats``) or randomness (dropout).
+
+    The module is called as ``module(x, train=...)``: ``mode="batch"`` is ``train=True`` (batch statistics,
+    the mutable collections updated when ``update``, dropout on) and ``mode="running"`` ``train=False`` (running
+    statistics, no dropout); ``mode="support"`` is not available (Flax's ``BatchNorm`` has no reference batch).
+    ``rngs`` names the random streams (``("dropout",)``); stream ``i`` gets ``fold_in(key, i)``, and a missing
+    key is an error raised while tracing, before anything compiles.
+
+    >>> class Net(nn.Module):
+    ...     @nn.compact
+    ...     def __call__(self, x, train):
+    ...         x = nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x))
+    ...         return nn.Dense(2)(nn.Dropout(0.5, deterministic=not train)(x))
+    >>> m = from_linen_stateful(Net(), (3,), rngs=("dropout",))
+    >>> params, state = m.init(jax.random.PRNGKey(0))
+    >>> out, state = m.apply(params, state, jnp.ones((5, 3)), key=jax.random.PRNGKey(1))
+    >>> out.shape, sorted(state)
+    ((5, 2), ['batch_stats'])
+    """
+    rngs = tuple(rngs)
+
+    def init(key):
+        streams = {"params": key, **{name: jax.random.fold_in(key, i + 1) for i, name in enumerate(rngs)}}
+        variables = dict(module.init(streams, jnp.zeros((2, *input_shape)), train=False))
+        params = {"params": variables.pop("params")}
+        return params, variables
+
+    def apply(params, state, x, *, step=0, mode="batch", reference=None, key=None, update=True):
+        del step, reference
+        check_bn_mode(mode)
+        if mode == "support":
+            raise ValueError("mode='support' is not available for a Flax Linen module: use 'batch' or 'running'.")
+        train = mode == "batch"
+        streams = None
+        if train and rngs:
+            if key is None:
+                raise ValueError(
+                    f"this model draws randomness ({', '.join(rngs)}) in mode='batch' and needs key=, got None: "
+                    "pass key= to make_meta_step(...).init(..., key=jax.random.key(seed))."
+                )
+            streams = {name: jax.random.fold_in(key, i) for i, name in enumerate(rngs)}
+        mutable = list(state) if (train and update and state) else False
+        out = module.apply({**params, **(state or {})}, x, train=train, rngs=streams, mutable=mutable)
+        if mutable:
+            out, new_state = out
+            return out, {**state, **new_state}
+        return out, state
+
+    return StatefulModel(init, apply, tuple(input_shape), num_steps, bool(rngs), module)

@@ -161,6 +161,29 @@ def shard_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS)
     return run
 
 
+def shard_stateful_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS) -> Callable:
+    """:func:`shard_meta_grad` for stateful learners: ``meta_grad(meta_params, tasks, context)``.
+
+    The per-task keys are split with the tasks; the outer step and the model state are replicated; the
+    direction, the metrics and the task-averaged model state are averaged across devices.
+    """
+    from metajax._src.base import MetaContext
+
+    def local(meta_params, tasks, step, model_state, keys):
+        out = meta_grad(meta_params, tasks, MetaContext(step, model_state, keys))
+        return jax.lax.pmean(out, axis_name)
+
+    def run(meta_params, tasks, context):
+        leaves = jax.tree_util.tree_leaves(tasks)
+        if leaves:
+            check_divisible(leaves[0].shape[0], mesh, axis_name)
+        key_spec = P() if context.task_keys is None else P(axis_name)
+        sharded = _shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name), P(), P(), key_spec), out_specs=P())
+        return sharded(meta_params, tasks, context.step, context.model_state, context.task_keys)
+
+    return run
+
+
 def _shard_map(fn: Callable, **kwargs: Any) -> Callable:
     """``jax.shard_map`` without replication checking (``jax.experimental.shard_map`` on JAX < 0.6)."""
     if hasattr(jax, "shard_map"):

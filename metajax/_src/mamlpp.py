@@ -1,0 +1,444 @@
+"""MAML++: MAML with learned per-step rates, a multi-step loss, derivative-order annealing and model state.
+
+The techniques of Antoniou, Edwards & Storkey, "How to train your MAML" (ICLR 2019), each an independent option of
+:func:`maml_plus_plus`:
+
+* **LSLR** (``lslr=True``): learned per-layer, per-step inner learning rates, meta-learned with the model;
+* **MSL** (``msl_anneal_steps``): the meta-objective is a weighted sum of the query loss after *every* inner step,
+  the weights annealed towards the last step (:func:`msl_weights`);
+* **DA** (``first_order_steps``): first-order meta-gradients for the first meta-steps, exact after, inside one
+  compiled program (a ``lax.cond`` on the outer step);
+* **BNWB / BNRS**: per-step batch-norm weights and biases and per-step running statistics are properties of the
+  model (:func:`metajax.models.conv4_per_step`), threaded through the inner loop as model state;
+* **CA** (cosine annealing of the outer learning rate) is an Optax schedule (``optax.cosine_decay_schedule``).
+
+The learner is *stateful* (``MetaLearner.stateful``): its meta-gradient reads a :class:`~metajax.MetaContext`
+(outer step, model state, per-task keys) and returns the updated model state; :func:`~metajax.make_meta_step`
+threads both through :class:`~metajax.MetaState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax._src.base import MetaContext, MetaLearner, Params, Task, check_learning_rate, check_positive_int
+from metajax._src.implicit import Implicit
+from metajax._src.inner import AbstractMetaGradient, FirstOrder, Selector, make_inner_opt, partition, select_mask
+from metajax._src.learner import AS_TRAINED, batch_over_tasks, check_task_chunk, task_metrics
+from metajax._src.strategy import make_meta_gradient
+from metajax._src.validation import check_task
+
+
+class MAMLPlusPlusParams(NamedTuple):
+    """Meta-parameters of :func:`maml_plus_plus`: the initial model and the learned inner rates.
+
+    ``lrs`` has the structure of ``params``: a vector of ``num_inner_steps`` rates for every adapted leaf (LSLR)
+    and ``None`` for the leaves the inner loop does not adapt; ``lrs`` is ``None`` altogether without LSLR.
+    """
+
+    params: Params
+    lrs: Any
+
+
+class LSLRState(NamedTuple):
+    """State of :func:`per_step_sgd`: the number of steps taken."""
+
+    count: jax.Array
+
+
+def per_step_sgd(lrs: Any) -> optax.GradientTransformation:
+    """Gradient descent whose step ``t`` scales each leaf's gradient by its own rate ``lrs[leaf][t]``.
+
+    ``lrs`` has the structure of the updates, each leaf a vector of per-step rates (LSLR); past the last rate
+    the last one is reused (``jnp.take`` clamps), which :func:`maml_plus_plus` never lets happen in training.
+    """
+
+    def init_fn(params):
+        del params
+        return LSLRState(jnp.zeros((), jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        del params
+        t = state.count
+        new = jax.tree_util.tree_map(lambda g, a: -jnp.take(a, t, mode="clip").astype(g.dtype) * g, updates, lrs)
+        return new, LSLRState(t + 1)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+MIN_NON_FINAL_WEIGHT = 0.03
+"""The multi-step loss keeps every non-final step's weight at least ``0.03 / num_steps`` while it anneals."""
+
+
+def msl_weights(num_steps: int, step: Any, anneal_steps: int) -> jax.Array:
+    r"""Multi-step-loss importance weights at outer step ``step``: shape ``(num_steps,)``, summing to 1.
+
+    As in the MAML++ reference code: all weights start at :math:`1/K`; the non-final ones decay linearly to
+    :math:`0.03/K` and the final one grows by the same total over ``anneal_steps`` outer steps, which the code
+    counts in epochs of 500 meta-steps and this function continuously. From ``anneal_steps`` on only the final
+    step counts (weights ``(0, ..., 0, 1)``).
+
+    >>> [round(float(w), 3) for w in msl_weights(5, 0, 1000)]
+    [0.2, 0.2, 0.2, 0.2, 0.2]
+    >>> [round(float(w), 3) for w in msl_weights(5, 1000, 1000)]
+    [0.0, 0.0, 0.0, 0.0, 1.0]
+    """
+    k = num_steps
+    frac = jnp.asarray(step, jnp.result_type(float)) / anneal_steps
+    floor = MIN_NON_FINAL_WEIGHT / k
+    non_final = jnp.maximum(1.0 / k - frac / k, floor)
+    final = jnp.minimum(1.0 / k + frac * (k - 1) / k, 1.0 - (k - 1) * floor)
+    annealing = jnp.concatenate([jnp.full((k - 1,), non_final), final[None]])
+    last_only = jnp.zeros((k,), frac.dtype).at[-1].set(1.0)
+    return jnp.where(frac < 1.0, annealing, last_only)
+
+
+def stateless(loss_fn: Callable, has_aux: bool) -> Callable:
+    """A ``loss_fn(params, batch)`` as a stateful loss ``(params, state, batch, step, key) -> (loss, (state, aux))``."""
+
+    def wrapped(params, state, batch, step, key):
+        del step, key
+        out = loss_fn(params, batch)
+        loss, aux = out if has_aux else (out, {})
+        return loss, (state, aux)
+
+    return wrapped
+
+
+def normalize_stateful(loss_fn: Callable, has_aux: bool) -> Callable:
+    """A stateful loss that always returns ``(loss, (new_state, aux))``."""
+
+    def checked(params, state, batch, step, key):
+        out = loss_fn(params, state, batch, step, key)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(
+                "a stateful loss_fn must return (loss, new_state) (or (loss, (new_state, aux)) with has_aux=True), "
+                f"got a {type(out).__name__}."
+            )
+        loss, rest = out
+        if has_aux:
+            if not (isinstance(rest, tuple) and len(rest) == 2):
+                raise ValueError("has_aux=True: a stateful loss_fn must return (loss, (new_state, aux)).")
+            return loss, rest
+        return loss, (rest, {})
+
+    return checked
+
+
+def mean_state(new_state: Any, old_state: Any) -> Any:
+    """The task-averaged state in the old state's dtypes (averaging promotes integer leaves)."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.asarray(n).astype(jnp.result_type(o)), new_state, old_state)
+
+
+def maml_plus_plus(
+    loss_fn: Callable,
+    num_inner_steps: int = 5,
+    *,
+    inner_lr: float = 0.1,
+    lslr: bool = True,
+    msl_anneal_steps: int | None = None,
+    msl_weights_fn: Callable[[jax.Array], jax.Array] | None = None,
+    first_order_steps: int = 0,
+    gradient: str | AbstractMetaGradient = "exact",
+    inner_opt: str | optax.GradientTransformation | None = None,
+    stateful: bool = True,
+    has_aux: bool = False,
+    query_loss_fn: Callable | None = None,
+    adapt: Selector | None = None,
+    model_steps: int | None = None,
+    task_chunk: int | None = None,
+    task_spec: Task | None = None,
+) -> MetaLearner:
+    r"""MAML++ (Antoniou, Edwards & Storkey 2019): MAML with its training-stability techniques as options.
+
+    With every option off (``lslr=False``, no multi-step loss, ``first_order_steps=0``) and a stateless loss this
+    is :func:`maml` with plain SGD, to float rounding.
+
+    Args:
+      loss_fn: the support loss. With ``stateful=True`` (default) ``loss_fn(params, state, batch, step, key) ->
+        (loss, new_state)`` (``(loss, (new_state, aux))`` with ``has_aux``): ``state`` is the model state (e.g.
+        per-step running statistics), ``step`` the inner step (a traced int32; per-step batch-norm weights
+        and statistics are indexed by it) and ``key`` a PRNG key or ``None``. With ``stateful=False`` a
+        plain ``loss_fn(params, batch)``.
+      num_inner_steps: inner steps K.
+      inner_lr: the initial value of every learned rate (LSLR) or the fixed rate (``lslr=False``).
+      lslr: learned per-layer, per-step inner rates: every adapted parameter array gets a vector of K rates,
+        initialised to ``inner_lr`` and meta-learned (the update of step t is ``w - lr[w][t] * grad``).
+      msl_anneal_steps: turn on the multi-step loss (MSL): the meta-objective is
+        :math:`\sum_t v_t(s)\,L^q_t` over the query loss after every inner step, with the weights
+        :func:`msl_weights` annealed towards the last step over this many outer steps; afterwards only the last
+        step counts (and only its query loss is computed). ``None``: the last step's query loss only (MAML).
+      msl_weights_fn: instead of the annealing schedule, ``fn(outer_step) -> (K,) weights`` used at every step.
+      first_order_steps: derivative-order annealing (DA): first-order meta-gradients for outer steps
+        ``0 .. first_order_steps - 1``, ``gradient`` after. Both are compiled into one program and chosen by a
+        ``lax.cond`` on the outer step, so the switch never recompiles.
+      gradient: ``"exact"`` (default), ``"exact_remat"``, ``"first_order"`` or an ``AbstractMetaGradient``
+        (``Implicit`` is refused: it assumes a loss without state).
+      inner_opt: without LSLR, the inner optimiser (``"sgd"``, ``"momentum"``, ``"adam"`` or an Optax
+        transformation); with LSLR it must be ``None`` or ``"sgd"``.
+      stateful: which loss signature ``loss_fn`` has (above).
+      has_aux: whether losses return auxiliary metrics (reported as ``query_<name>``).
+      query_loss_fn: scores adapted parameters: ``fn(params, state, query, support, step, key) -> loss`` (or
+        ``(loss, aux)`` with ``has_aux``; with ``stateful=False``: ``fn(params, query, support)``). Default:
+        ``loss_fn`` on the query batch (its state update discarded).
+      adapt: selector of the leaves the inner loop adapts (default: all). The reference implementation adapts
+        the convolutions and the head and meta-learns the per-step batch-norm weights outside the inner loop:
+        ``adapt="Conv|head"`` with :func:`metajax.models.conv4_per_step`.
+      model_steps: the number of per-step entries of the model's per-step parameters and statistics
+        (``model.num_steps``); must equal ``num_inner_steps``.
+      task_chunk, task_spec: as in :func:`maml`.
+
+    Returns:
+      A stateful :class:`MetaLearner`: ``init(params) -> MAMLPlusPlusParams``; ``meta_grad(meta_params, tasks,
+      context) -> (direction, metrics, model_state)`` with the task-averaged model state after the inner loops;
+      ``adapt(meta_params, support, *, model_state, key=None)`` and ``query_loss(params, query, support,
+      state=None, step=None, key=None)`` for evaluation. Metrics include ``msl_weight_last`` (the last step's
+      weight) and ``first_order`` (1 while derivative-order annealing uses first order).
+
+    Raises:
+      ValueError: a non-positive step count, ``model_steps`` different from ``num_inner_steps``, LSLR with an
+        inner optimiser other than SGD, a negative ``first_order_steps`` or ``msl_anneal_steps``, both MSL
+        arguments, or ``gradient=Implicit()``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> loss = lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2)
+    >>> learner = maml_plus_plus(loss, 3, inner_lr=0.1, stateful=False, msl_anneal_steps=100)
+    >>> learner.init(jnp.zeros(2)).lrs.shape
+    (2, 3)
+    >>> tasks = Task((jnp.ones((2, 4, 2)), jnp.ones((2, 4, 2))), (jnp.ones((2, 4, 2)), jnp.ones((2, 4, 2))))
+    >>> g, metrics, _ = learner.meta_grad(learner.init(jnp.zeros(2)), tasks, MetaContext(jnp.int32(0)))
+    >>> float(metrics["msl_weight_last"])
+    0.2
+
+    References:
+      Antoniou, Edwards, Storkey (2019). How to train your MAML. ICLR.
+    """
+    num_inner_steps = check_positive_int("num_inner_steps", num_inner_steps)
+    if model_steps is not None and check_positive_int("model_steps", model_steps) != num_inner_steps:
+        raise ValueError(
+            f"model_steps must equal num_inner_steps: the model has per-step parameters/statistics for {model_steps} "
+            f"inner steps, the learner takes num_inner_steps={num_inner_steps}."
+        )
+    check_learning_rate("inner_lr", inner_lr)
+    if isinstance(first_order_steps, bool) or not isinstance(first_order_steps, int) or first_order_steps < 0:
+        raise ValueError(f"first_order_steps must be an integer >= 0, got {first_order_steps!r}.")
+    if msl_anneal_steps is not None:
+        check_positive_int("msl_anneal_steps", msl_anneal_steps)
+        if msl_weights_fn is not None:
+            raise ValueError("pass msl_anneal_steps (the MAML++ schedule) or msl_weights_fn, not both.")
+    if msl_weights_fn is not None and not callable(msl_weights_fn):
+        raise ValueError(f"msl_weights_fn must be a callable fn(outer_step) -> weights, got {msl_weights_fn!r}.")
+    grad = make_meta_gradient(gradient)
+    if isinstance(grad, Implicit):
+        raise ValueError(
+            "maml_plus_plus takes gradient='exact', 'exact_remat', 'first_order' or Exact(...)/FirstOrder(), "
+            "got Implicit(): iMAML's meta-gradient assumes the inner problem is a fixed loss without state."
+        )
+    if lslr:
+        if inner_opt not in (None, "sgd"):
+            raise ValueError(
+                "lslr=True learns the rates of plain gradient steps: inner_opt must be None or 'sgd', "
+                f"got {inner_opt!r}."
+            )
+        fixed_opt = None
+    else:
+        fixed_opt = make_inner_opt(inner_opt, inner_lr)
+    task_chunk = check_task_chunk(task_chunk)
+    first_order = FirstOrder()
+    use_msl = msl_anneal_steps is not None or msl_weights_fn is not None
+
+    support_loss = normalize_stateful(loss_fn, has_aux) if stateful else stateless(loss_fn, has_aux)
+    if query_loss_fn is None:
+
+        def qloss(params, state, query, support, step, key):
+            del support
+            loss, (_, aux) = support_loss(params, state, query, step, key)
+            return loss, aux
+    elif stateful:
+
+        def qloss(params, state, query, support, step, key):
+            out = query_loss_fn(params, state, query, support, step, key)
+            return out if has_aux else (out, {})
+    else:
+
+        def qloss(params, state, query, support, step, key):
+            del state, step, key
+            out = query_loss_fn(params, query, support)
+            return out if has_aux else (out, {})
+
+    def mask_of(params):
+        return None if adapt is None else select_mask(params, adapt, "adapt")
+
+    def init(params):
+        if not lslr:
+            return MAMLPlusPlusParams(params, None)
+        mask = mask_of(params)
+        if mask is None:
+            mask = jax.tree_util.tree_map(lambda _: True, params)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+
+        def rates(m, p):
+            del p
+            return jnp.full((num_inner_steps,), inner_lr, dtype) if m else None
+
+        return MAMLPlusPlusParams(params, jax.tree_util.tree_map(rates, mask, params))
+
+    def inner_opt_of(meta_params, mask):
+        if not lslr:
+            return fixed_opt
+        lrs = meta_params.lrs
+        if mask is not None:
+            lrs, _ = partition(lrs, mask)
+        return per_step_sgd(lrs)
+
+    def check_steps(num_steps):
+        if num_steps is None:
+            return num_inner_steps
+        num_steps = check_positive_int("num_steps", num_steps)
+        if num_steps != num_inner_steps and (lslr or model_steps is not None):
+            raise ValueError(
+                f"num_steps must be {num_inner_steps} for this learner (its learned rates or the model's per-step "
+                f"parameters exist for {num_inner_steps} inner steps), got {num_steps}."
+            )
+        return num_steps
+
+    def run_inner(strategy, meta_params, support, model_state, key, num_steps, after_step=None):
+        if not isinstance(meta_params, MAMLPlusPlusParams):
+            raise ValueError(
+                "meta_params must be the MAMLPlusPlusParams that learner.init returns, "
+                f"got {type(meta_params).__name__}."
+            )
+        params = meta_params.params
+        mask = mask_of(params)
+        return strategy.stateful_inner_loop(
+            support_loss,
+            inner_opt_of(meta_params, mask),
+            params,
+            model_state,
+            support,
+            num_steps,
+            key=key,
+            mask=mask,
+            after_step=after_step,
+        )
+
+    def adapt_fn(
+        meta_params, support, *, model_state=None, key=None, num_steps=None, eval_fn=None, batch_size=AS_TRAINED
+    ):
+        """Adapt to one support batch; ``eval_fn(params)`` is recorded after every step when given."""
+        del batch_size
+        steps = check_steps(num_steps)
+        after = None if eval_fn is None else (lambda p, s, t, k: eval_fn(p))
+        res = run_inner(grad, meta_params, support, model_state, key, steps, after)
+        return res
+
+    def query_loss(params, query, support, state=None, step=None, key=None):
+        step = jnp.int32(num_inner_steps - 1) if step is None else step
+        return qloss(params, state, query, support, step, key)
+
+    def objective(strategy, weighted, meta_params, task, context):
+        model_state, key = context.model_state, context.task_keys
+        after = None
+        if weighted:
+
+            def after(p, s, t, k):
+                return qloss(p, s, task.query, task.support, t, k)
+
+        res = run_inner(strategy, meta_params, task.support, model_state, key, num_inner_steps, after)
+        last = jnp.int32(num_inner_steps - 1)
+        if weighted:
+            per_step, auxes = res.trace
+            weights = (
+                msl_weights_fn(context.step)
+                if msl_weights_fn is not None
+                else msl_weights(num_inner_steps, context.step, msl_anneal_steps)
+            )
+            weights = jnp.asarray(weights, per_step.dtype)
+            value = jnp.sum(weights * per_step)
+            qval, aux = per_step[-1], jax.tree_util.tree_map(lambda a: a[-1], auxes)
+        else:
+            k = None if key is None else jax.random.fold_in(key, 2 * last + 1)
+            qval, aux = qloss(res.params, res.state, task.query, task.support, last, k)
+            value = qval
+        return value, (qval, aux, res.losses, res.state)
+
+    def direction_of(strategy, weighted):
+        def direction(meta_params, task, context):
+            (_, (qval, aux, losses, state)), grads = jax.value_and_grad(
+                lambda mp: objective(strategy, weighted, mp, task, context), has_aux=True
+            )(meta_params)
+            return grads, task_metrics(qval, losses, aux), state
+
+        return direction
+
+    def task_direction(meta_params, task, context):
+        check_task(task, "task", spec=task_spec)
+        return choose(
+            meta_params,
+            context,
+            lambda strategy, weighted: direction_of(strategy, weighted)(meta_params, task, context),
+        )
+
+    def choose(meta_params, context, run):
+        """Run the (strategy, weighted) variant the outer step calls for, with ``lax.cond`` where it varies."""
+        del meta_params
+        step = jnp.asarray(context.step, jnp.int32)
+
+        def by_msl(strategy):
+            if msl_anneal_steps is None:
+                return run(strategy, use_msl)
+            return jax.lax.cond(step < msl_anneal_steps, lambda: run(strategy, True), lambda: run(strategy, False))
+
+        if first_order_steps == 0:
+            return by_msl(grad)
+        return jax.lax.cond(step < first_order_steps, lambda: by_msl(first_order), lambda: by_msl(grad))
+
+    def meta_grad(meta_params, tasks, context):
+        check_task(tasks, "tasks", batched=True, spec=task_spec)
+        if not isinstance(context, MetaContext):
+            raise ValueError(
+                f"context must be a metajax.MetaContext(step, model_state, task_keys), got {type(context).__name__}: "
+                "call a stateful learner through make_meta_step, or pass MetaContext(jnp.int32(step), state, keys)."
+            )
+        step = jnp.asarray(context.step, jnp.int32)
+        num = jax.tree_util.tree_leaves(tasks)[0].shape[0]
+        keys = context.task_keys
+        if keys is not None and jnp.shape(keys)[0] != num:
+            raise ValueError(f"context.task_keys must hold one key per task ({num}), got {jnp.shape(keys)[0]}.")
+
+        def batched(strategy, weighted):
+            def one(mp, item):
+                task, key = item
+                return direction_of(strategy, weighted)(mp, task, MetaContext(step, context.model_state, key))
+
+            return batch_over_tasks(one, meta_params, (tasks, keys), task_chunk)
+
+        direction, metrics, state = choose(meta_params, context, batched)
+        metrics = dict(metrics)
+        if use_msl:
+            w = (
+                msl_weights_fn(step)
+                if msl_weights_fn is not None
+                else msl_weights(num_inner_steps, step, msl_anneal_steps)
+            )
+            metrics["msl_weight_last"] = jnp.asarray(w, jnp.float32)[-1]
+        if first_order_steps:
+            metrics["first_order"] = (step < first_order_steps).astype(jnp.int32)
+        return direction, metrics, mean_state(state, context.model_state)
+
+    return MetaLearner(
+        init=init,
+        model_params=lambda mp: mp.params,
+        adapt=adapt_fn,
+        task_direction=task_direction,
+        meta_grad=meta_grad,
+        query_loss=query_loss,
+        name="maml++",
+        num_inner_steps=num_inner_steps,
+        stateful=True,
+    )
