@@ -381,7 +381,9 @@ class AbstractMetaGradient:
                 loss, (new_state, _) = loss_fn(full(q), s, batch, t, key_at(2 * t))
                 return loss, new_state
 
-            (loss, s), grads = jax.value_and_grad(inner_loss, has_aux=True)(p)
+            (loss, new_state), grads = jax.value_and_grad(inner_loss, has_aux=True)(p)
+            # The state keeps its dtypes (a float32 statistic updated from float64 activations stays float32).
+            s = jax.tree_util.tree_map(lambda n, o: jnp.asarray(n).astype(jnp.result_type(o)), new_state, s)
             s = jax.lax.stop_gradient(s)
             grads = self.grad_hook(grads)
             updates, opt_state = inner_opt.update(grads, opt_state, p)

@@ -517,7 +517,11 @@ class PerStepBatchNorm(nn.Module):
         if mode == "running":
             m, v = row(mean.value, per_s), row(var.value, per_s)
             inv = jax.lax.rsqrt(v + self.epsilon).astype(x.dtype)
-            return (x - m.astype(x.dtype)) * (inv * scale) + bias
+
+            def channels(a):
+                return a.reshape((1,) * (x.ndim - 1) + (c,))
+
+            return (x - channels(m.astype(x.dtype))) * channels(inv * scale) + channels(bias)
         y = batch_norm(x, scale, bias, num_ref if mode == "support" else None, self.epsilon)
         if mode == "batch" and update and not self.is_initializing() and self.is_mutable_collection("batch_stats"):
             xs = jax.lax.stop_gradient(x).astype(jnp.float32)
