@@ -14,7 +14,7 @@ fine-tuning), :mod:`metajax.parallel` (meshes, task sharding, CPU task streams) 
 
 from metajax import diagnostics, parallel
 from metajax._src.anil import anil
-from metajax._src.base import InnerResult, MetaContext, MetaLearner, MetaState, Task
+from metajax._src.base import InnerResult, MetaContext, MetaLearner, MetaState, StatefulMetaState, Task
 from metajax._src.compile_cache import disable_compilation_cache, enable_compilation_cache
 from metajax._src.implicit import Implicit
 from metajax._src.inner import (
@@ -51,6 +51,7 @@ __all__ = [
     "MetaSGDParams",
     "MetaState",
     "MetaStep",
+    "StatefulMetaState",
     "Task",
     "__version__",
     "adam",

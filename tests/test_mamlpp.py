@@ -301,3 +301,30 @@ def test_bad_input_is_refused_before_compiling(problem, dropout_problem, conv_pr
         learner.adapt(learner.init(params), jax.tree.map(lambda a: a[0], tasks.support), num_steps=3)
     with pytest.raises(ValueError, match="mode must be one of"):
         model.apply(*model.init(jax.random.PRNGKey(0)), jnp.ones((2, 16, 16, 1)), mode="eval")
+
+
+def test_running_statistics_and_key_resume_bit_exactly_from_a_checkpoint(dropout_problem, tmp_path):
+    from metajax._src.app.checkpoint import Checkpointer
+
+    _, loss, params, state, tasks = dropout_problem
+    learner = mj.maml_plus_plus(loss, 2, inner_lr=0.1)
+    ms = mj.make_meta_step(learner, optax.adam(1e-2))
+    step = jax.jit(ms.step)
+
+    def run(mp, st, n):
+        for _ in range(n):
+            mp, st, _ = step(mp, st, tasks)
+        return mp, st
+
+    mp0 = learner.init(params)
+    st0 = ms.init(mp0, state, jax.random.PRNGKey(11))  # a raw uint32 key: saved like any array
+    straight = run(mp0, st0, 4)
+    mp, st = run(mp0, st0, 2)
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    ckpt.save(2, {"meta_params": mp, "state": st}, {"best": {"score": None, "step": None}})
+    ckpt.close()
+    template = {"meta_params": mp0, "state": st0}
+    tree, record = Checkpointer(tmp_path / "checkpoints").restore_latest(template)
+    assert record["step"] == 2 and isinstance(tree["state"], mj.StatefulMetaState)
+    resumed = run(tree["meta_params"], tree["state"], 2)
+    assert max_diff(resumed, straight) == 0.0

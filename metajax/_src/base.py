@@ -135,13 +135,21 @@ class MetaLearner(NamedTuple):
 
 
 class MetaState(NamedTuple):
-    """Outer-loop state: the outer optimiser's state, the step count and, for learners with state, the rest.
+    """Outer-loop state: the outer optimiser's state and the step count."""
+
+    opt_state: optax.OptState
+    step: jax.Array
+
+
+class StatefulMetaState(NamedTuple):
+    """Outer-loop state of a stateful learner (:func:`~metajax.maml_plus_plus`): :class:`MetaState` and the rest.
 
     Attributes:
       opt_state: the outer optimiser's state.
       step: meta-steps taken (int32 scalar).
       model_state: the model state shared by all tasks (running statistics), ``None`` without one.
-      key: the run's PRNG key (the key of meta-step ``s`` is ``fold_in(key, s)``), ``None`` without one.
+      key: the run's PRNG key (the tasks of meta-step ``s`` get ``split(fold_in(key, s), num_tasks)``), ``None``
+        without one.
     """
 
     opt_state: optax.OptState

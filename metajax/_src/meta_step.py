@@ -9,7 +9,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax._src.base import MetaContext, MetaLearner, MetaParams, MetaState, Metrics, Task, check_positive_int
+from metajax._src.base import (
+    MetaContext,
+    MetaLearner,
+    MetaParams,
+    MetaState,
+    Metrics,
+    StatefulMetaState,
+    Task,
+    check_positive_int,
+)
 
 
 class MetaStep(NamedTuple):
@@ -18,7 +27,7 @@ class MetaStep(NamedTuple):
 
     ``model_state`` and ``key`` are for stateful learners (:func:`~metajax.maml_plus_plus`): the model state
     (running statistics) every task starts from, and the run's PRNG key (meta-step ``s`` gives task ``i`` the
-    key ``split(fold_in(key, s), num_tasks)[i]``). Both live in the :class:`MetaState`, so a checkpoint of the
+    key ``split(fold_in(key, s), num_tasks)[i]``). Both live in the :class:`StatefulMetaState`, so a checkpoint of the
     state resumes them exactly; the step replaces the model state by the task average of the states the inner
     loops end with.
 
@@ -93,7 +102,7 @@ def make_meta_step(
             return MetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32))
         if key is not None and not (hasattr(key, "shape") and hasattr(key, "dtype")):
             raise ValueError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {key!r}.")
-        return MetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32), model_state, key)
+        return StatefulMetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32), model_state, key)
 
     def stateful_grad(meta_params, state, tasks):
         keys = None
@@ -119,7 +128,7 @@ def make_meta_step(
                 model_state = keep(model_state, state.model_state)
             metrics["skipped"] = (~ok).astype(jnp.int32)
         if learner.stateful:
-            return new_params, MetaState(opt_state, state.step + 1, model_state, state.key), metrics
+            return new_params, StatefulMetaState(opt_state, state.step + 1, model_state, state.key), metrics
         return new_params, MetaState(opt_state, state.step + 1), metrics
 
     return MetaStep(init, step)
