@@ -28,7 +28,7 @@ def sharded():
     return session_shared("sharded_check", compute)
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "maml_map", "fomaml", "reptile", "imaml"])
+@pytest.mark.parametrize("algorithm", ["maml", "maml_map", "fomaml", "reptile", "imaml", "maml++"])
 def test_sharded_meta_steps_equal_the_single_device_ones(sharded, algorithm):
     """Three Adam meta-steps on 1, 2 and 8 devices end where the unsharded step ends (float32 tolerance)."""
     assert sharded["devices"] == 8
