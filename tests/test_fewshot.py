@@ -121,8 +121,10 @@ def test_bad_few_shot_configs_fail_before_compiling(tmp_path, capsys):
     assert "ways=5000 exceeds the 4400 classes available" in capsys.readouterr().err
     assert cli.main([*base, "--set", "data.queries=19", "--set", "data.shots=2"]) == 2
     assert "shots + queries = 2 + 19 = 21 exceeds the 20 examples per class" in capsys.readouterr().err
-    assert cli.main([*base, "--set", "eval.bn=('running',)"]) == 2
+    assert cli.main([*base, "--set", "eval.bn=('bogus',)"]) == 2
     assert "eval.bn entries must be in" in capsys.readouterr().err
+    assert cli.main([*base, "--set", "eval.bn=('running',)"]) == 2
+    assert "needs running statistics, which only algorithm 'mamlpp' keeps" in capsys.readouterr().err
     assert (
         cli.main(
             [

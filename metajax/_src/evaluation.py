@@ -237,7 +237,9 @@ def adaptation_scorer(
 ) -> Callable[..., tuple[jax.Array, jax.Array]]:
     """A compiled ``score(meta_params, tasks, on_chunk=None) -> (loss, accuracy)`` per task after ``num_steps`` steps.
 
-    Build it once and call it for every evaluation: it compiles on the first call for a task-batch shape.
+    Build it once and call it for every evaluation: it compiles on the first call for a task-batch shape. For a
+    stateful learner (:func:`metajax.maml_plus_plus`) ``meta_params`` is the pair ``(meta_params, model_state)`` and
+    ``query_loss(params, query, support, state)`` receives the model state after the task's inner loop.
     With a ``mesh`` of several devices (CPU task streams, GPUs) the tasks are split over its devices
     (:func:`metajax.shard_task_map`); every task's numbers come from the same per-task program as on one
     device. With ``tasks_per_call`` a batch of more tasks runs as calls of that many (the last one padded by
@@ -249,6 +251,11 @@ def adaptation_scorer(
 
     def run(mp, tasks):
         def one(task):
+            if learner.stateful:  # mp = (meta_params, model_state); the query loss reads the adapted state
+                meta, model_state = mp
+                res = learner.adapt(meta, task.support, model_state=model_state, num_steps=num_steps)
+                loss, aux = query_loss(res.params, task.query, task.support, res.state)
+                return loss, aux["accuracy"]
             res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
             loss, aux = query_loss(res.params, task.query, task.support)
             return loss, aux["accuracy"]

@@ -438,7 +438,7 @@ def maml_plus_plus(
         task_direction=task_direction,
         meta_grad=meta_grad,
         query_loss=query_loss,
-        name="maml++",
+        name="mamlpp",
         num_inner_steps=num_inner_steps,
         stateful=True,
     )

@@ -265,12 +265,12 @@ def _load_run(
     where += ", " + use_compile_cache(compile_cache)
     import jax
 
-    from metajax._src.app.experiment import build
+    from metajax._src.app.experiment import build, initial_run_params
     from metajax._src.app.rundir import load_params
     from metajax._src.app.train import load_best
 
     exp = build(config)
-    template = exp.learner.init(exp.model.init(jax.random.PRNGKey(0)))
+    template = initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0))
     try:
         meta_params = load_best(run_dir, template) if name == "best" else load_params(ckpt, template)
     except ValueError as err:
@@ -294,6 +294,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         run_dir, args.checkpoint, args.set or [], args.data_dir, args.compile_cache
     )
     print(f"metajax finetune: {ckpt}, {where}", file=sys.stderr, flush=True)
+    if exp.learner.stateful:
+        raise ValueError(
+            f"metajax finetune compares plain fine-tuning inits of a stateless model; {run_dir} is a "
+            f"{config.algorithm!r} run (a model with running statistics). Use metajax eval for it."
+        )
     key = jax.random.PRNGKey(args.seed)
     kr, kj = jax.random.split(key)
     random_init = exp.model.init(kr)

@@ -9,7 +9,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -25,13 +25,31 @@ from metajax._src.files import strict_json
 from metajax._src.inner import adam, make_inner_opt
 from metajax._src.losses import mse_loss
 from metajax._src.maml import fomaml, imaml, maml
+from metajax._src.mamlpp import maml_plus_plus
 from metajax._src.meta_sgd import meta_sgd
 from metajax._src.models import Model, check_compute_dtype, mlp
 from metajax._src.reptile import reptile
 
 NULL_NOTE = "null: not finite (a diverged task's loss makes a mean over all tasks infinite); JSON has no infinity"
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml")
+ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml", "mamlpp")
+
+
+class StatefulRunParams(NamedTuple):
+    """What a run of a stateful learner (``mamlpp``) saves, evaluates and restores as its parameters: the
+    meta-parameters and the model state (running statistics) beside them."""
+
+    meta_params: Any
+    model_state: Any
+
+
+def initial_run_params(learner: MetaLearner, model: Any, key: jax.Array) -> Any:
+    """The parameters a run starts from: ``learner.init(model.init(key))``, with the model state for a stateful
+    learner (:class:`StatefulRunParams`)."""
+    if learner.stateful:
+        params, state = model.init(key)
+        return StatefulRunParams(learner.init(params), state)
+    return learner.init(model.init(key))
 
 
 @dataclasses.dataclass
@@ -105,6 +123,18 @@ def build_learner(
             **common,
             **batch,
         )
+    if algorithm == "mamlpp":
+        return maml_plus_plus(
+            loss_fn,
+            inner.steps,
+            inner_lr=inner.lr,
+            lslr=inner.get("lslr", True),
+            msl_anneal_steps=inner.get("msl_anneal_steps"),
+            first_order_steps=inner.get("first_order_steps", 0),
+            gradient=inner.gradient,
+            adapt=inner.get("adapt"),
+            **common,
+        )
     if algorithm == "anil":
         return anil(
             loss_fn, inner.head, opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common, **batch
@@ -115,7 +145,16 @@ def build_learner(
 def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
     """Outer optimiser; ``anneal`` decays the rate linearly to 0 (Reptile)."""
     check_learning_rate("outer.lr", outer.lr)
+    schedule = outer.get("schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"outer.schedule must be 'constant' or 'cosine', got {schedule!r}.")
     lr = optax.linear_schedule(outer.lr, 0.0, num_steps) if outer.anneal else outer.lr
+    if schedule == "cosine":  # MAML++: cosine annealing from outer.lr to outer.min_lr over the run
+        if outer.anneal:
+            raise ValueError("outer.anneal (linear) and outer.schedule='cosine' exclude each other; choose one.")
+        min_lr = outer.get("min_lr", 0.0)
+        check_learning_rate("outer.min_lr", min_lr)
+        lr = optax.cosine_decay_schedule(outer.lr, num_steps, alpha=min_lr / outer.lr if outer.lr else 0.0)
     if outer.opt == "adam":
         return optax.adam(lr)
     if outer.opt == "sgd":
@@ -149,6 +188,11 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
 def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime: Runtime) -> Experiment:
     """Sinusoid regression (Finn et al. 2017, section 5.1): the MLP, its tasks and the adaptation-curve protocol."""
     d = config.data
+    if config.algorithm == "mamlpp":
+        raise ValueError(
+            "algorithm 'mamlpp' runs on the few-shot tasks (omniglot, miniimagenet) from the command line; for "
+            "the sinusoid use metajax.maml_plus_plus(loss_fn, ..., stateful=False) from Python."
+        )
     for name in ("shots", "query_shots"):
         check_positive_int(f"data.{name}", d[name])
     for i, width in enumerate(config.model.hidden):

@@ -29,12 +29,21 @@ from metajax._src.data.episodes import check_episode_args, episode_spec, sample_
 from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.evaluation import adaptation_scorer, mean_ci
 from metajax._src.files import strict_json
-from metajax._src.losses import cross_entropy_loss, cross_entropy_query_loss
-from metajax._src.models import check_compute_dtype, conv4
+from metajax._src.losses import (
+    cross_entropy_loss,
+    cross_entropy_query_loss,
+    stateful_cross_entropy_loss,
+    stateful_cross_entropy_query_loss,
+)
+from metajax._src.models import check_compute_dtype, conv4, conv4_per_step
 
-BN_POLICIES = ("transductive", "support")
+BN_POLICIES = ("transductive", "support", "running")
 """Batch-norm policies of the evaluation (:mod:`metajax.models`): ``transductive`` normalises the query batch with
-its own statistics, ``support`` (non-transductive) with the support set's."""
+its own statistics, ``support`` (non-transductive) with the support set's, ``running`` (non-transductive, models
+with running statistics: ``mamlpp``) with the running statistics of the last inner step."""
+
+POLICY_MODES = {"transductive": "batch", "support": "support", "running": "running"}
+"""The batch-norm mode of :func:`metajax.models.conv4_per_step` for each evaluation policy."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +78,26 @@ class FewShot:
                 f"'xla' or 'auto'."
             )
         compute_dtype = check_compute_dtype(c.model.get("compute_dtype", "float32"))
+        self.stateful = c.algorithm == "mamlpp"
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
+            if policy == "running" and not self.stateful:
+                raise ValueError(
+                    f"eval.bn 'running' needs running statistics, which only algorithm 'mamlpp' keeps; got algorithm "
+                    f"{c.algorithm!r}. Use 'transductive' and 'support'."
+                )
+        if self.stateful:
+            if c.eval.steps != c.inner.steps:
+                raise ValueError(
+                    f"eval.steps must equal inner.steps for algorithm 'mamlpp' (its learned rates and per-step batch "
+                    f"norm exist for {c.inner.steps} steps), got eval.steps={c.eval.steps}."
+                )
+            if c.model.get("downsample", "pool") != "pool" or compute_dtype != "float32":
+                raise ValueError(
+                    "algorithm 'mamlpp' uses conv4_per_step: model.downsample must be 'pool' and model.compute_dtype "
+                    f"'float32', got {c.model.get('downsample', 'pool')!r} and {compute_dtype!r}."
+                )
         if d.order not in ("class", "shot"):
             raise ValueError(f"data.order must be 'class' or 'shot', got {d.order!r}.")
         self.task, self.runtime = c.task, runtime
@@ -82,6 +108,8 @@ class FewShot:
         self.eval_num_tasks, self.eval_seed, self.bn_policies = c.eval.num_tasks, c.eval.seed, tuple(c.eval.bn)
         self.val_tasks = c.train.get("val_tasks", 0)
         self.inner_description = f"{c.inner.opt} lr={c.inner.lr}"
+        if c.algorithm == "mamlpp" and c.inner.get("lslr", True):
+            self.inner_description = f"SGD with learned per-layer per-step rates (from {c.inner.lr})"
         self._scorers: dict[str, Callable] = {}
         if c.task == "omniglot":
             parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
@@ -99,16 +127,31 @@ class FewShot:
         self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
         shape = parts["train"].images.shape[2:]
         channels = shape[2] if len(shape) == 3 else 1
-        self.model = conv4(
-            d.ways,
-            c.model.filters,
-            shape[0],
-            channels,
-            conv=c.model.conv,
-            downsample=c.model.get("downsample", "pool"),
-            compute_dtype=compute_dtype,
-        )
-        self.loss_fn = cross_entropy_loss(self.model.apply)
+        if self.stateful:
+            per_step = c.model.get("per_step_bn", True) or c.model.get("per_step_stats", True)
+            self.model = conv4_per_step(
+                d.ways,
+                c.model.filters,
+                shape[0],
+                channels,
+                num_steps=c.inner.steps if per_step else None,
+                per_step_weights=c.model.get("per_step_bn", True),
+                per_step_stats=c.model.get("per_step_stats", True),
+                momentum=c.model.get("bn_momentum", 0.1),
+                conv=c.model.conv,
+            )
+            self.loss_fn = stateful_cross_entropy_loss(self.model)
+        else:
+            self.model = conv4(
+                d.ways,
+                c.model.filters,
+                shape[0],
+                channels,
+                conv=c.model.conv,
+                downsample=c.model.get("downsample", "pool"),
+                compute_dtype=compute_dtype,
+            )
+            self.loss_fn = cross_entropy_loss(self.model.apply)
         self.learner = learner_factory(
             self.loss_fn,
             has_aux=True,
@@ -145,7 +188,17 @@ class FewShot:
         return sample_episodes(jax.random.PRNGKey(seed), self.images[split], num, e.ways, e.shots, e.queries)
 
     def query_loss(self, policy: str) -> Callable:
-        return cross_entropy_query_loss(self.model.apply, bn=policy)
+        """``fn(params, query, support) -> (loss, aux)``; for ``mamlpp`` ``fn(params, query, support, state)`` (the
+        state after adaptation, read at the last inner step)."""
+        if not self.stateful:
+            return cross_entropy_query_loss(self.model.apply, bn=policy)
+        loss = stateful_cross_entropy_query_loss(self.model, POLICY_MODES[policy])
+        last = self.eval_steps - 1
+
+        def query_loss(params, query, support, state):
+            return loss(params, state, query, support, jnp.int32(last), None)
+
+        return query_loss
 
     def scorer(self, policy: str) -> Callable:
         """The compiled evaluation for a batch-norm ``policy`` (built once: validation reuses it every time)."""

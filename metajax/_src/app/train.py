@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from metajax._src.app.checkpoint import Checkpointer
-from metajax._src.app.experiment import Experiment, build
+from metajax._src.app.experiment import Experiment, StatefulRunParams, build, initial_run_params
 from metajax._src.app.progress import Progress
 from metajax._src.app.rundir import (
     RESUMABLE_PREFIX,
@@ -135,13 +135,21 @@ def meta_train(
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
-    meta_params = exp.learner.init(exp.model.init(init_key))
+    start = initial_run_params(exp.learner, exp.model, init_key)
+    stateful = exp.learner.stateful
+    meta_params = start.meta_params if stateful else start
     nan_policy = cfg.train.get("nan_policy", "stop")
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
     mesh = exp.runtime.mesh
     ms = make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
-    state = ms.init(meta_params)
+    # a stateful learner (mamlpp) keeps the model state and a key for per-task randomness in its meta-state
+    state = ms.init(meta_params, start.model_state, jax.random.fold_in(key, 1)) if stateful else ms.init(meta_params)
+
+    def run_params(mp, st):
+        """What is validated, evaluated and saved: the meta-parameters, with the model state when there is one."""
+        return StatefulRunParams(mp, st.model_state) if stateful else mp
+
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
     eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
     ckpt_every = cfg.train.get("checkpoint_every", 0)
@@ -162,7 +170,7 @@ def meta_train(
         meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
         best["score"] = -math.inf if best["score"] is None else best["score"]
         if best["step"] is not None:
-            kept = ckpt.restore_extra(BEST_ITEM, meta_params, step=done)
+            kept = ckpt.restore_extra(BEST_ITEM, run_params(meta_params, state), step=done)
             if kept is not None:  # checkpoints written before 0.2 do not keep them
                 best_host = jax.device_get(kept[0])
                 repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {done}")
@@ -261,11 +269,13 @@ def meta_train(
                     "train.nan_policy=skip skips such updates, --debug-nans finds the operation"
                 )
             if eval_every and (done % eval_every == 0 or done == total):
-                score = exp.validate(meta_params, on_chunk=lambda k, m: bar.note(f"validation {k}/{m} tasks"))
+                score = exp.validate(
+                    run_params(meta_params, state), on_chunk=lambda k, m: bar.note(f"validation {k}/{m} tasks")
+                )
                 rec["val_accuracy"] = score
                 if score > best["score"]:
                     best = {"score": score, "step": done}
-                    best_host = jax.device_get(meta_params)  # a host copy: the next call donates meta_params
+                    best_host = jax.device_get(run_params(meta_params, state))  # the next call donates them
                     save_params(run_dir / "best.msgpack", best_host)
             for sink in sinks:
                 sink.write(rec)
@@ -298,7 +308,7 @@ def meta_train(
     }
     if best["step"] is not None:
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
-    return meta_params, info
+    return run_params(meta_params, state), info
 
 
 # a first batch of training tasks larger than this is sampled for its value check only after the memory check
