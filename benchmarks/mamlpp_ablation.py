@@ -13,15 +13,13 @@ policy and each run's training wall time; run directories under ``--runs``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import machine, write_results  # noqa: E402
-from mamlpp_equal_time import collect  # noqa: E402
+from mamlpp_equal_time import collect, run_on_cores  # noqa: E402
 
 
 def variants(steps: int) -> dict[str, dict]:
@@ -50,45 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     table = variants(args.steps)
     common = table.pop("_common")
     runs = Path(args.runs)
-    todo = list(table)
-    running: list = []
-    free = list(range(args.jobs))
-    failed = []
-    while todo or running:
-        while todo and free:
-            name = todo.pop(0)
-            run_dir = runs / name.replace(" ", "-")
-            if (run_dir / "eval_final.json").is_file():
-                continue
-            core = free.pop(0)
-            sets = {
-                "seed": args.seed,
-                "train.num_steps": args.steps,
-                "train.eval_every": max(args.steps // 10, 1),
-                "train.val_tasks": args.val_tasks,
-                "train.checkpoint_every": max(args.steps // 10, 1),
-                "runtime.cpu_threads": 1,
-                **common,
-                **table[name],
-            }
-            cmd = ["taskset", "-c", str(core), sys.executable, "-m", "metajax", "train"]
-            cmd += ["--config", "omniglot_5w1s_mamlpp", "--run-dir", str(run_dir), "--data-dir", args.data_dir]
-            cmd += ["--no-progress"]
-            for key, value in sets.items():
-                cmd += ["--set", f"{key}={value}"]
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run_dir.with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process
-            print(f"start {name} on core {core}", file=sys.stderr, flush=True)
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), name, core))
-        time.sleep(2)
-        for item in list(running):
-            proc, name, core = item
-            if proc.poll() is not None:
-                running.remove(item)
-                free.append(core)
-                print(f"done {name} (exit {proc.returncode})", file=sys.stderr, flush=True)
-                if proc.returncode != 0:
-                    failed.append(name)
+    jobs = []
+    for name, overrides in table.items():
+        sets = {
+            "seed": args.seed,
+            "train.num_steps": args.steps,
+            "train.eval_every": max(args.steps // 10, 1),
+            "train.val_tasks": args.val_tasks,
+            "train.checkpoint_every": max(args.steps // 10, 1),
+            "runtime.cpu_threads": 1,
+            **common,
+            **overrides,
+        }
+        run_dir = runs / name.replace(" ", "-")
+        cmd = [sys.executable, "-m", "metajax", "train", "--config", "omniglot_5w1s_mamlpp", "--run-dir", str(run_dir)]
+        cmd += ["--data-dir", args.data_dir, "--no-progress"]
+        for key, value in sets.items():
+            cmd += ["--set", f"{key}={value}"]
+        jobs.append((name, run_dir, cmd))
+    failed = run_on_cores(jobs, args.jobs)
     if failed:
         print(f"failed: {failed}; see the .log files under {runs}", file=sys.stderr)
         return 1

@@ -55,6 +55,35 @@ def command(algo: str, seed: int, steps: int, args: argparse.Namespace, run_dir:
     return cmd
 
 
+def run_on_cores(jobs: list[tuple[str, Path, list[str]]], cores: int) -> list[str]:
+    """Run ``(name, run_dir, command)`` jobs, at most ``cores`` at a time, each pinned to its own core; a job whose
+    run directory already holds ``eval_final.json`` is skipped. Output goes to ``run_dir.log``. Returns the names of
+    the jobs that failed."""
+    todo, running, free, failed = list(jobs), [], list(range(cores)), []
+    while todo or running:
+        while todo and free:
+            name, run_dir, cmd = todo.pop(0)
+            if (run_dir / "eval_final.json").is_file():
+                continue
+            core = free.pop(0)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir.with_suffix(".log"), "w")  # noqa: SIM115 - closed when the process ends
+            print(f"start {name} on core {core}", file=sys.stderr, flush=True)
+            proc = subprocess.Popen(["taskset", "-c", str(core), *cmd], stdout=log, stderr=subprocess.STDOUT)
+            running.append((proc, log, name, core))
+        time.sleep(2)
+        for item in list(running):
+            proc, log, name, core = item
+            if proc.poll() is not None:
+                running.remove(item)
+                log.close()
+                free.append(core)
+                print(f"done {name} (exit {proc.returncode})", file=sys.stderr, flush=True)
+                if proc.returncode != 0:
+                    failed.append(name)
+    return failed
+
+
 def collect(run_dir: Path) -> dict:
     evals = json.loads((run_dir / "eval_final.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -80,33 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
     steps = {"maml": args.maml_steps, "mamlpp": args.mamlpp_steps}
-    todo = [(algo, seed) for seed in args.seeds for algo in ("maml", "mamlpp")]
     runs = Path(args.runs)
-    running: list[tuple[subprocess.Popen, tuple[str, int], int]] = []
-    free_cores = list(range(args.jobs))
-    failed = []
-    while todo or running:
-        while todo and free_cores:
-            algo, seed = todo.pop(0)
-            core = free_cores.pop(0)
+    jobs = []
+    for seed in args.seeds:
+        for algo in ("maml", "mamlpp"):
             run_dir = runs / f"{algo}-seed{seed}"
-            if (run_dir / "eval_final.json").is_file():
-                free_cores.append(core)
-                continue
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run_dir.with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process
-            cmd = ["taskset", "-c", str(core), *command(algo, seed, steps[algo], args, run_dir)]
-            print(f"start {algo} seed {seed} on core {core}", file=sys.stderr, flush=True)
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), (algo, seed), core))
-        time.sleep(2)
-        for item in list(running):
-            proc, (algo, seed), core = item
-            if proc.poll() is not None:
-                running.remove(item)
-                free_cores.append(core)
-                print(f"done {algo} seed {seed} (exit {proc.returncode})", file=sys.stderr, flush=True)
-                if proc.returncode != 0:
-                    failed.append((algo, seed))
+            jobs.append((f"{algo} seed {seed}", run_dir, command(algo, seed, steps[algo], args, run_dir)))
+    failed = run_on_cores(jobs, args.jobs)
     if failed:
         print(f"failed runs: {failed}; see their .log files under {runs}", file=sys.stderr)
         return 1

@@ -28,3 +28,17 @@ def miniimagenet_config(algorithm: str, ways: int, shots: int, smoke: bool = Fal
         c.data.queries = 2
         c.eval.queries = 2
     return ConfigDict(c)
+
+
+def miniimagenet_mamlpp(shots: int, smoke: bool = False) -> ConfigDict:
+    """MAML++ on Mini-ImageNet with the reference code's settings: 48 filters, inner rate 0.01, meta-batch 2,
+    multi-step loss over 15 epochs of 500 meta-steps, a cosine schedule whose minimum is its start (1e-3)."""
+    from .omniglot import mamlpp_settings
+
+    c = mamlpp_settings(miniimagenet_config("mamlpp", 5, shots, smoke), smoke, msl_epochs=15)
+    c.inner.lr = 0.01
+    c.outer.min_lr = 1e-3
+    if not smoke:
+        c.data.meta_batch_size = 2
+        c.model.filters = 48
+    return c

@@ -13,15 +13,8 @@ Data: user-supplied (layouts: ``metajax.data.load_miniimagenet``).
 Measured: no result file yet.
 """
 
-from .miniimagenet import miniimagenet_config
-from .omniglot import mamlpp_settings
+from .miniimagenet import miniimagenet_mamlpp
 
 
 def get_config(smoke: bool = False):
-    c = mamlpp_settings(miniimagenet_config("mamlpp", 5, 5, smoke), smoke, msl_epochs=15)
-    c.inner.lr = 0.01
-    c.outer.min_lr = 1e-3
-    if not smoke:
-        c.data.meta_batch_size = 2
-        c.model.filters = 48
-    return c
+    return miniimagenet_mamlpp(5, smoke)

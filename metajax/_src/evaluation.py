@@ -255,9 +255,9 @@ def adaptation_scorer(
                 meta, model_state = mp
                 res = learner.adapt(meta, task.support, model_state=model_state, num_steps=num_steps)
                 loss, aux = query_loss(res.params, task.query, task.support, res.state)
-                return loss, aux["accuracy"]
-            res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
-            loss, aux = query_loss(res.params, task.query, task.support)
+            else:
+                res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
+                loss, aux = query_loss(res.params, task.query, task.support)
             return loss, aux["accuracy"]
 
         if task_chunk is None:

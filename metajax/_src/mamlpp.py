@@ -353,12 +353,7 @@ def maml_plus_plus(
         last = jnp.int32(num_inner_steps - 1)
         if weighted:
             per_step, auxes = res.trace
-            weights = (
-                msl_weights_fn(context.step)
-                if msl_weights_fn is not None
-                else msl_weights(num_inner_steps, context.step, msl_anneal_steps)
-            )
-            weights = jnp.asarray(weights, per_step.dtype)
+            weights = jnp.asarray(weights_at(context.step), per_step.dtype)
             value = jnp.sum(weights * per_step)
             qval, aux = per_step[-1], jax.tree_util.tree_map(lambda a: a[-1], auxes)
         else:
@@ -367,26 +362,23 @@ def maml_plus_plus(
             value = qval
         return value, (qval, aux, res.losses, res.state)
 
-    def direction_of(strategy, weighted):
-        def direction(meta_params, task, context):
-            (_, (qval, aux, losses, state)), grads = jax.value_and_grad(
-                lambda mp: objective(strategy, weighted, mp, task, context), has_aux=True
-            )(meta_params)
-            return grads, task_metrics(qval, losses, aux), state
+    def weights_at(step):
+        if msl_weights_fn is not None:
+            return msl_weights_fn(step)
+        return msl_weights(num_inner_steps, step, msl_anneal_steps)
 
-        return direction
+    def direction(strategy, weighted, meta_params, task, context):
+        (_, (qval, aux, losses, state)), grads = jax.value_and_grad(
+            lambda mp: objective(strategy, weighted, mp, task, context), has_aux=True
+        )(meta_params)
+        return grads, task_metrics(qval, losses, aux), state
 
     def task_direction(meta_params, task, context):
         check_task(task, "task", spec=task_spec)
-        return choose(
-            meta_params,
-            context,
-            lambda strategy, weighted: direction_of(strategy, weighted)(meta_params, task, context),
-        )
+        return choose(context, lambda strategy, weighted: direction(strategy, weighted, meta_params, task, context))
 
-    def choose(meta_params, context, run):
+    def choose(context, run):
         """Run the (strategy, weighted) variant the outer step calls for, with ``lax.cond`` where it varies."""
-        del meta_params
         step = jnp.asarray(context.step, jnp.int32)
 
         def by_msl(strategy):
@@ -414,22 +406,17 @@ def maml_plus_plus(
         def batched(strategy, weighted):
             def one(mp, item):
                 task, key = item
-                return direction_of(strategy, weighted)(mp, task, MetaContext(step, context.model_state, key))
+                return direction(strategy, weighted, mp, task, MetaContext(step, context.model_state, key))
 
             return batch_over_tasks(one, meta_params, (tasks, keys), task_chunk)
 
-        direction, metrics, state = choose(meta_params, context, batched)
+        grads, metrics, state = choose(context, batched)
         metrics = dict(metrics)
         if use_msl:
-            w = (
-                msl_weights_fn(step)
-                if msl_weights_fn is not None
-                else msl_weights(num_inner_steps, step, msl_anneal_steps)
-            )
-            metrics["msl_weight_last"] = jnp.asarray(w, jnp.float32)[-1]
+            metrics["msl_weight_last"] = jnp.asarray(weights_at(step), jnp.float32)[-1]
         if first_order_steps:
             metrics["first_order"] = (step < first_order_steps).astype(jnp.int32)
-        return direction, metrics, mean_state(state, context.model_state)
+        return grads, metrics, mean_state(state, context.model_state)
 
     return MetaLearner(
         init=init,

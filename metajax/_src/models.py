@@ -66,6 +66,11 @@ def check_compute_dtype(value: Any, name: str = "model.compute_dtype") -> str:
     return value
 
 
+def cast(tree: Any, to: Any) -> Any:
+    """Every floating-point leaf of ``tree`` cast to ``to`` (integer leaves, e.g. labels, untouched)."""
+    return jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+
+
 def with_compute_dtype(model: Model, compute_dtype: str = "float32") -> Model:
     """Mixed precision: ``model.apply`` computed in ``compute_dtype``, everything around it in float32.
 
@@ -85,9 +90,6 @@ def with_compute_dtype(model: Model, compute_dtype: str = "float32") -> Model:
     if compute_dtype == "float32":
         return model
     dtype = jnp.dtype(compute_dtype)
-
-    def cast(tree, to):
-        return jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
     def apply(params, x, reference=None):
         if reference is None:
@@ -626,9 +628,6 @@ def conv4_per_step(
     )
     shape = (image_size, image_size, channels)
     dtype = None if compute_dtype == "float32" else jnp.dtype(compute_dtype)
-
-    def cast(tree, to):
-        return jax.tree.map(lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
     def init(key):
         variables = module.init(key, jnp.zeros((2, *shape)))
