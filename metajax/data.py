@@ -6,8 +6,10 @@ the paper's distribution.
 
 Few-shot classification: :func:`load_omniglot` (TFDS ``omniglot`` 3.0.0 read offline with
 ``tfds.data_source``, or the original zips; the splits of Santoro et al. 2016 / Finn et al. 2017 and of
-Vinyals et al. 2016) and :func:`load_miniimagenet` (user-supplied files; Ravi & Larochelle 2017 split) return
-class-image arrays per split; :func:`sample_episodes` draws N-way K-shot episodes from them on the device.
+Vinyals et al. 2016), :func:`load_miniimagenet` (user-supplied files; Ravi & Larochelle 2017 split),
+:func:`load_cifar_fs` (Bertinetto et al. 2019) and :func:`load_fc100` (Oreshkin et al. 2018) from TFDS
+``cifar100``, and :func:`load_cub` (CUB-200-2011 from TFDS ``caltech_birds2011``, the class split of Chen et al.
+2019) return class-image arrays per split; :func:`sample_episodes` draws N-way K-shot episodes from them on the device.
 
 Nothing is downloaded at run time. The data directory is the ``data_dir`` argument, else
 ``$METAJAX_DATA_DIR`` (Omniglot) / ``$METAJAX_MINIIMAGENET_DIR`` (Mini-ImageNet), else
@@ -48,15 +50,29 @@ from metajax._src.data.sinusoid import (
 from metajax._src.data.sinusoid import (
     tasks_from_params as sinusoid_tasks_from_params,
 )
+from metajax._src.data.tfds_sets import (
+    CIFAR_FS_CLASSES,
+    FC100_SUPERCLASSES,
+    cub_split,
+    load_cifar_fs,
+    load_cub,
+    load_fc100,
+)
 
 __all__ = [
+    "CIFAR_FS_CLASSES",
+    "FC100_SUPERCLASSES",
     "MAML_SINUSOID",
     "ClassImages",
     "DataError",
     "DataNotFoundError",
     "SinusoidConfig",
     "SinusoidTaskParams",
+    "cub_split",
     "episode_spec",
+    "load_cifar_fs",
+    "load_cub",
+    "load_fc100",
     "load_miniimagenet",
     "load_omniglot",
     "load_omniglot_characters",

@@ -5,7 +5,8 @@ core sees only ``apply`` through a loss. Bring your own network with :func:`from
 :func:`from_linen` (a Flax Linen module), or write ``Model(init, apply, input_shape)`` around any function of a
 pytree of arrays. Ready-made: :func:`mlp` (the sinusoid network of Finn, Abbeel & Levine 2017) and
 :func:`conv4` (the four-block convolutional network of Vinyals et al. 2016, used by MAML on Omniglot and
-Mini-ImageNet).
+Mini-ImageNet) and :func:`resnet12` (the residual network of Oreshkin et al. 2018 and Lee et al. 2019, the
+backbone of few-shot results since; :func:`resnet12_stateful` adds running statistics and DropBlock).
 
 Batch-norm policies of :func:`conv4` (no running statistics are kept, as in the MAML reference code):
 
@@ -29,13 +30,14 @@ Losses: :func:`mse_loss`, :func:`cross_entropy_loss` (returns ``(loss, {"accurac
 
 The convolution and pooling kernels with hand-written, differentiable gradients that :func:`conv4` uses are
 here too, for custom networks: :func:`im2col_conv3x3`, :func:`winograd_conv3x3`, :func:`conv_s1`,
-:func:`batch_norm`, :func:`relu_max_pool_2x2`.
+:func:`batch_norm`, :func:`relu_max_pool_2x2`, :func:`leaky_relu_max_pool_2x2`, :func:`drop_block`.
 """
 
 from metajax._src.kernels import (
     batch_norm,
     conv_s1,
     im2col_conv3x3,
+    leaky_relu_max_pool_2x2,
     max_pool_2x2,
     relu_max_pool_2x2,
     winograd_conv3x3,
@@ -63,6 +65,7 @@ from metajax._src.models import (
     resolve_conv_impl,
     with_compute_dtype,
 )
+from metajax._src.resnet import RESNET12_WIDTHS, drop_block, resnet12, resnet12_stateful
 
 __all__ = [
     "BN_MODES",
@@ -70,6 +73,7 @@ __all__ = [
     "CONV_IMPLS",
     "Model",
     "PerStepBatchNorm",
+    "RESNET12_WIDTHS",
     "StatefulModel",
     "batch_norm",
     "conv4",
@@ -77,16 +81,20 @@ __all__ = [
     "conv_s1",
     "cross_entropy_loss",
     "cross_entropy_query_loss",
+    "drop_block",
     "from_linen",
     "from_linen_stateful",
     "from_nnx",
     "im2col_conv3x3",
+    "leaky_relu_max_pool_2x2",
     "max_pool_2x2",
     "mlp",
     "mse_loss",
     "stateful_cross_entropy_loss",
     "stateful_cross_entropy_query_loss",
     "relu_max_pool_2x2",
+    "resnet12",
+    "resnet12_stateful",
     "resolve_conv_impl",
     "winograd_conv3x3",
     "with_compute_dtype",

@@ -490,15 +490,24 @@ def _rmp_fwd(x):
 
 def _rmp_bwd(res, g):
     x, m = res
+    share = jnp.where(m > 0, g / _ties(x, m, g.dtype), 0)
+    return (_spread(x, m, share),)
+
+
+def _ties(x, m, dtype):
+    """How many of each window's four inputs equal its maximum ``m``."""
+    return sum((corner == m).astype(dtype) for corner in _corners(x))
+
+
+def _spread(x, m, share):
+    """The gradient of the pool's input: each input takes its window's ``share`` where it equals the maximum."""
     n, h, w, c = x.shape
-    ties = sum((corner == m).astype(g.dtype) for corner in _corners(x))
-    share = jnp.where(m > 0, g / ties, 0)
-    # one full-resolution pass: each input takes its window's share where it equals the window's maximum
-    # (whole steps 1.02-1.11x faster than with four per-corner masks interleaved by a stack; benchmarks/README.md)
+    # one full-resolution pass (whole steps 1.02-1.11x faster than with four per-corner masks interleaved by a
+    # stack; benchmarks/README.md)
     dx = jnp.where(x[:, : 2 * (h // 2), : 2 * (w // 2), :] == _upsample_2x(m), _upsample_2x(share), 0)
     if dx.shape != x.shape:
         dx = jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-    return (dx,)
+    return dx
 
 
 def _upsample_2x(a):
@@ -508,3 +517,41 @@ def _upsample_2x(a):
 
 
 relu_max_pool_2x2.defvjp(_rmp_fwd, _rmp_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def leaky_relu_max_pool_2x2(x: jax.Array, negative_slope: float = 0.1) -> jax.Array:
+    """``leaky_relu(max_pool_2x2(x), negative_slope)`` with a one-pass gradient (the end of a ResNet-12 block).
+
+    Leaky ReLU is increasing, so it commutes with the max-pool and runs on the 4x smaller pooled tensor. Value
+    and gradient equal those of the composition under JAX's rules: a window's gradient is split equally among
+    its tied maxima and scaled by ``negative_slope`` where the maximum is negative (``jax.nn.leaky_relu``'s
+    gradient at 0 is 1). Written on the windows' four strided corners like :func:`relu_max_pool_2x2`, whose
+    notes apply.
+
+    Args:
+      x: activations, shape (N, H, W, C); an odd trailing row or column is dropped (VALID pooling).
+      negative_slope: the slope below zero (0.1 in the ResNet-12 of Lee et al. 2019).
+
+    Returns:
+      The pooled activations, shape (N, H // 2, W // 2, C).
+
+    >>> import jax.numpy as jnp
+    >>> leaky_relu_max_pool_2x2(jnp.array([-4.0, -2.0, -8.0, -6.0]).reshape(1, 2, 2, 1), 0.1).ravel()
+    Array([-0.2], dtype=float32)
+    """
+    return jax.nn.leaky_relu(_max4(*_corners(x)), negative_slope)
+
+
+def _lrmp_fwd(x, negative_slope):
+    m = _max4(*_corners(x))
+    return jax.nn.leaky_relu(m, negative_slope), (x, m)
+
+
+def _lrmp_bwd(negative_slope, res, g):
+    x, m = res
+    share = jnp.where(m >= 0, g, negative_slope * g) / _ties(x, m, g.dtype)
+    return (_spread(x, m, share),)
+
+
+leaky_relu_max_pool_2x2.defvjp(_lrmp_fwd, _lrmp_bwd)

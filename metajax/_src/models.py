@@ -227,17 +227,22 @@ class PatchConv3x3(nn.Module):
     """
 
     features: int
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
+        return self.add_bias(im2col_conv3x3(x, kernel.astype(x.dtype)))
+
+    def add_bias(self, y):
+        if not self.use_bias:
+            return y
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        y = im2col_conv3x3(x, kernel.astype(x.dtype))
-        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+        return y + bias.astype(y.dtype).reshape(1, 1, 1, self.features)
 
 
-class WinogradConv3x3(nn.Module):
+class WinogradConv3x3(PatchConv3x3):
     """3x3 SAME convolution by Winograd F(2x2, 3x3) (:func:`winograd_conv3x3`).
 
     Same parameters and result (to float rounding) as ``nn.Conv(F, (3, 3),
@@ -252,7 +257,6 @@ class WinogradConv3x3(nn.Module):
     compiling ~1 s sooner (benchmarks/README.md).
     """
 
-    features: int
     min_channels: int = 8
     min_size: int = 8
     min_batch: int = 16
@@ -261,28 +265,22 @@ class WinogradConv3x3(nn.Module):
     def __call__(self, x):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         use_winograd = c >= self.min_channels and min(x.shape[1:3]) >= self.min_size and x.shape[0] >= self.min_batch
-        y = (winograd_conv3x3 if use_winograd else im2col_conv3x3)(x, kernel.astype(x.dtype))
-        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+        return self.add_bias((winograd_conv3x3 if use_winograd else im2col_conv3x3)(x, kernel.astype(x.dtype)))
 
 
-class VJPConv3x3(nn.Module):
+class VJPConv3x3(PatchConv3x3):
     """3x3 SAME convolution through :func:`conv_s1` (canonical-convolution gradients).
 
     Same parameters and result as ``nn.Conv(F, (3, 3), padding="SAME")``.
     """
 
-    features: int
-
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         check_float_input(x, "x", "VJPConv3x3")
-        y = conv_s1(x, kernel.astype(x.dtype), ((1, 1), (1, 1)))
-        return y + bias.astype(x.dtype).reshape(1, 1, 1, self.features)
+        return self.add_bias(conv_s1(x, kernel.astype(x.dtype), ((1, 1), (1, 1))))
 
 
 CONV_IMPLS = ("auto", "patches", "winograd", "xla", "lax_vjp")
@@ -309,15 +307,15 @@ def resolve_conv_impl(conv: str) -> str:
     return conv
 
 
-def conv3x3_layer(conv: str, filters: int, name: str) -> nn.Module:
+def conv3x3_layer(conv: str, filters: int, name: str, use_bias: bool = True) -> nn.Module:
     """The 3x3 SAME convolution layer of a resolved implementation (``conv`` from :func:`resolve_conv_impl`)."""
     if conv == "patches":
-        return PatchConv3x3(filters, name=name)
+        return PatchConv3x3(filters, use_bias, name=name)
     if conv == "winograd":
-        return WinogradConv3x3(filters, name=name)
+        return WinogradConv3x3(filters, use_bias, name=name)
     if conv == "lax_vjp":
-        return VJPConv3x3(filters, name=name)
-    return nn.Conv(filters, (3, 3), padding="SAME", name=name)
+        return VJPConv3x3(filters, use_bias, name=name)
+    return nn.Conv(filters, (3, 3), padding="SAME", use_bias=use_bias, name=name)
 
 
 DOWNSAMPLING = ("pool", "stride")
@@ -607,26 +605,48 @@ def conv4_per_step(
     References:
       Antoniou, Edwards, Storkey (2019). How to train your MAML. ICLR.
     """
+    module = Conv4PerStepModule(ways=ways, filters=filters, conv=resolve_conv_impl(conv))
+    return stateful_model(
+        module,
+        (image_size, image_size, channels),
+        "conv4_per_step",
+        num_steps=num_steps,
+        per_step_weights=per_step_weights,
+        per_step_stats=per_step_stats,
+        momentum=momentum,
+        compute_dtype=compute_dtype,
+    )
+
+
+def stateful_model(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    name: str,
+    *,
+    num_steps: int | None,
+    per_step_weights: bool,
+    per_step_stats: bool,
+    momentum: float,
+    compute_dtype: str,
+    random: bool = False,
+) -> StatefulModel:
+    """The :class:`StatefulModel` of a module built on :class:`PerStepBatchNorm` (:func:`conv4_per_step`,
+    ResNet-12): the per-step options are checked and set on ``module``, which is called as
+    ``module(x, step, mode, num_ref, update)`` (plus ``drop=True`` and a ``dropout`` stream when ``random`` and
+    a key is given in ``mode="batch"``)."""
     check_compute_dtype(compute_dtype, "compute_dtype")
     if num_steps is not None:
         from metajax._src.base import check_positive_int
 
         num_steps = check_positive_int("num_steps", num_steps)
-    for name, value in (("per_step_weights", per_step_weights), ("per_step_stats", per_step_stats)):
+    for arg, value in (("per_step_weights", per_step_weights), ("per_step_stats", per_step_stats)):
         if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {value!r}.")
+            raise TypeError(f"{arg} must be a bool, got {value!r}.")
     if not (isinstance(momentum, int | float) and 0.0 <= momentum <= 1.0) or isinstance(momentum, bool):
         raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}.")
-    module = Conv4PerStepModule(
-        ways=ways,
-        filters=filters,
-        conv=resolve_conv_impl(conv),
-        num_steps=num_steps,
-        per_step_weights=per_step_weights,
-        per_step_stats=per_step_stats,
-        momentum=float(momentum),
+    module = module.clone(
+        num_steps=num_steps, per_step_weights=per_step_weights, per_step_stats=per_step_stats, momentum=float(momentum)
     )
-    shape = (image_size, image_size, channels)
     dtype = None if compute_dtype == "float32" else jnp.dtype(compute_dtype)
 
     def init(key):
@@ -634,11 +654,10 @@ def conv4_per_step(
         return {"params": variables["params"]}, {"batch_stats": variables["batch_stats"]}
 
     def apply(params, state, x, *, step=0, mode="batch", reference=None, key=None, update=True):
-        del key  # no randomness
         check_bn_mode(mode)
-        check_float_input(x, "x", "conv4_per_step")
+        check_float_input(x, "x", name)
         if state is None:
-            raise ValueError("state is None: conv4_per_step keeps running statistics; pass the state init returned.")
+            raise ValueError(f"state is None: {name} keeps running statistics; pass the state init returned.")
         if mode == "support" and reference is None:
             raise ValueError("mode='support' normalises with a reference batch's statistics: pass reference=support_x.")
         step = jnp.asarray(step, jnp.int32)
@@ -646,17 +665,20 @@ def conv4_per_step(
         inp = x if dtype is None else cast(x, dtype)
         n = 0
         if mode == "support":
-            check_float_input(reference, "reference", "conv4_per_step")
+            check_float_input(reference, "reference", name)
             ref = reference if dtype is None else cast(reference, dtype)
             n = ref.shape[0]
             inp = jnp.concatenate([ref, inp], axis=0)
         mutable = ["batch_stats"] if (mode == "batch" and update) else False
-        out = module.apply({**p, **state}, inp, step, mode, n or None, update, mutable=mutable)
+        extra = {}
+        if random and mode == "batch" and key is not None:
+            extra = {"drop": True, "rngs": {"dropout": key}}
+        out = module.apply({**p, **state}, inp, step, mode, n or None, update, mutable=mutable, **extra)
         out, new_state = out if mutable else (out, state)
         out = out[n:] if n else out
         return (out if dtype is None else out.astype(jnp.float32)), new_state
 
-    return StatefulModel(init, apply, shape, num_steps, False, module)
+    return StatefulModel(init, apply, shape, num_steps, random, module)
 
 
 def from_linen_stateful(
