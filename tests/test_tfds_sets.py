@@ -1,5 +1,6 @@
 """CIFAR-FS, FC100 and CUB through TFDS's mock_data (nothing downloaded): class splits, shapes, episodes."""
 
+import json
 import types
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from metajax._src.app.configs import available_configs, load_config
 from metajax.data import DataNotFoundError, load_cifar_fs, load_cub, load_fc100, sample_episodes
 
 # CIFAR-100's fine labels in the dataset's order, and its superclasses
@@ -37,7 +39,7 @@ def label(names):
 
 def cifar_source(builder, split, **kwargs):
     del builder, kwargs
-    per_class = 3 if split == "train" else 1  # 4 images per class once the splits are pooled
+    per_class = 6 if split == "train" else 2  # 8 images per class once the splits are pooled
     records = [
         {"image": np.full((32, 32, 3), c, np.uint8), "label": c, "coarse_label": c % 20}
         for c in range(100)
@@ -50,7 +52,7 @@ def cub_source(builder, split, **kwargs):
     del builder, kwargs
     records = []
     for c in range(200):
-        n = 2 if split == "train" else (2 if c == 7 else 1)  # class 7 has 4 images, the others 3
+        n = 5 if split == "train" else (4 if c == 7 else 3)  # class 7 has 9 images, the others 8
         for i in range(n):
             image = np.full((40 + c % 7, 50 + i, 3), c % 256, np.uint8)
             records.append({"image": image, "label": c, "bbox": np.array([0.1, 0.2, 0.9, 0.8], np.float32)})
@@ -80,7 +82,7 @@ def test_cifar_fs_has_the_published_class_split(tfds_dir):
                              "bicycle", "pickup_truck", "rocket"}  # fmt: skip
     assert {"beaver", "otter", "tractor"} <= names["val"] and not names["train"] & (names["val"] | names["test"])
     train = parts["train"]
-    assert train.images.shape == (64, 4, 32, 32, 3) and train.images.dtype == np.uint8
+    assert train.images.shape == (64, 8, 32, 32, 3) and train.images.dtype == np.uint8
     # each class holds its own images (the fake encodes the label in the pixels)
     assert all((train.images[k] == c).all() for k, c in enumerate(train.character))
 
@@ -103,7 +105,7 @@ def test_cub_has_the_100_50_50_split_and_resized_images(tfds_dir, crop):
     ids = {s: list(p.character) for s, p in parts.items()}
     assert ids["train"] == list(range(0, 200, 2)) and ids["val"] == list(range(1, 200, 4))
     assert ids["test"] == list(range(3, 200, 4))
-    assert parts["test"].images.shape == (50, 3, 84, 84, 3)  # class 7's fourth image cut: the smallest count
+    assert parts["test"].images.shape == (50, 8, 84, 84, 3)  # class 7's ninth image cut: the smallest count
     assert int(parts["test"].images[1].mean()) == 7  # class 7 is the test split's second class
 
 
@@ -128,3 +130,45 @@ def test_missing_data_says_how_to_get_it(tmp_path):
         load_cub(tmp_path)
     with pytest.raises(ValueError, match="crop must be one of"):
         load_cub(tmp_path, crop="center")
+
+
+NEW_CONFIGS = sorted(n for n in available_configs() if n.startswith(("cifar_fs_", "fc100_", "cub_")))
+SOURCES = {"cifar_fs": cifar_source, "fc100": cifar_source, "cub": cub_source}
+
+
+def test_every_new_config_loads_and_builds(tfds_dir):
+    from metajax._src.app import experiment
+
+    assert len(NEW_CONFIGS) == 30
+    for name in NEW_CONFIGS:
+        for smoke in (False, True):
+            cfg = load_config(name, smoke=smoke)
+            assert cfg.model.name in ("conv4", "resnet12") and cfg.task in SOURCES
+        cfg.data.data_dir = str(tfds_dir)
+        with mocked(SOURCES[cfg.task]):
+            exp = experiment.build(cfg)
+        assert exp.learner.name == cfg.algorithm, name
+
+
+def smoke_train(name, tfds_dir, tmp_path):
+    from metajax._src.app import cli
+
+    run = tmp_path / name
+    with mocked(SOURCES[name.split("_5w")[0]]):
+        rc = cli.main(["train", "--config", name, "--smoke", "--run-dir", str(run), "--data-dir", str(tfds_dir),
+                       "--no-progress", "--set", "train.num_steps=4", "--set", "train.eval_every=2"])  # fmt: skip
+    assert rc == 0
+    final = json.loads((run / "eval_final.json").read_text())
+    assert final and all(0.0 <= v["accuracy"] <= 1.0 for v in final.values() if isinstance(v, dict))
+
+
+def test_a_new_config_trains_and_evaluates_on_mock_data(tfds_dir, tmp_path):
+    # one in the default suite (a smoke run compiles training, validation and test programs: ~1-2 minutes);
+    # every one of them under -m slow below
+    smoke_train("cifar_fs_5w1s_maml", tfds_dir, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW_CONFIGS)
+def test_every_new_config_trains_on_mock_data(name, tfds_dir, tmp_path):
+    smoke_train(name, tfds_dir, tmp_path)

@@ -126,11 +126,17 @@ def cmd_data_check(args: argparse.Namespace) -> int:
                 f"{ci.images.shape[2]}x{ci.images.shape[3]} uint8 (from {root})"
             )
         return 0
-    from metajax._src.data.miniimagenet import load_miniimagenet
+    if args.dataset == "miniimagenet":
+        from metajax._src.data.miniimagenet import load_miniimagenet
 
-    for name, ci in load_miniimagenet(args.data_dir, args.allow_pickle).items():
+        parts = load_miniimagenet(args.data_dir, args.allow_pickle)
+    else:
+        from metajax._src.data.tfds_sets import load_tfds_fewshot
+
+        parts = load_tfds_fewshot(args.dataset, args.data_dir)
+    for name, ci in parts.items():
         print(
-            f"miniimagenet {name}: {ci.images.shape[0]} classes x {ci.images.shape[1]} images, "
+            f"{args.dataset} {name}: {ci.images.shape[0]} classes x {ci.images.shape[1]} images, "
             f"{ci.images.shape[2:]} uint8"
         )
     return 0
@@ -246,7 +252,7 @@ def _load_run(
     config = distrust_stored_config(
         ConfigDict(read_json(run_dir / "config.json", "the run's configuration")), run_dir / "config.json"
     )
-    if config.get("task") in ("omniglot", "miniimagenet") and "eval_tasks_per_call" not in config.get("runtime", {}):
+    if config.get("task") not in (None, "sinusoid") and "eval_tasks_per_call" not in config.get("runtime", {}):
         from metajax._src.app.runtime import DEFAULT_EVAL_TASKS_PER_CALL
 
         config.runtime.eval_tasks_per_call = DEFAULT_EVAL_TASKS_PER_CALL  # a run from before the setting existed
@@ -485,10 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="load a data set and print its counts",
         description="Load a data set as training would and print its counts, or say what is missing and how to "
-        "get it. Omniglot: a TFDS copy (omniglot/3.0.0) or the two original zips in --data-dir.",
+        "get it. Omniglot: a TFDS copy (omniglot/3.0.0) or the two original zips in --data-dir. CIFAR-FS and "
+        "FC100: the TFDS dataset cifar100, CUB: caltech_birds2011, prepared (array_record) in --data-dir.",
     )
-    dc.add_argument("dataset", choices=["omniglot", "miniimagenet"])
-    dc.add_argument("--data-dir", help="data directory (default: $METAJAX_DATA_DIR / $METAJAX_MINIIMAGENET_DIR)")
+    dc.add_argument("dataset", choices=["omniglot", "miniimagenet", "cifar_fs", "fc100", "cub"])
+    dc.add_argument(
+        "--data-dir",
+        help="data directory (default: $METAJAX_MINIIMAGENET_DIR for Mini-ImageNet, else $METAJAX_DATA_DIR, else ~/tensorflow_datasets)",
+    )
     dc.add_argument("--allow-pickle", action="store_true", help="Mini-ImageNet: convert trusted .pkl files once")
     dc.set_defaults(func=cmd_data_check)
     dp = dsub.add_parser(

@@ -162,7 +162,7 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
     raise ValueError(f"outer.opt must be 'adam' or 'sgd', got {outer.opt!r}.")
 
 
-TASKS = ("sinusoid", "omniglot", "miniimagenet")
+TASKS = ("sinusoid", "omniglot", "miniimagenet", "cifar_fs", "fc100", "cub")
 
 
 def build(config: Any, runtime: Runtime | None = None) -> Experiment:
@@ -190,7 +190,7 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
     d = config.data
     if config.algorithm == "mamlpp":
         raise ValueError(
-            "algorithm 'mamlpp' runs on the few-shot tasks (omniglot, miniimagenet) from the command line; for "
+            "algorithm 'mamlpp' runs on the few-shot tasks (omniglot, miniimagenet, ...) from the command line; for "
             "the sinusoid use metajax.maml_plus_plus(loss_fn, ..., stateful=False) from Python."
         )
     for name in ("shots", "query_shots"):

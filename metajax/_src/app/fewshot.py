@@ -27,6 +27,7 @@ from metajax._src.base import Task, check_positive_int
 from metajax._src.data import omniglot
 from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
 from metajax._src.data.miniimagenet import load_miniimagenet
+from metajax._src.data.tfds_sets import load_tfds_fewshot
 from metajax._src.evaluation import adaptation_scorer, mean_ci
 from metajax._src.files import strict_json
 from metajax._src.losses import (
@@ -36,6 +37,11 @@ from metajax._src.losses import (
     stateful_cross_entropy_query_loss,
 )
 from metajax._src.models import check_compute_dtype, conv4, conv4_per_step
+from metajax._src.resnet import resnet12, resnet12_stateful
+
+MODELS = ("conv4", "resnet12")
+"""Backbones of the few-shot experiments (``model.name``): Conv4 (``model.filters``) and ResNet-12
+(``model.widths``, ``model.drop_rate`` for ``mamlpp``)."""
 
 BN_POLICIES = ("transductive", "support", "running")
 """Batch-norm policies of the evaluation (:mod:`metajax.models`): ``transductive`` normalises the query batch with
@@ -56,6 +62,34 @@ class Episodes:
     queries: int
 
 
+def build_model(c: Any, ways: int, size: int, channels: int, compute_dtype: str, stateful: bool):
+    """The backbone ``model.name`` and its support loss: a stateful model (running statistics, per-step batch
+    norm) for ``mamlpp``, else a stateless one."""
+    m = c.model
+    name = m.get("name", "conv4")
+    if stateful:
+        per_step = m.get("per_step_bn", True) or m.get("per_step_stats", True)
+        options = {
+            "num_steps": c.inner.steps if per_step else None,
+            "per_step_weights": m.get("per_step_bn", True),
+            "per_step_stats": m.get("per_step_stats", True),
+            "momentum": m.get("bn_momentum", 0.1),
+            "conv": m.conv,
+        }
+        if name == "resnet12":
+            model = resnet12_stateful(ways, tuple(m.widths), size, channels, drop_rate=m.get("drop_rate", 0.0), **options)
+        else:
+            model = conv4_per_step(ways, m.filters, size, channels, **options)
+        return model, stateful_cross_entropy_loss(model)
+    if name == "resnet12":
+        model = resnet12(ways, tuple(m.widths), size, channels, conv=m.conv, compute_dtype=compute_dtype)
+    else:
+        model = conv4(
+            ways, m.filters, size, channels, conv=m.conv, downsample=m.get("downsample", "pool"), compute_dtype=compute_dtype
+        )
+    return model, cross_entropy_loss(model.apply)
+
+
 class FewShot:
     """A few-shot classification experiment: the data on the device, the Conv4 model, the learner and the
     validation and test protocol.
@@ -69,7 +103,11 @@ class FewShot:
             check_positive_int(f"data.{name}", d[name])
         for name in ("ways", "shots", "queries", "num_tasks", "steps"):
             check_positive_int(f"eval.{name}", c.eval[name])
-        check_positive_int("model.filters", c.model.filters)
+        self.model_name = c.model.get("name", "conv4")
+        if self.model_name not in MODELS:
+            raise ValueError(f"model.name must be one of {MODELS}, got {self.model_name!r}.")
+        if self.model_name == "conv4":
+            check_positive_int("model.filters", c.model.filters)
         if c.model.get("downsample", "pool") not in ("pool", "stride"):
             raise ValueError(f"model.downsample must be 'pool' or 'stride', got {c.model.downsample!r}.")
         if c.model.get("downsample", "pool") == "stride" and c.model.conv not in ("auto", "xla"):
@@ -113,8 +151,10 @@ class FewShot:
         self._scorers: dict[str, Callable] = {}
         if c.task == "omniglot":
             parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
-        else:
+        elif c.task == "miniimagenet":
             parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
+        else:
+            parts = load_tfds_fewshot(c.task, d.data_dir, **({"crop": d.crop} if c.task == "cub" else {}))
         # Fail before compiling anything if the episodes cannot be drawn.
         check_episode_args(len(parts["train"].character), parts["train"].images.shape[1], d.ways, d.shots, d.queries)
         for split in ("val", "test"):
@@ -127,31 +167,7 @@ class FewShot:
         self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
         shape = parts["train"].images.shape[2:]
         channels = shape[2] if len(shape) == 3 else 1
-        if self.stateful:
-            per_step = c.model.get("per_step_bn", True) or c.model.get("per_step_stats", True)
-            self.model = conv4_per_step(
-                d.ways,
-                c.model.filters,
-                shape[0],
-                channels,
-                num_steps=c.inner.steps if per_step else None,
-                per_step_weights=c.model.get("per_step_bn", True),
-                per_step_stats=c.model.get("per_step_stats", True),
-                momentum=c.model.get("bn_momentum", 0.1),
-                conv=c.model.conv,
-            )
-            self.loss_fn = stateful_cross_entropy_loss(self.model)
-        else:
-            self.model = conv4(
-                d.ways,
-                c.model.filters,
-                shape[0],
-                channels,
-                conv=c.model.conv,
-                downsample=c.model.get("downsample", "pool"),
-                compute_dtype=compute_dtype,
-            )
-            self.loss_fn = cross_entropy_loss(self.model.apply)
+        self.model, self.loss_fn = build_model(c, d.ways, shape[0], channels, compute_dtype, self.stateful)
         self.learner = learner_factory(
             self.loss_fn,
             has_aux=True,
