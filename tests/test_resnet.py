@@ -153,17 +153,22 @@ def test_exact_meta_gradient_with_drop_block_and_running_statistics_matches_fini
 
     v = jax.tree.map(lambda a: jax.random.normal(jax.random.PRNGKey(a.size), a.shape, a.dtype), params)
     h = 1e-6  # leaky ReLU and max-pool have kinks: a small step that does not cross one
-    fd = (objective(jax.tree.map(lambda a, b: a + h * b, params, v)) - objective(
-        jax.tree.map(lambda a, b: a - h * b, params, v)
-    )) / (2 * h)
+    fd = (
+        objective(jax.tree.map(lambda a, b: a + h * b, params, v))
+        - objective(jax.tree.map(lambda a, b: a - h * b, params, v))
+    ) / (2 * h)
     analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(direction.params), jax.tree.leaves(v), strict=True))
     norm = float(jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree.leaves(direction.params))))
     vnorm = float(jnp.sqrt(sum(jnp.vdot(d, d) for d in jax.tree.leaves(v))))
     assert abs(float(analytic - fd)) < 1e-7 * norm * vnorm, (float(analytic), float(fd))
     # DropBlock follows the keys: other keys another meta-gradient, the same keys the same bits
-    other = grad_fn(learner.init(params), tasks, mj.MetaContext(ctx.step, state, jax.random.split(jax.random.key(4), 2)))
+    other_keys = jax.random.split(jax.random.key(4), 2)
+    other = grad_fn(learner.init(params), tasks, mj.MetaContext(ctx.step, state, other_keys))
     again = grad_fn(learner.init(params), tasks, ctx)
-    diff = lambda a, b: max(float(jnp.max(jnp.abs(u - w))) for u, w in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+
+    def diff(a, b):
+        return max(float(jnp.max(jnp.abs(u - w))) for u, w in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
     assert diff(other[0], direction) > 1e-6 and diff(again[0], direction) == 0.0
 
 

@@ -97,7 +97,8 @@ class ResNet12Module(nn.Module):
         for i, width in enumerate(self.widths):
             y = x
             for j in range(3):
-                y = norm(conv3x3_layer(self.conv, width, f"Block_{i}_Conv_{j}", use_bias=False)(y), f"Block_{i}_Norm_{j}")
+                conv = conv3x3_layer(self.conv, width, f"Block_{i}_Conv_{j}", use_bias=False)
+                y = norm(conv(y), f"Block_{i}_Norm_{j}")
                 if j < 2:
                     y = act(y)
             shortcut = nn.Dense(width, use_bias=False, name=f"Block_{i}_Shortcut")(x)  # a 1x1 convolution

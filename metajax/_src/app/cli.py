@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("dataset", choices=["omniglot", "miniimagenet", "cifar_fs", "fc100", "cub"])
     dc.add_argument(
         "--data-dir",
-        help="data directory (default: $METAJAX_MINIIMAGENET_DIR for Mini-ImageNet, else $METAJAX_DATA_DIR, else ~/tensorflow_datasets)",
+        help="data directory (default: $METAJAX_MINIIMAGENET_DIR for Mini-ImageNet, else $METAJAX_DATA_DIR, "
+        "else ~/tensorflow_datasets)",
     )
     dc.add_argument("--allow-pickle", action="store_true", help="Mini-ImageNet: convert trusted .pkl files once")
     dc.set_defaults(func=cmd_data_check)

@@ -77,16 +77,16 @@ def build_model(c: Any, ways: int, size: int, channels: int, compute_dtype: str,
             "conv": m.conv,
         }
         if name == "resnet12":
-            model = resnet12_stateful(ways, tuple(m.widths), size, channels, drop_rate=m.get("drop_rate", 0.0), **options)
+            drop_rate = m.get("drop_rate", 0.0)
+            model = resnet12_stateful(ways, tuple(m.widths), size, channels, drop_rate=drop_rate, **options)
         else:
             model = conv4_per_step(ways, m.filters, size, channels, **options)
         return model, stateful_cross_entropy_loss(model)
     if name == "resnet12":
         model = resnet12(ways, tuple(m.widths), size, channels, conv=m.conv, compute_dtype=compute_dtype)
     else:
-        model = conv4(
-            ways, m.filters, size, channels, conv=m.conv, downsample=m.get("downsample", "pool"), compute_dtype=compute_dtype
-        )
+        downsample = m.get("downsample", "pool")
+        model = conv4(ways, m.filters, size, channels, conv=m.conv, downsample=downsample, compute_dtype=compute_dtype)
     return model, cross_entropy_loss(model.apply)
 
 
