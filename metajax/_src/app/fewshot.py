@@ -1,4 +1,4 @@
-"""Few-shot classification experiments (Omniglot, Mini-ImageNet): build from a config, validate, evaluate.
+"""Few-shot classification (Omniglot, Mini-ImageNet, CIFAR-FS, FC100, CUB): build from a config, validate, evaluate.
 
 Protocol: meta-train on episodes from the training classes; every
 ``train.eval_every`` steps score ``train.val_tasks`` validation episodes
@@ -91,7 +91,7 @@ def build_model(c: Any, ways: int, size: int, channels: int, compute_dtype: str,
 
 
 class FewShot:
-    """A few-shot classification experiment: the data on the device, the Conv4 model, the learner and the
+    """A few-shot classification experiment: the data on the device, the backbone, the learner and the
     validation and test protocol.
 
     The config is read once, here; the methods use the plain values kept from it.

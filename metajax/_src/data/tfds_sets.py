@@ -53,6 +53,8 @@ CUB_CROPS = ("none", "bbox")
 DATASETS = {"cifar_fs": "cifar100", "fc100": "cifar100", "cub": "caltech_birds2011"}
 """The few-shot datasets of this module and the TFDS dataset each reads."""
 
+DATASET_OF = {"cifar100": "cifar_fs|fc100", "caltech_birds2011": "cub"}
+
 
 def default_data_dir() -> Path:
     return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else Path.home() / "tensorflow_datasets"
@@ -64,7 +66,7 @@ def missing_message(tfds_name: str, root: Path) -> str:
         f"metajax does not download data. On a machine with internet run `tfds build {tfds_name} --data_dir DIR` "
         f"(or tfds.builder({tfds_name!r}, data_dir=DIR).download_and_prepare(); the array_record file format is "
         f"what metajax reads: add --file_format=array_record), copy DIR/{tfds_name} into {str(root)!r}, then pass "
-        f"--data-dir (or set ${ENV_VAR}) and check it with `metajax data check DATASET --data-dir DIR`."
+        f"--data-dir (or set ${ENV_VAR}) and check it with `metajax data check {DATASET_OF[tfds_name]} --data-dir DIR`."
     )
 
 
