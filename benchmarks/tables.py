@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rows import NOT_BACKED, ROOT, ROWS, UNBACKED, load
@@ -249,15 +250,20 @@ def measured_line(config: str) -> str:
     return textwrap.fill(text.replace("±", "+-"), 110, break_on_hyphens=False, break_long_words=False)
 
 
+def config_paths() -> list[Path]:
+    """The config modules under ``configs/`` (each defines ``get_config``); shared-settings modules are not configs."""
+    return [
+        path
+        for path in sorted((ROOT / "configs").glob("*_*.py"))
+        if not path.name.startswith("__") and "def get_config" in path.read_text()
+    ]
+
+
 def update_configs(check: bool = False) -> list[str]:
     """Rewrite the ``Measured:`` line of every config docstring; return the configs that changed."""
     changed = []
-    for path in sorted((ROOT / "configs").glob("*_*.py")):
-        if path.name.startswith("__"):
-            continue
+    for path in config_paths():
         text = path.read_text()
-        if "def get_config" not in text:  # a module of shared settings, not a config
-            continue
         if not MEASURED.search(text):
             raise ValueError(f"{path}: its docstring has no 'Measured:' line")
         new = MEASURED.sub(lambda m, name=path.stem: measured_line(name), text, count=1)
