@@ -19,12 +19,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "data_dir" not in config.get("data", {}):
             raise ValueError(f"--data-dir: config {args.config!r} reads no data directory.")
         config.data.data_dir = args.data_dir
+    if args.init is not None:
+        from metajax._src.app.rundir import check_init_run
+
+        check_init_run(args.init, "--init")
+        if config.get("task") in (None, "sinusoid") or config.algorithm == "mamlpp":
+            raise ValueError(
+                f"--init: a pre-trained backbone initialises the few-shot configs of algorithms maml, fomaml, anil, "
+                f"meta_sgd, imaml and reptile; {args.config!r} is {config.algorithm!r} on {config.get('task')!r}."
+            )
+        config.train.init = str(Path(args.init).resolve())
+    return _start(args, config, "train", _train)
+
+
+def _start(args: argparse.Namespace, config: Any, prefix: str, body: Any) -> int:
+    """Make (or reuse) the run directory of ``metajax train`` / ``pretrain`` and run ``body`` in it."""
     name = Path(args.config).stem
-    run_dir = (
-        Path(args.run_dir)
-        if args.run_dir
-        else Path("runs") / (f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    )
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    default = Path("runs") / (f"{name}-{stamp}" if prefix == "train" else f"{prefix}-{name}-{stamp}")
+    run_dir = Path(args.run_dir) if args.run_dir else default
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--run-dir: cannot write to {str(run_dir)!r}: {err.strerror}. Choose a writable directory."
         ) from err
     try:
-        return _train(args, config, run_dir)
+        return body(args, config, run_dir)
     finally:
         if created:
             _remove_if_unused(run_dir)
@@ -90,6 +103,47 @@ def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
         return 128 + err.signum
     shown = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     print(f"wrote {run_dir}/: {', '.join(shown)}", file=sys.stderr)
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from metajax._src.app.pretrain import check_settings, with_pretrain_settings
+
+    config = with_pretrain_settings(load_config(args.config, args.smoke), args.smoke)
+    config = apply_overrides(config, args.set or [])
+    if args.data_dir is not None:
+        config.data.data_dir = args.data_dir
+    check_settings(config)  # before any data loads
+    return _start(args, config, "pretrain", _pretrain)
+
+
+def _pretrain(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
+    where = pin_cpu_threads(int(config.get("runtime", {}).get("cpu_threads", 0)))
+    where += ", " + use_compile_cache(args.compile_cache)
+    from metajax._src.app import pretrain, train
+
+    p = config.pretrain
+    print(
+        f"metajax pretrain: the {config.model.get('name', 'conv4')} backbone of {args.config} on every {config.task} "
+        f"training class, {p.steps} steps, {where} -> {run_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        summary = pretrain.run(config, run_dir, progress=False if args.no_progress else None)
+    except FloatingPointError as err:
+        print(f"metajax pretrain: {err}; the metrics are in {run_dir / 'metrics.jsonl'}.", file=sys.stderr)
+        return 1
+    except train.Interrupted as err:
+        print(f"metajax pretrain: {err}. Run the same command again to resume from step {err.step}.", file=sys.stderr)
+        return 128 + err.signum
+    best = summary["best_val_accuracy"]
+    chosen = f"step {summary['backbone_step']}" + ("" if best is None else f", validation accuracy {best:.4f}")
+    print(
+        f"wrote {run_dir}/backbone.msgpack ({chosen}); meta-train from it with: metajax train --config "
+        f"{args.config} --init {run_dir}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -410,7 +464,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with jax_debug_nans: stop at the first operation that makes a NaN (slow; for diagnosis)",
     )
     t.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
+    t.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start from the backbone of a metajax pretrain run directory (the head is initialised afresh); "
+        "few-shot configs of maml, fomaml, anil, meta_sgd, imaml and reptile",
+    )
     t.set_defaults(func=cmd_train)
+    pt = sub.add_parser(
+        "pretrain",
+        help="pre-train a few-shot config's backbone on all its training classes (for train --init)",
+        description="Train the backbone of a few-shot config (its model section) with a linear classifier over "
+        "every meta-training class: cross-entropy, batches drawn uniformly from the training split, an Optax "
+        "optimiser cosine-annealed (settings under pretrain.*: steps, batch_size, opt adam|sgd|momentum, lr, "
+        "weight_decay, schedule cosine|constant, augment none|flip_crop, eval_every, checkpoint_every). Every "
+        "pretrain.eval_every steps the backbone is scored as the config's algorithm would start from it (a fresh "
+        "head, its inner loop, the validation episodes) and the best is kept. Writes backbone.msgpack, "
+        "pretrained.msgpack, metrics.jsonl, learning.png and summary.json; resumes from its checkpoints. Then: "
+        "metajax train --config CONFIG --init RUN_DIR.",
+    )
+    pt.add_argument("--config", required=True, help="a few-shot config name (e.g. omniglot_5w1s_maml) or .py path")
+    pt.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set pretrain.steps=5000 (repeatable)",
+    )
+    pt.add_argument(
+        "--data-dir", help="data directory (default: the config's, $METAJAX_DATA_DIR, ~/tensorflow_datasets)"
+    )
+    pt.add_argument("--smoke", action="store_true", help="the config's tiny version and 20 pre-training steps")
+    pt.add_argument("--run-dir", help="output directory (default runs/pretrain-CONFIG-TIMESTAMP)")
+    pt.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    pt.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
+    pt.set_defaults(func=cmd_pretrain)
     e = sub.add_parser(
         "eval",
         help="evaluate a trained run's meta-parameters on held-out tasks",

@@ -43,13 +43,24 @@ class StatefulRunParams(NamedTuple):
     model_state: Any
 
 
-def initial_run_params(learner: MetaLearner, model: Any, key: jax.Array) -> Any:
+def initial_run_params(learner: MetaLearner, model: Any, key: jax.Array, init: str | None = None) -> Any:
     """The parameters a run starts from: ``learner.init(model.init(key))``, with the model state for a stateful
-    learner (:class:`StatefulRunParams`)."""
+    learner (:class:`StatefulRunParams`). ``init``: a ``metajax pretrain`` run directory whose backbone replaces
+    the initial one (the head keeps its fresh initialisation)."""
     if learner.stateful:
+        if init is not None:
+            raise ValueError(
+                "train.init: algorithm 'mamlpp' (per-step batch norm, running statistics) cannot start from a "
+                "pre-trained backbone yet; use maml, fomaml, anil, meta_sgd, imaml or reptile."
+            )
         params, state = model.init(key)
         return StatefulRunParams(learner.init(params), state)
-    return learner.init(model.init(key))
+    params = model.init(key)
+    if init is not None:
+        from metajax._src.app.rundir import load_backbone
+
+        params = load_backbone(init, params)
+    return learner.init(params)
 
 
 @dataclasses.dataclass

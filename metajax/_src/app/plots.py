@@ -86,7 +86,8 @@ def plot_sinusoid(
 
 
 def plot_learning_curves(run_dir: Path) -> Path:
-    """Draw ``metrics.jsonl`` (training query loss/accuracy, validation accuracy, gradient norm) to ``learning.png``.
+    """Draw ``metrics.jsonl`` (training query loss/accuracy, validation accuracy, gradient norm) to ``learning.png``;
+    a ``metajax pretrain`` run's training loss and accuracy per step likewise.
 
     Damaged lines of the metrics file are skipped and reported (file and line numbers).
     """
@@ -96,12 +97,15 @@ def plot_learning_curves(run_dir: Path) -> Path:
     if not rows:
         raise ValueError(f"RUN_DIR: {path} holds no metrics records yet.")
     steps = np.array([r["step"] for r in rows])
-    panels = [("query_loss" if "query_loss" in rows[0] else "support_loss", "training loss", "loss", True)]
-    if "query_accuracy" in rows[0]:
-        panels.append(("query_accuracy", "training query accuracy", "accuracy", False))
+    supervised = "loss" in rows[0]  # metajax pretrain: plain training steps, not meta-steps
+    loss_key = "loss" if supervised else "query_loss" if "query_loss" in rows[0] else "support_loss"
+    panels = [(loss_key, "training loss", "loss", True)]
+    if "query_accuracy" in rows[0] or "accuracy" in rows[0]:
+        key = "accuracy" if supervised else "query_accuracy"
+        panels.append((key, "training accuracy" if supervised else "training query accuracy", "accuracy", False))
     if any("val_accuracy" in r for r in rows):
         panels.append(("val_accuracy", "validation accuracy", "accuracy", False))
-    panels.append(("grad_norm", "meta-gradient norm", "norm", True))
+    panels.append(("grad_norm", "gradient norm" if supervised else "meta-gradient norm", "norm", True))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for ax, (key, title, ylabel, log) in zip(np.atleast_1d(axes), panels, strict=True):
         pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -109,7 +113,7 @@ def plot_learning_curves(run_dir: Path) -> Path:
         marker = "o" if key == "val_accuracy" or len(pts) <= 50 else None
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ms=4, clip_on=False)
         ax.set_title(title)
-        ax.set_xlabel("meta-step")
+        ax.set_xlabel("step" if supervised else "meta-step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         values = np.asarray([p[1] for p in pts], float)

@@ -293,3 +293,33 @@ def resume_change(old: dict, new: dict, run_dir: str) -> list[str]:
             "extends it; runtime.* settings may change), or choose a new --run-dir."
         )
     return diff
+
+
+BACKBONE_FILE = "backbone.msgpack"  # what metajax pretrain hands to metajax train --init
+
+
+def check_init_run(run_dir: str | Path, what: str = "--init") -> Path:
+    """A pre-training run directory's backbone file, or ``ValueError`` naming ``what`` and saying what is wrong."""
+    run_dir = Path(run_dir)
+    path = run_dir / BACKBONE_FILE
+    if not (run_dir / "summary.json").is_file() or not path.is_file():
+        raise ValueError(
+            f"{what}: {str(run_dir)!r} is not a finished pre-training run (no summary.json and {BACKBONE_FILE}); "
+            "pass a directory written by metajax pretrain, or run metajax pretrain --config ... --run-dir "
+            f"{run_dir} first."
+        )
+    if read_json(run_dir / "summary.json", "the pre-training summary").get("kind") != "pretrain":
+        raise ValueError(f"{what}: {str(run_dir)!r} is a meta-training run, not one written by metajax pretrain.")
+    return path
+
+
+def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init") -> Any:
+    """``params`` (a freshly initialised few-shot model) with the backbone of the pre-training run ``run_dir``."""
+    from metajax._src.pretrain import backbone_of, with_backbone
+
+    path = check_init_run(run_dir, what)
+    try:
+        backbone = load_params(path, jax.device_get(backbone_of(params)))
+        return with_backbone(params, backbone)
+    except (RunDirectoryError, ValueError) as err:
+        raise ValueError(f"{what}: {err}") from None

@@ -135,7 +135,7 @@ def meta_train(
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
-    start = initial_run_params(exp.learner, exp.model, init_key)
+    start = initial_run_params(exp.learner, exp.model, init_key, cfg.train.get("init"))
     stateful = exp.learner.stateful
     meta_params = start.meta_params if stateful else start
     nan_policy = cfg.train.get("nan_policy", "stop")
@@ -438,6 +438,8 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
 def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
     exp = build(config)
+    if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
+        initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
     write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
