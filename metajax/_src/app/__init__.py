@@ -1,0 +1,1 @@
+"""The application layer: configs, the command line, runs and their directories (built on the library core)."""
