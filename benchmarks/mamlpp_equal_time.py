@@ -55,15 +55,25 @@ def command(algo: str, seed: int, steps: int, args: argparse.Namespace, run_dir:
     return cmd
 
 
-def run_on_cores(jobs: list[tuple[str, Path, list[str]]], cores: int) -> list[str]:
+def run_on_cores(jobs: list[tuple], cores: int) -> list[str]:
     """Run ``(name, run_dir, command)`` jobs, at most ``cores`` at a time, each pinned to its own core; a job whose
-    run directory already holds ``eval_final.json`` is skipped. Output goes to ``run_dir.log``. Returns the names of
-    the jobs that failed."""
-    todo, running, free, failed = list(jobs), [], list(range(cores)), []
+    run directory already holds ``eval_final.json`` is skipped. A job may carry a fourth element, the name of a job
+    that must have finished (successfully) before it starts. Output goes to ``run_dir.log``. Returns the names of
+    the jobs that failed (a job whose prerequisite failed counts as failed)."""
+    todo, running, free, failed, finished = list(jobs), [], list(range(cores)), [], set()
     while todo or running:
-        while todo and free:
-            name, run_dir, cmd = todo.pop(0)
+        for job in list(todo):
+            if len(job) > 3 and job[3] in failed:
+                todo.remove(job)
+                failed.append(job[0])
+        while free:
+            ready = [j for j in todo if len(j) < 4 or j[3] in finished]
+            if not ready:
+                break
+            todo.remove(ready[0])
+            name, run_dir, cmd = ready[0][:3]
             if (run_dir / "eval_final.json").is_file():
+                finished.add(name)
                 continue
             core = free.pop(0)
             run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +81,8 @@ def run_on_cores(jobs: list[tuple[str, Path, list[str]]], cores: int) -> list[st
             print(f"start {name} on core {core}", file=sys.stderr, flush=True)
             proc = subprocess.Popen(["taskset", "-c", str(core), *cmd], stdout=log, stderr=subprocess.STDOUT)
             running.append((proc, log, name, core))
+        if not running and todo and not any(len(j) < 4 or j[3] in finished for j in todo):
+            raise ValueError(f"jobs wait for jobs that do not exist: {[j[0] for j in todo]}")
         time.sleep(2)
         for item in list(running):
             proc, log, name, core = item
@@ -79,8 +91,7 @@ def run_on_cores(jobs: list[tuple[str, Path, list[str]]], cores: int) -> list[st
                 log.close()
                 free.append(core)
                 print(f"done {name} (exit {proc.returncode})", file=sys.stderr, flush=True)
-                if proc.returncode != 0:
-                    failed.append(name)
+                (failed.append if proc.returncode != 0 else finished.add)(name)
     return failed
 
 

@@ -52,20 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     pre = runs / "pretrain"
-    first = []
+    jobs = []
     if not (pre / "summary.json").is_file():
         cmd = [sys.executable, "-m", "metajax", "pretrain", "--config", args.config, "--run-dir", str(pre)]
         cmd += ["--data-dir", args.data_dir, "--no-progress", "--set", f"pretrain.steps={args.pretrain_steps}"]
         cmd += ["--set", f"train.val_tasks={args.val_tasks}", "--set", "runtime.cpu_threads=1"]
-        first.append(("pretrain", pre, cmd))
+        jobs.append(("pretrain", pre, cmd))
     scratch = [(f"scratch seed {s}", runs / f"scratch-seed{s}", s) for s in args.seeds]
     init = [(f"pretrained seed {s}", runs / f"pretrained-seed{s}", s) for s in args.seeds]
-    first += [(name, d, train_command(args, s, d, None)) for name, d, s in scratch]
-    failed = run_on_cores(first, args.jobs)
-    if failed or not (pre / "summary.json").is_file():
-        print(f"failed: {failed or ['pretrain']}; see the .log files under {runs}", file=sys.stderr)
-        return 1
-    failed = run_on_cores([(name, d, train_command(args, s, d, pre)) for name, d, s in init], args.jobs)
+    # the pre-training first, then each pre-trained run as soon as it is done and a core is free
+    after = ("pretrain",) if jobs else ()
+    for (name, d, s), (iname, idir, _) in zip(scratch, init, strict=True):
+        jobs.append((name, d, train_command(args, s, d, None)))
+        jobs.append((iname, idir, train_command(args, s, idir, pre), *after))
+    failed = run_on_cores(jobs, args.jobs)
     if failed:
         print(f"failed: {failed}; see the .log files under {runs}", file=sys.stderr)
         return 1
