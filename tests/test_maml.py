@@ -156,6 +156,9 @@ def test_remat_gives_the_same_gradient(key):
     g1, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05).meta_grad(params, tasks)
     g2, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient=mj.Exact(remat=True)).meta_grad(params, tasks)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), g1, g2)
+    # remat keeping the matrix products' outputs (the named strategy): the same gradient too
+    g3, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient="exact_remat_dots").meta_grad(params, tasks)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), g1, g3)
 
 
 def relu_net(params, x):

@@ -1,7 +1,10 @@
 """Gradient strategies by name, and :func:`inner_loop`, the inner loop as one public function.
 
-``"exact"`` (:class:`~metajax._src.inner.Exact`), ``"exact_remat"`` (``Exact(remat=True)``), ``"first_order"``
-(:class:`~metajax._src.inner.FirstOrder`) and ``"implicit"`` (:class:`~metajax._src.implicit.Implicit`).
+``"exact"`` (:class:`~metajax._src.inner.Exact`), ``"exact_remat"`` (``Exact(remat=True)``),
+``"exact_remat_dots"`` (``Exact(remat=True, policy=jax.checkpoint_policies.dots_saveable)``: the backward pass keeps
+the outputs of matrix products and ``lax.conv`` convolutions, the costly part of a step, and recomputes the
+rest), ``"first_order"`` (:class:`~metajax._src.inner.FirstOrder`) and ``"implicit"``
+(:class:`~metajax._src.implicit.Implicit`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import optax
 
 from metajax._src.base import Batch, InnerResult, LossFn, Params
@@ -19,6 +23,7 @@ from metajax._src.inner import AbstractMetaGradient, Exact, FirstOrder, normaliz
 META_GRADIENTS: dict[str, Callable[[], AbstractMetaGradient]] = {
     "exact": Exact,
     "exact_remat": functools.partial(Exact, remat=True),
+    "exact_remat_dots": functools.partial(Exact, remat=True, policy=jax.checkpoint_policies.dots_saveable),
     "first_order": FirstOrder,
     "implicit": Implicit,
 }
@@ -27,8 +32,8 @@ META_GRADIENTS: dict[str, Callable[[], AbstractMetaGradient]] = {
 def make_meta_gradient(gradient: str | AbstractMetaGradient) -> AbstractMetaGradient:
     """Resolve a name or pass an ``AbstractMetaGradient`` instance through.
 
-    Names: ``"exact"``, ``"exact_remat"`` (``Exact(remat=True)``),
-    ``"first_order"``, ``"implicit"`` (``Implicit()``).
+    Names: ``"exact"``, ``"exact_remat"`` (``Exact(remat=True)``), ``"exact_remat_dots"`` (``Exact(remat=True,
+    policy=jax.checkpoint_policies.dots_saveable)``), ``"first_order"``, ``"implicit"`` (``Implicit()``).
     """
     if isinstance(gradient, AbstractMetaGradient):
         return gradient
