@@ -107,6 +107,35 @@ def collect(run_dir: Path) -> dict:
     return {"eval": evals, "train_wall_s": train.get("train_wall_s"), "curve": curve}
 
 
+def plot_curves(
+    path: Path, groups: dict[str, tuple[str, dict]], x: str, xlabel: str, title: str, markers: bool = False
+) -> None:
+    """Validation accuracy of runs (``collect``'s ``curve``), one line per seed, a colour per group:
+    ``groups = {label: (colour, {seed: result})}``; ``x`` is ``"step"`` or ``"minutes"`` of training."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        print(f"plot skipped: {err}", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (color, by_seed) in groups.items():
+        for i, r in enumerate(by_seed.values()):
+            xs = [c[0] if x == "step" else c[1] / 60 for c in r["curve"]]
+            style = {"marker": "o", "ms": 3} if markers else {"alpha": 0.8}
+            ax.plot(xs, [100 * c[2] for c in r["curve"]], color=color, label=label if i == 0 else None, **style)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    if markers:
+        ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", required=True)
@@ -179,26 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     payload = {"machine": info, "args": vars(args), "results": results, "summary": summary}
     stamp = write_results(args.out, "mamlpp-equal-time", payload, "\n".join(md) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for algo, color in (("maml", "tab:blue"), ("mamlpp", "tab:red")):
-            for seed, r in results[algo].items():
-                t = [c[1] / 60 for c in r["curve"]]
-                a = [100 * c[2] for c in r["curve"]]
-                ax.plot(t, a, color=color, alpha=0.8, label=f"{algo}" if seed == args.seeds[0] else None)
-        ax.set_xlabel("training time (min, one core)")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.set_title("Omniglot 5-way 1-shot: MAML vs MAML++, one line per seed")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(Path(args.out) / f"{stamp}-mamlpp-equal-time.png", dpi=120)
-    except ImportError as err:
-        print(f"plot skipped: {err}", file=sys.stderr)
+    plot_curves(
+        Path(args.out) / f"{stamp}-mamlpp-equal-time.png",
+        {algo: (color, results[algo]) for algo, color in (("maml", "tab:blue"), ("mamlpp", "tab:red"))},
+        "minutes",
+        "training time (min, one core)",
+        "Omniglot 5-way 1-shot: MAML vs MAML++, one line per seed",
+    )
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import machine, write_results  # noqa: E402
-from mamlpp_equal_time import collect, run_on_cores  # noqa: E402
+from mamlpp_equal_time import collect, plot_curves, run_on_cores  # noqa: E402
 
 
 def train_command(args: argparse.Namespace, seed: int, run_dir: Path, init: Path | None) -> list[str]:
@@ -103,32 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     stamp = write_results(args.out, "pretrain-init", payload, "\n".join(md) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for kind, color in (("scratch", "tab:blue"), ("pretrained", "tab:green")):
-            for seed, r in results[kind].items():
-                ax.plot(
-                    [c[0] for c in r["curve"]],
-                    [100 * c[2] for c in r["curve"]],
-                    "o-",
-                    ms=3,
-                    color=color,
-                    label=kind if seed == args.seeds[0] else None,
-                )
-        ax.set_xlabel("meta-step")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.set_title(f"{args.config}: from scratch and from a pre-trained backbone")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(Path(args.out) / f"{stamp}-pretrain-init.png", dpi=120)
-    except ImportError as err:
-        print(f"plot skipped: {err}", file=sys.stderr)
+    plot_curves(
+        Path(args.out) / f"{stamp}-pretrain-init.png",
+        {kind: (color, results[kind]) for kind, color in (("scratch", "tab:blue"), ("pretrained", "tab:green"))},
+        "step",
+        "meta-step",
+        f"{args.config}: from scratch and from a pre-trained backbone",
+        markers=True,
+    )
     return 0
 
 

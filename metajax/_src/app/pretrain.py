@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -39,12 +38,13 @@ from metajax._src.app.rundir import (
     versions,
 )
 from metajax._src.app.train import (
-    BEST_ITEM,
     Interrupted,
     JsonLinesSink,
     _chunk,
+    catch_stop_signals,
     check_resume,
-    repair_best_file,
+    restore_best,
+    save_checkpoint,
 )
 from metajax._src.base import check_positive_int
 from metajax._src.files import strict_json, write_atomic
@@ -191,29 +191,16 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     restored = ckpt.restore_latest({"params": params, "opt_state": opt_state})
     if restored is not None:
         tree, record = restored
-        params, opt_state, done, best = tree["params"], tree["opt_state"], record["step"], record["best"]
-        best["score"] = -math.inf if best["score"] is None else best["score"]
-        if best["step"] is not None:
-            kept = ckpt.restore_extra(BEST_ITEM, params, step=done)
-            if kept is not None:
-                best_host = jax.device_get(kept[0])
-                repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {done}")
+        params, opt_state, done = tree["params"], tree["opt_state"], record["step"]
+        best, best_host = restore_best(ckpt, record, params, run_dir)
         print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
     truncate_metrics(run_dir / "metrics.jsonl", done)
     runners: dict[int, Any] = {}
 
     def save():
-        record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
-        extras = {BEST_ITEM: best_host} if best_host is not None else None
-        ckpt.save(done, {"params": params, "opt_state": opt_state}, {"best": record_best}, extras)
+        save_checkpoint(ckpt, done, {"params": params, "opt_state": opt_state}, best, best_host)
 
-    stop: dict[str, int] = {}
-    handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.setdefault("signum", signum))
-        except ValueError:  # not the main thread
-            pass
+    stop, restore_signals = catch_stop_signals()
     print(
         f"metajax pretrain: {classes} classes, {size}x{size}x{channels}, {p.steps} steps of {p.batch_size} images, "
         f"{p.opt} lr={p.lr} ({p.schedule}), weight decay {p.weight_decay}, augment {p.augment}",
@@ -261,8 +248,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         bar.close()
         ckpt.close()
         sink.close()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        restore_signals()
     final = jax.device_get(params)
     save_params(run_dir / "pretrained.msgpack", final)
     chosen, chosen_step = (best_host, best["step"]) if best_host is not None else (final, total)

@@ -20,6 +20,7 @@ import jax
 import optax
 
 from metajax._src.files import write_atomic
+from metajax._src.pretrain import backbone_of, with_backbone
 from metajax._src.version import __version__
 
 LOCK_NAME = ".lock"
@@ -315,8 +316,6 @@ def check_init_run(run_dir: str | Path, what: str = "--init") -> Path:
 
 def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init") -> Any:
     """``params`` (a freshly initialised few-shot model) with the backbone of the pre-training run ``run_dir``."""
-    from metajax._src.pretrain import backbone_of, with_backbone
-
     path = check_init_run(run_dir, what)
     try:
         backbone = load_params(path, jax.device_get(backbone_of(params)))

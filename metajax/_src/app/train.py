@@ -167,13 +167,8 @@ def meta_train(
         )
     if restored is not None:
         tree, record = restored
-        meta_params, state, done, best = tree["meta_params"], tree["state"], record["step"], record["best"]
-        best["score"] = -math.inf if best["score"] is None else best["score"]
-        if best["step"] is not None:
-            kept = ckpt.restore_extra(BEST_ITEM, run_params(meta_params, state), step=done)
-            if kept is not None:  # checkpoints written before 0.2 do not keep them
-                best_host = jax.device_get(kept[0])
-                repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {done}")
+        meta_params, state, done = tree["meta_params"], tree["state"], record["step"]
+        best, best_host = restore_best(ckpt, record, run_params(meta_params, state), run_dir)
         truncate_metrics(run_dir / "metrics.jsonl", done)
         print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
     else:
@@ -220,17 +215,9 @@ def meta_train(
         return runners[n]
 
     def save():
-        record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
-        extras = {BEST_ITEM: best_host} if best_host is not None else None
-        ckpt.save(done, {"meta_params": meta_params, "state": state}, {"best": record_best}, extras)
+        save_checkpoint(ckpt, done, {"meta_params": meta_params, "state": state}, best, best_host)
 
-    stop: dict[str, int] = {}
-    handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.setdefault("signum", signum))
-        except ValueError:  # not the main thread: no signal handling
-            pass
+    stop, restore_signals = catch_stop_signals()
     bar = Progress(total, progress, start=done)
     if sinks is None:
         sinks = default_sinks(run_dir, done)
@@ -295,8 +282,7 @@ def meta_train(
         ckpt.close()
         for sink in sinks:
             sink.close()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        restore_signals()
     wall = time.perf_counter() - t0
     info = {
         "train_wall_s": round(wall, 2),
@@ -309,6 +295,46 @@ def meta_train(
     if best["step"] is not None:
         info.update(best_step=best["step"], best_val_accuracy=best["score"])
     return run_params(meta_params, state), info
+
+
+def catch_stop_signals() -> tuple[dict[str, int], Callable[[], None]]:
+    """Record SIGINT/SIGTERM in the returned dict (``signum``) instead of raising, so a loop can checkpoint and
+    stop between calls; the returned function puts the previous handlers back. Off the main thread: no handling."""
+    stop: dict[str, int] = {}
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.setdefault("signum", signum))
+        except ValueError:  # not the main thread: no signal handling
+            pass
+
+    def restore() -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    return stop, restore
+
+
+def restore_best(ckpt: Checkpointer, record: dict[str, Any], template: Any, run_dir: Path) -> tuple[dict, Any]:
+    """The best-so-far bookkeeping of a restored checkpoint: ``(best, best_host)``, where ``best`` is
+    ``{"score", "step"}`` and ``best_host`` the best parameters kept in the checkpoint (``None`` if it keeps none);
+    ``best.msgpack`` is rewritten from them when it is missing or damaged."""
+    best = record["best"]
+    best["score"] = -math.inf if best["score"] is None else best["score"]
+    best_host = None
+    if best["step"] is not None:
+        kept = ckpt.restore_extra(BEST_ITEM, template, step=record["step"])
+        if kept is not None:  # checkpoints written before 0.2 do not keep them
+            best_host = jax.device_get(kept[0])
+            repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {record['step']}")
+    return best, best_host
+
+
+def save_checkpoint(ckpt: Checkpointer, step: int, tree: Any, best: dict, best_host: Any) -> None:
+    """Checkpoint ``tree`` at ``step`` with the best score so far and, when there are any, the best parameters."""
+    record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
+    extras = {BEST_ITEM: best_host} if best_host is not None else None
+    ckpt.save(step, tree, {"best": record_best}, extras)
 
 
 # a first batch of training tasks larger than this is sampled for its value check only after the memory check
