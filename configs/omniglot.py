@@ -80,8 +80,18 @@ def omniglot_config(algorithm: str, ways: int, shots: int, smoke: bool = False) 
     # (0: one per core, reduced to a divisor of the meta-batch; 1: off); see metajax.use_cpu_streams.
     # eval_tasks_per_call: evaluation scores its tasks in calls of this many (one compiled program for the 200
     # validation and 600 test tasks, a progress line per call); None: all in one call.
+    # memory_plan: "auto" picks data.task_chunk and the exact gradient's rematerialisation (inner.gradient) to fit
+    # memory_budget_gb (GB = 1e9 bytes; None: 90 % of the free memory), "chunk" the task chunk only, "off" neither.
     c.runtime = ConfigDict(
-        {"cpu_threads": 0, "cpu_streams": 0, "devices": 1, "distributed": False, "eval_tasks_per_call": 100}
+        {
+            "cpu_threads": 0,
+            "cpu_streams": 0,
+            "devices": 1,
+            "distributed": False,
+            "eval_tasks_per_call": 100,
+            "memory_plan": "off",
+            "memory_budget_gb": None,
+        }
     )
     if smoke:
         c.train.num_steps = 20

@@ -39,7 +39,16 @@ def sinusoid_config(algorithm: str, smoke: bool = False) -> ConfigDict:
     )
     # Pin to one core on CPU: this workload is too small for XLA's intra-op
     # threads, which cost a third of the speed on 2 cores (benchmarks/README.md).
-    c.runtime = ConfigDict({"cpu_threads": 1, "cpu_streams": 1, "devices": 1, "distributed": False})
+    c.runtime = ConfigDict(
+        {
+            "cpu_threads": 1,
+            "cpu_streams": 1,
+            "devices": 1,
+            "distributed": False,
+            "memory_plan": "off",  # "auto" / "chunk": fit memory_budget_gb (see configs/omniglot.py)
+            "memory_budget_gb": None,
+        }
+    )
     if smoke:
         c.train.num_steps = 300
         c.train.steps_per_call = 100

@@ -299,6 +299,7 @@ def _load_run(
     from ml_collections import ConfigDict
 
     from metajax._src.app.configs import distrust_stored_config
+    from metajax._src.app.memplan import planned_config, read_plan
     from metajax._src.app.rundir import read_json
 
     if not (run_dir / "config.json").is_file():
@@ -310,6 +311,9 @@ def _load_run(
         from metajax._src.app.runtime import DEFAULT_EVAL_TASKS_PER_CALL
 
         config.runtime.eval_tasks_per_call = DEFAULT_EVAL_TASKS_PER_CALL  # a run from before the setting existed
+    recorded = read_plan(run_dir)
+    if recorded is not None and config.get("runtime", {}).get("memory_plan", "off") != "off":
+        config = planned_config(config, recorded)  # the task chunk the run's memory plan chose (--set overrides it)
     config = apply_overrides(config, overrides)
     if data_dir is not None and "data_dir" in config.get("data", {}):
         config.data.data_dir = data_dir

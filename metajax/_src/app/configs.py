@@ -120,3 +120,14 @@ def distrust_stored_config(config: Any, path: Path) -> Any:
             flush=True,
         )
     return config
+
+
+def with_gradient(inner: Any, gradient: str | None) -> Any:
+    """A copy of an ``inner`` config section with another ``gradient`` (``None``: ``inner`` itself)."""
+    if gradient is None:
+        return inner
+    from ml_collections import ConfigDict
+
+    out = ConfigDict(inner.to_dict())
+    out.gradient = gradient
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from metajax._src.anil import anil
+from metajax._src.app.configs import with_gradient
 from metajax._src.app.fewshot import FewShot
 from metajax._src.app.runtime import Runtime, resolve_runtime
 from metajax._src.base import MetaLearner, Task, check_learning_rate, check_positive_int
@@ -90,6 +91,9 @@ class Experiment:
     has_aux: bool = False
     runtime: Runtime | None = None
     """Where the run executes (:func:`~metajax._src.app.runtime.resolve_runtime`)."""
+    learner_for: Callable[[str | None, int | None], MetaLearner] | None = None
+    """``learner_for(gradient, task_chunk)``: the training learner with another ``inner.gradient`` (``None``: the
+    config's) and task chunk (``None``: vmap over all): the memory planner's candidates."""
 
     @property
     def eval_mesh(self) -> Any:
@@ -212,7 +216,12 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
     model = mlp(hidden=tuple(config.model.hidden), compute_dtype=compute_dtype)
     loss_fn = mse_loss(model.apply)
     spec = sinusoid.task_spec(d.shots, d.query_shots)
-    learner = build_learner(config.algorithm, loss_fn, config.inner, task_spec=spec)
+
+    def learner_for(gradient, task_chunk):
+        inner = with_gradient(config.inner, gradient)
+        return build_learner(config.algorithm, loss_fn, inner, task_spec=spec, task_chunk=task_chunk)
+
+    learner = learner_for(None, runtime.task_chunk)
     inner_opt = make_inner_opt(config.inner.opt, config.inner.lr)
 
     def sample_tasks(key):
@@ -239,6 +248,7 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
         evaluate=evaluate,
         held_out=held_out,
         runtime=runtime,
+        learner_for=learner_for,
     )
     return exp
 
@@ -248,7 +258,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
     fs = FewShot(
         config,
         lambda loss_fn, algorithm=None, inner=None, **kw: build_learner(
-            algorithm or config.algorithm, loss_fn, inner or config.inner, task_chunk=runtime.task_chunk, **kw
+            algorithm or config.algorithm, loss_fn, inner or config.inner, **{"task_chunk": runtime.task_chunk, **kw}
         ),
         runtime,
     )
@@ -266,6 +276,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
         held_out=lambda num, seed: fs.episodes("test", num, seed),
         has_aux=True,
         runtime=runtime,
+        learner_for=fs.train_learner,
     )
 
 

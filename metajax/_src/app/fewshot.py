@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from metajax._src.app.configs import with_gradient
 from metajax._src.app.progress import Progress
 from metajax._src.app.runtime import Runtime
 from metajax._src.base import Task, check_positive_int
@@ -168,11 +169,9 @@ class FewShot:
         shape = parts["train"].images.shape[2:]
         channels = shape[2] if len(shape) == 3 else 1
         self.model, self.loss_fn = build_model(c, d.ways, shape[0], channels, compute_dtype, self.stateful)
-        self.learner = learner_factory(
-            self.loss_fn,
-            has_aux=True,
-            task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
-        )
+        self._learner_factory, self._inner = learner_factory, c.inner
+        self._train_spec = episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,))
+        self.learner = learner_factory(self.loss_fn, has_aux=True, task_spec=self._train_spec)
         # the learner that adapts at evaluation: the training one, unless iMAML evaluates with another lambda
         # (eval.lam; 0 is plain gradient descent from the meta-parameters, as the iMAML authors' evaluation)
         self.eval_learner = self.learner
@@ -191,6 +190,16 @@ class FewShot:
                 has_aux=True,
                 task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
             )
+
+    def train_learner(self, gradient: str | None, task_chunk: int | None) -> Any:
+        """The training learner with another ``inner.gradient`` (``None``: the config's) and task chunk."""
+        return self._learner_factory(
+            self.loss_fn,
+            inner=with_gradient(self._inner, gradient),
+            has_aux=True,
+            task_spec=self._train_spec,
+            task_chunk=task_chunk,
+        )
 
     def sample_train(self, key: jax.Array, images: jax.Array) -> Task:
         e = self.train_episodes

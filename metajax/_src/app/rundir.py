@@ -259,7 +259,12 @@ RESUMABLE_PREFIX = "runtime."
 
 # Config keys added after runs were written without them, with the value that reproduces those runs: a run
 # directory whose config lacks one of these resumes under a config that holds this value.
-ADDED_KEYS = {"model.downsample": "pool", "model.compute_dtype": "float32"}
+ADDED_KEYS = {
+    "model.downsample": "pool",
+    "model.compute_dtype": "float32",
+    "runtime.memory_plan": "off",
+    "runtime.memory_budget_gb": None,
+}
 
 
 def get_dotted(tree: dict, dotted: str) -> Any:

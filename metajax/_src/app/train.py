@@ -21,6 +21,17 @@ import numpy as np
 
 from metajax._src.app.checkpoint import Checkpointer
 from metajax._src.app.experiment import Experiment, StatefulRunParams, build, initial_run_params
+from metajax._src.app.memplan import (
+    PLAN_FILE,
+    MemoryPlan,
+    budget_bytes,
+    gradient_ladder,
+    memory_settings,
+    plan,
+    planned_config,
+    read_plan,
+    size,
+)
 from metajax._src.app.progress import Progress
 from metajax._src.app.rundir import (
     RESUMABLE_PREFIX,
@@ -38,9 +49,9 @@ from metajax._src.app.rundir import (
 )
 from metajax._src.compile_cache import cache_events
 from metajax._src.files import strict_json, write_atomic
-from metajax._src.memory import check_fits, estimate, release_host_memory
+from metajax._src.memory import MemoryEstimate, check_fits, estimate, release_host_memory
 from metajax._src.meta_step import make_meta_step, make_train_loop
-from metajax._src.sharding import replicate
+from metajax._src.sharding import replicate, replicated
 from metajax._src.validation import check_task_values
 
 
@@ -106,6 +117,36 @@ def default_sinks(run_dir: Path, start: int) -> list[MetricSink]:
     except ImportError:
         pass
     return sinks
+
+
+def host_scaled(est: MemoryEstimate | None, mesh: Any) -> MemoryEstimate | None:
+    """An estimate of a program sharded over ``mesh`` as it weighs on one memory: CPU task streams hold one copy per
+    device in the same host RAM; an accelerator's estimate is per device already."""
+    host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
+    return est.times(host_devices) if est is not None and host_devices > 1 else est
+
+
+def training_step_estimate(exp: Experiment, learner: Any, skip_nonfinite: bool = False) -> MemoryEstimate | None:
+    """XLA's memory estimate of ``learner``'s training step as :func:`meta_train` compiles it (one meta-step per
+    call; the steps of a call share their buffers), from the shapes alone: nothing is allocated or run."""
+    mesh = exp.runtime.mesh
+    ms = make_meta_step(learner, exp.outer_opt, skip_nonfinite=skip_nonfinite, mesh=mesh)
+
+    def start(key):
+        p = initial_run_params(learner, exp.model, key)
+        if learner.stateful:
+            return p.meta_params, ms.init(p.meta_params, p.model_state, key)
+        return p, ms.init(p)
+
+    key = jax.random.PRNGKey(0)
+    placed = replicated(mesh)
+    params, state, data = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placed),
+        (*jax.eval_shape(start, key), tuple(exp.data)),
+    )
+    loop = jax.jit(make_train_loop(ms, exp.sample_tasks, 1), donate_argnums=(0, 1))
+    compiled = loop.lower(params, state, key, *data).compile()
+    return host_scaled(estimate(compiled), mesh)
 
 
 def _chunk(done: int, total: int, *periods: int) -> int:
@@ -204,10 +245,10 @@ def meta_train(
                 how = "loaded from the compilation cache"
             print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
             if cfg.train.get("memory_check", True):
-                est, what = estimate(compiled), f"the training step ({n} meta-steps per call)"
+                est, what = host_scaled(estimate(compiled), mesh), f"the training step ({n} meta-steps per call)"
                 host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
-                if est is not None and host_devices > 1:  # CPU task streams: one copy per device in host RAM
-                    est, what = est.times(host_devices), what + f" on {host_devices} CPU devices"
+                if host_devices > 1:
+                    what += f" on {host_devices} CPU devices"
                 report = check_fits(est, what)
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
             runners[n] = compiled
@@ -461,14 +502,57 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         return _run(config, run_dir, progress)
 
 
+def memory_plan(config: Any, run_dir: Path) -> MemoryPlan | None:
+    """The task chunk and gradient strategy that fit the run's memory budget (``runtime.memory_plan``).
+
+    ``None`` when the config does not ask for a plan. A plan recorded in ``run_dir`` for the same
+    ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is kept (a resumed run computes as it did); otherwise
+    the candidates are compiled (:func:`~metajax._src.app.memplan.plan`) and what was chosen is said.
+    """
+    mode, requested = memory_settings(config)
+    if mode == "off":
+        return None
+    recorded = read_plan(run_dir)
+    if recorded is not None and (recorded.mode, recorded.requested_gb) == (mode, requested):
+        print(f"metajax train: keeping this run's memory plan: {recorded.summary()}", file=sys.stderr, flush=True)
+        return recorded
+    budget = budget_bytes(requested)
+    exp = build(config)
+    tasks = config.data.meta_batch_size // exp.runtime.mesh.size
+    skip = config.train.get("nan_policy", "stop") == "skip"
+    print(
+        f"metajax train: planning memory for a {size(budget)} budget, {tasks} tasks per device "
+        f"(runtime.memory_plan={mode}) ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    chosen = plan(
+        lambda gradient, chunk: training_step_estimate(
+            exp, exp.learner_for(gradient, None if chunk == tasks else chunk), skip
+        ),
+        gradient_ladder(config, mode),
+        tasks,
+        budget,
+        mode,
+        requested,
+        log=lambda line: print(f"metajax train: memory plan: {line}", file=sys.stderr, flush=True),
+    )
+    print(f"metajax train: memory plan chosen: {chosen.summary()}", file=sys.stderr, flush=True)
+    release_host_memory()
+    return chosen
+
+
 def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
-    exp = build(config)
+    chosen = memory_plan(config, run_dir)
+    exp = build(config if chosen is None else planned_config(config, chosen))
     if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
         initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
     write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
+    if chosen is not None:
+        write_atomic(run_dir / PLAN_FILE, strict_json(chosen.to_dict()))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
@@ -485,6 +569,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         "algorithm": exp.learner.name,
         **train_info,
         "eval_wall_s": round(time.perf_counter() - t, 2),
+        **({"memory_plan": chosen.to_dict()} if chosen is not None else {}),
         **(
             {"results": evals["final"]["results"]}
             if len(evals) == 1
