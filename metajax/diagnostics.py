@@ -13,8 +13,11 @@
   -- leave-one-task/group-out cross-validation and the risk-inflation ratio.
 * :func:`estimate_memory` (and :func:`memory_estimate` for a compiled
   function) -- XLA's own estimate of a step's peak memory, before it runs;
-  :func:`current_rss_mb`, :func:`release_host_memory` and
-  :func:`compilation_cache_events` for measuring runs.
+  :func:`plan_memory` picks the task chunk and gradient rematerialisation
+  (:data:`REMAT_LADDER`) that fit a budget (what ``metajax train`` does with
+  ``runtime.memory_plan=auto``); :func:`current_rss_mb`,
+  :func:`release_host_memory` and :func:`compilation_cache_events` for
+  measuring runs.
 * :func:`post_adaptation_risk` -- every task's query loss after adaptation.
 """
 
@@ -29,13 +32,25 @@ from metajax._src.diagnostics import (
 )
 from metajax._src.learner import post_adaptation_risk
 from metajax._src.loto import leave_one_alphabet_out, leave_one_group_out, loto
-from metajax._src.memory import MemoryEstimate, current_rss_mb, release_host_memory
+from metajax._src.memory import (
+    REMAT_LADDER,
+    MemoryEstimate,
+    MemoryPlan,
+    Trial,
+    current_rss_mb,
+    plan_memory,
+    release_host_memory,
+)
 from metajax._src.memory import estimate as memory_estimate
 from metajax._src.memory import estimate_fn as estimate_memory
 from metajax._src.variance import components, fit_exponent, nested_sinusoid_tasks, variance_decomposition
 
 __all__ = [
     "MemoryEstimate",
+    "MemoryPlan",
+    "REMAT_LADDER",
+    "Trial",
+    "plan_memory",
     "compilation_cache_events",
     "current_rss_mb",
     "post_adaptation_risk",

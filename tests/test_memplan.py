@@ -7,16 +7,15 @@ from ml_collections import ConfigDict
 
 from metajax._src.app import cli
 from metajax._src.app.memplan import (
-    REMAT_LADDER,
-    MemoryPlan,
     budget_bytes,
     gradient_ladder,
     memory_settings,
-    plan,
+    plan_record,
     planned_config,
     read_plan,
 )
-from metajax._src.memory import MemoryEstimate
+from metajax._src.memory import REMAT_LADDER, MemoryEstimate
+from metajax._src.memory import plan_memory as plan
 
 # a linear cost per strategy: fixed + per_task * chunk (bytes)
 COSTS = {"exact": (100, 50), "exact_remat_dots": (100, 30), "exact_remat": (100, 20), None: (10, 5)}
@@ -35,14 +34,14 @@ def fake(costs=COSTS, curve=lambda fixed, per, chunk: fixed + per * chunk):
 def test_everything_fits_keeps_exact_and_vmaps_all_tasks():
     est, calls = fake()
     p = plan(est, REMAT_LADDER, tasks=8, budget=10**6)
-    assert (p.gradient, p.chunk, p.task_chunk, p.peak_bytes) == ("exact", 8, "vmap", 500)
+    assert (p.gradient, p.chunk, p.task_chunk, p.peak_bytes) == ("exact", 8, None, 500)
     assert calls == [("exact", 1), ("exact", 2), ("exact", 8)]  # two to predict, one to confirm
 
 
 def test_largest_fitting_divisor_and_its_confirmation():
     est, calls = fake()
     p = plan(est, REMAT_LADDER, tasks=12, budget=420)  # 100 + 50 c <= 420: c <= 6.4 -> 6 divides 12
-    assert (p.gradient, p.chunk, p.task_chunk) == ("exact", 6, "6")
+    assert (p.gradient, p.chunk, p.task_chunk) == ("exact", 6, 6)
     assert calls == [("exact", 1), ("exact", 2), ("exact", 6)]
     assert p.peak_bytes <= p.budget_bytes
 
@@ -66,10 +65,8 @@ def test_remat_only_when_one_exact_task_does_not_fit():
 
 
 def test_nothing_fits_says_what_would_help():
-    with pytest.raises(MemoryError, match=r"even one task at a time with inner.gradient=exact_remat: XLA estimates "):
+    with pytest.raises(MemoryError, match=r"even one task at a time with gradient exact_remat: XLA estimates "):
         plan(fake()[0], REMAT_LADDER, tasks=4, budget=110)
-    with pytest.raises(MemoryError, match="first-order gradients"):
-        plan(fake()[0], ("exact",), tasks=4, budget=110)
 
 
 def test_odd_and_single_task_batches():
@@ -77,7 +74,7 @@ def test_odd_and_single_task_batches():
     p = plan(est, (None,), tasks=15, budget=60)  # no gradient choice (FOMAML...): 10 + 5c <= 60 -> c <= 10 -> 5
     assert (p.gradient, p.chunk) == (None, 5)
     assert calls == [(None, 1), (None, 15), (None, 5)]
-    assert plan(fake()[0], (None,), tasks=1, budget=60).task_chunk == "vmap"
+    assert plan(fake()[0], (None,), tasks=1, budget=60).task_chunk is None
 
 
 def test_a_backend_without_estimates_is_named():
@@ -111,16 +108,16 @@ def test_settings_are_checked_by_name():
 
 
 def test_the_plan_file_round_trips_and_a_damaged_one_is_ignored(tmp_path):
-    p = plan(fake()[0], REMAT_LADDER, tasks=12, budget=420, mode="auto", requested_gb=4.2e-7)
-    (tmp_path / "memory_plan.json").write_text(json.dumps(p.to_dict()))
-    assert read_plan(tmp_path) == p
-    (tmp_path / "memory_plan.json").write_text('{"mode": "auto", "chunk": 5, "tasks"')
-    assert read_plan(tmp_path) is None
+    p = plan(fake()[0], REMAT_LADDER, tasks=12, budget=420)
+    (tmp_path / "memory_plan.json").write_text(json.dumps(plan_record(p, "auto", 4.2e-7)))
+    assert read_plan(tmp_path) == (p, "auto", 4.2e-7)
+    for damaged in ('{"mode": "auto", "chunk": 5, "tasks"', json.dumps({**plan_record(p, "auto", None), "chunk": 5})):
+        (tmp_path / "memory_plan.json").write_text(damaged)
+        assert read_plan(tmp_path) is None
     assert read_plan(tmp_path / "nowhere") is None
     config = cli.load_config("omniglot_5w1s_maml", smoke=True)
     out = planned_config(config, p)
     assert (out.data.task_chunk, out.inner.gradient, config.data.task_chunk) == ("6", "exact", "auto")
-    assert isinstance(p, MemoryPlan)
 
 
 def test_a_run_plans_records_and_keeps_its_plan(tmp_path, capsys):
@@ -141,13 +138,24 @@ def test_a_run_plans_records_and_keeps_its_plan(tmp_path, capsys):
         args += ["--set", s]
     assert cli.main(args) == 0
     err = capsys.readouterr().err
-    assert "memory plan chosen: inner.gradient=exact, 8 tasks per device in chunks of 4 (lax.map)" in err
-    recorded = read_plan(run)
-    assert (recorded.gradient, recorded.chunk, recorded.peak_bytes) == ("exact", 4, four)
-    assert json.loads((run / "summary.json").read_text())["memory_plan"]["task_chunk"] == "4"
+    assert "memory plan chosen: gradient exact, 8 tasks per device in chunks of 4 (lax.map)" in err
+    recorded, mode, requested = read_plan(run)
+    assert (recorded.gradient, recorded.chunk, recorded.peak_bytes, mode) == ("exact", 4, four, "auto")
+    assert json.loads((run / "summary.json").read_text())["memory_plan"]["chunk"] == 4
     assert json.loads((run / "config.json").read_text())["runtime"]["memory_plan"] == "auto"
     # resumed (longer): the recorded plan is kept, nothing is compiled to plan again
     assert cli.main([*args, "--set", "train.num_steps=400"]) == 0
     err = capsys.readouterr().err
-    assert "keeping this run's memory plan: inner.gradient=exact, 8 tasks per device in chunks of 4" in err
+    assert "keeping this run's memory plan: gradient exact, 8 tasks per device in chunks of 4" in err
     assert "planning memory" not in err
+
+
+def test_a_budget_nothing_fits_is_refused_before_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    sets = ["runtime.memory_plan=chunk", "runtime.memory_budget_gb=1e-6"]  # 1 kB
+    args = ["train", "--smoke", "--run-dir", str(run), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "runtime.memory_plan=chunk: the step does not fit the memory budget of 1 kB even one task at a time" in err
+    assert "Raise runtime.memory_budget_gb if the device has more" in err
+    assert not run.exists()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -191,3 +193,165 @@ def current_rss_mb() -> float | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
     except (OSError, ValueError):
         return None
+
+
+# exact meta-gradients from least to most recomputation: the same gradient up to float rounding
+REMAT_LADDER = ("exact", "exact_remat_dots", "exact_remat")
+GB = 1e9
+
+
+def format_bytes(n: float) -> str:
+    """Bytes as GB (10^9) from 1 GB up, MB (10^6) from 1 MB up, else kB."""
+    if n >= GB:
+        return f"{n / GB:.2f} GB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One compiled candidate of :func:`plan_memory`: gradient strategy, tasks per chunk, XLA's peak in bytes."""
+
+    gradient: str | None
+    chunk: int
+    peak_bytes: int
+    compile_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """What :func:`plan_memory` chose and the programs it compiled to decide.
+
+    Attributes:
+      budget_bytes: the bytes the step may use.
+      tasks: tasks per device per meta-step.
+      gradient: the chosen gradient strategy (``None``: the learner has no choice).
+      chunk: tasks per ``lax.map`` chunk (``tasks``: all vmapped at once).
+      peak_bytes: XLA's estimate of the chosen program.
+      trials: every candidate compiled, in order.
+    """
+
+    budget_bytes: int
+    tasks: int
+    gradient: str | None
+    chunk: int
+    peak_bytes: int
+    trials: tuple[Trial, ...]
+
+    @property
+    def task_chunk(self) -> int | None:
+        """The learners' ``task_chunk`` argument: ``None`` (vmap over all tasks) or the chunk."""
+        return None if self.chunk == self.tasks else self.chunk
+
+    def summary(self) -> str:
+        how = "all vmapped at once" if self.chunk == self.tasks else f"in chunks of {self.chunk} (lax.map)"
+        grad = f"gradient {self.gradient}, " if self.gradient else ""
+        tried = "; ".join(
+            f"{t.gradient + ' ' if t.gradient else ''}chunk {t.chunk}: {format_bytes(t.peak_bytes)}"
+            for t in self.trials
+        )
+        return (
+            f"{grad}{self.tasks} tasks per device {how}: XLA estimates {format_bytes(self.peak_bytes)} of a "
+            f"{format_bytes(self.budget_bytes)} budget (compiled {tried})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "trials": [dataclasses.asdict(t) for t in self.trials]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemoryPlan:
+        """Inverse of :meth:`to_dict` (other keys ignored); ``ValueError`` when it is not a consistent plan."""
+        kw = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        kw["trials"] = tuple(Trial(**t) for t in kw["trials"])
+        out = cls(**kw)
+        if not (isinstance(out.tasks, int) and isinstance(out.chunk, int)) or not 1 <= out.chunk <= out.tasks:
+            raise ValueError(f"not a memory plan: {d!r}")
+        if out.tasks % out.chunk:
+            raise ValueError(f"not a memory plan: {d!r}")
+        return out
+
+
+def divisors(n: int) -> list[int]:
+    """Divisors of ``n``, largest first."""
+    return sorted((d for d in range(1, n + 1) if n % d == 0), reverse=True)
+
+
+def plan_memory(
+    estimate: Callable[[str | None, int], MemoryEstimate | None],
+    gradients: Sequence[str | None],
+    tasks: int,
+    budget: int,
+    log: Callable[[str], None] | None = None,
+) -> MemoryPlan:
+    """Choose a gradient strategy and a chunk of ``tasks`` whose step fits ``budget`` bytes.
+
+    The rule prefers no recomputation: the first strategy in ``gradients`` whose one-task program fits is
+    kept, with the largest chunk (a divisor of ``tasks``) that fits, since chunks only serialise work while
+    rematerialisation adds a forward pass per inner step. A chunk of 1 and of 2 tasks give the cost of one
+    more task and what is fixed; the largest chunk is predicted from them and compiled to confirm it, and
+    smaller divisors are tried when it does not fit (XLA's sizes are not exactly linear in the chunk).
+
+    Args:
+      estimate: ``estimate(gradient, chunk)``: XLA's estimate of the step with that strategy and ``chunk`` tasks
+        per ``lax.map`` step (``chunk == tasks``: all vmapped), e.g. :func:`estimate` of its compiled program.
+      gradients: strategies in order of preference, e.g. :data:`REMAT_LADDER` (``(None,)``: no choice).
+      tasks: tasks per device per meta-step.
+      budget: bytes the step may use.
+      log: called with one line per compiled candidate.
+
+    Raises:
+      MemoryError: one task at a time with the last strategy does not fit.
+      ValueError: the backend gives no estimate.
+
+    >>> from metajax.diagnostics import MemoryEstimate, plan_memory
+    >>> cost = {"exact": 50, "exact_remat": 20}  # bytes per task, 100 fixed
+    >>> est = lambda g, c: MemoryEstimate(100 + cost[g] * c, 0, 0, 0, 0)
+    >>> p = plan_memory(est, ("exact", "exact_remat"), tasks=12, budget=420)
+    >>> p.gradient, p.chunk, p.task_chunk
+    ('exact', 6, 6)
+    """
+    trials: list[Trial] = []
+    known: dict[tuple[str | None, int], int] = {}
+
+    def peak(gradient: str | None, chunk: int) -> int:
+        if (gradient, chunk) not in known:
+            t = time.perf_counter()
+            est = estimate(gradient, chunk)
+            if est is None:
+                raise ValueError("this backend gives no memory estimate of a compiled program: nothing to plan with")
+            trial = Trial(gradient, chunk, est.peak_bytes, round(time.perf_counter() - t, 1))
+            trials.append(trial)
+            known[gradient, chunk] = est.peak_bytes
+            if log is not None:
+                log(
+                    f"{gradient + ', ' if gradient else ''}{chunk} task{'s' * (chunk > 1)} per chunk: "
+                    f"{format_bytes(est.peak_bytes)} (compiled in {trial.compile_s:.0f} s)"
+                )
+        return known[gradient, chunk]
+
+    def chosen(gradient: str | None, chunk: int) -> MemoryPlan:
+        return MemoryPlan(budget, tasks, gradient, chunk, known[gradient, chunk], tuple(trials))
+
+    for gradient in gradients:
+        if peak(gradient, 1) > budget:
+            continue
+        if tasks == 1:
+            return chosen(gradient, 1)
+        largest = tasks  # an odd number of tasks: divisors are tried from the top
+        if tasks % 2 == 0:
+            if peak(gradient, 2) > budget:
+                return chosen(gradient, 1)
+            per_task = max(known[gradient, 2] - known[gradient, 1], 1)
+            largest = min(tasks, int((budget - known[gradient, 1] + per_task) // per_task))
+        for chunk in divisors(tasks):
+            if chunk == 1:
+                break
+            if chunk > largest and (gradient, chunk) not in known:
+                continue
+            if peak(gradient, chunk) <= budget:
+                return chosen(gradient, chunk)
+        return chosen(gradient, 1)
+    last = gradients[-1]
+    raise MemoryError(
+        f"the step does not fit the memory budget of {format_bytes(budget)} even one task at a time"
+        f"{' with gradient ' + last if last else ''}: XLA estimates {format_bytes(known[last, 1])}"
+    )

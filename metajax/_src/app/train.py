@@ -23,14 +23,12 @@ from metajax._src.app.checkpoint import Checkpointer
 from metajax._src.app.experiment import Experiment, StatefulRunParams, build, initial_run_params
 from metajax._src.app.memplan import (
     PLAN_FILE,
-    MemoryPlan,
     budget_bytes,
     gradient_ladder,
     memory_settings,
-    plan,
+    plan_record,
     planned_config,
     read_plan,
-    size,
 )
 from metajax._src.app.progress import Progress
 from metajax._src.app.rundir import (
@@ -49,7 +47,15 @@ from metajax._src.app.rundir import (
 )
 from metajax._src.compile_cache import cache_events
 from metajax._src.files import strict_json, write_atomic
-from metajax._src.memory import MemoryEstimate, check_fits, estimate, release_host_memory
+from metajax._src.memory import (
+    MemoryEstimate,
+    MemoryPlan,
+    check_fits,
+    estimate,
+    format_bytes,
+    plan_memory,
+    release_host_memory,
+)
 from metajax._src.meta_step import make_meta_step, make_train_loop
 from metajax._src.sharding import replicate, replicated
 from metajax._src.validation import check_task_values
@@ -502,57 +508,67 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         return _run(config, run_dir, progress)
 
 
-def memory_plan(config: Any, run_dir: Path) -> MemoryPlan | None:
+def memory_plan(config: Any, run_dir: Path) -> dict[str, Any] | None:
     """The task chunk and gradient strategy that fit the run's memory budget (``runtime.memory_plan``).
 
-    ``None`` when the config does not ask for a plan. A plan recorded in ``run_dir`` for the same
-    ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is kept (a resumed run computes as it did); otherwise
-    the candidates are compiled (:func:`~metajax._src.app.memplan.plan`) and what was chosen is said.
+    Returns the record for ``memory_plan.json`` (the plan with its settings), ``None`` when the config asks for no
+    plan. A plan recorded in ``run_dir`` for the same ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is
+    kept (a resumed run computes as it did); otherwise the candidates are compiled
+    (:func:`~metajax._src.memory.plan_memory`) and what was chosen is said.
     """
     mode, requested = memory_settings(config)
     if mode == "off":
         return None
     recorded = read_plan(run_dir)
-    if recorded is not None and (recorded.mode, recorded.requested_gb) == (mode, requested):
-        print(f"metajax train: keeping this run's memory plan: {recorded.summary()}", file=sys.stderr, flush=True)
-        return recorded
+    if recorded is not None and recorded[1:] == (mode, requested):
+        print(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}", file=sys.stderr, flush=True)
+        return plan_record(*recorded)
     budget = budget_bytes(requested)
     exp = build(config)
     tasks = config.data.meta_batch_size // exp.runtime.mesh.size
     skip = config.train.get("nan_policy", "stop") == "skip"
     print(
-        f"metajax train: planning memory for a {size(budget)} budget, {tasks} tasks per device "
+        f"metajax train: planning memory for a {format_bytes(budget)} budget, {tasks} tasks per device "
         f"(runtime.memory_plan={mode}) ...",
         file=sys.stderr,
         flush=True,
     )
-    chosen = plan(
-        lambda gradient, chunk: training_step_estimate(
-            exp, exp.learner_for(gradient, None if chunk == tasks else chunk), skip
-        ),
-        gradient_ladder(config, mode),
-        tasks,
-        budget,
-        mode,
-        requested,
-        log=lambda line: print(f"metajax train: memory plan: {line}", file=sys.stderr, flush=True),
-    )
+    try:
+        chosen = plan_memory(
+            lambda gradient, chunk: training_step_estimate(
+                exp, exp.learner_for(gradient, None if chunk == tasks else chunk), skip
+            ),
+            gradient_ladder(config, mode),
+            tasks,
+            budget,
+            log=lambda line: print(f"metajax train: memory plan: {line}", file=sys.stderr, flush=True),
+        )
+    except MemoryError as err:
+        raise MemoryError(
+            f"runtime.memory_plan={mode}: {err}. Raise runtime.memory_budget_gb if the device has more, or use "
+            "first-order gradients (algorithm fomaml), iMAML (memory flat in the inner steps), fewer inner steps or "
+            "a smaller model."
+        ) from None
+    except ValueError as err:
+        raise ValueError(
+            f"runtime.memory_plan={mode}: {err}; set data.task_chunk and inner.gradient yourself instead."
+        ) from None
     print(f"metajax train: memory plan chosen: {chosen.summary()}", file=sys.stderr, flush=True)
     release_host_memory()
-    return chosen
+    return plan_record(chosen, mode, requested)
 
 
 def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
     chosen = memory_plan(config, run_dir)
-    exp = build(config if chosen is None else planned_config(config, chosen))
+    exp = build(config if chosen is None else planned_config(config, MemoryPlan.from_dict(chosen)))
     if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
         initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
     write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
     if chosen is not None:
-        write_atomic(run_dir / PLAN_FILE, strict_json(chosen.to_dict()))
+        write_atomic(run_dir / PLAN_FILE, strict_json(chosen))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
@@ -569,7 +585,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         "algorithm": exp.learner.name,
         **train_info,
         "eval_wall_s": round(time.perf_counter() - t, 2),
-        **({"memory_plan": chosen.to_dict()} if chosen is not None else {}),
+        **({"memory_plan": chosen} if chosen is not None else {}),
         **(
             {"results": evals["final"]["results"]}
             if len(evals) == 1
