@@ -2,6 +2,7 @@
 
     python benchmarks/memory_plan.py                       # the estimate grid (compile only)
     python benchmarks/memory_plan.py --measure             # and measured peaks for 1-shot, k = 1 and 5
+    python benchmarks/memory_plan.py --planner             # what metajax train's memory planner picks
 
 Workload: ResNet-12 64-160-320-640 (``lax.conv`` convolutions, what GPUs and TPUs run), 84x84x3, 5-way 1- and
 5-shot, 15 queries per class, k = 1, 5, 10 inner SGD steps. Strategies: ``exact`` (the unrolled second-order
@@ -17,6 +18,10 @@ guide within tens of percent.
 ``--measure`` runs the 1-task step of a subset in a subprocess each and reports the process's peak resident memory
 while it runs (the peak counter reset after compiling), beside the estimate's temporaries and outputs (the
 arguments are resident before the run). Output: ``benchmarks/results/DATE-memory-plan.{json,md}``.
+
+``--planner`` runs the planner of ``metajax train --set runtime.memory_plan=auto``
+(``metajax.diagnostics.plan_memory``) on the same workload for a meta-batch of ``--meta-batch`` tasks on a 16, 40
+and 80 GB device (90 % of it as the budget) and tabulates its choice (``DATE-memory-planner.{json,md}``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ DEVICES_GB = (16, 40, 80)
 GB = 1e9
 
 
-def build(shots: int, k: int, strategy: str, widths: tuple[int, ...], size: int):
+def build(shots: int, k: int, strategy: str, widths: tuple[int, ...], size: int, task_chunk: int | None = None):
     import optax
 
     import metajax as mj
@@ -46,9 +51,9 @@ def build(shots: int, k: int, strategy: str, widths: tuple[int, ...], size: int)
     model = resnet12(5, widths, size, 3, conv="xla")
     loss = cross_entropy_loss(model.apply)
     if strategy == "implicit":
-        learner = mj.imaml(loss, "sgd", k, inner_lr=0.01, lam=1.0, cg_steps=5, has_aux=True)
+        learner = mj.imaml(loss, "sgd", k, inner_lr=0.01, lam=1.0, cg_steps=5, has_aux=True, task_chunk=task_chunk)
     else:
-        learner = mj.maml(loss, "sgd", k, inner_lr=0.01, gradient=strategy, has_aux=True)
+        learner = mj.maml(loss, "sgd", k, inner_lr=0.01, gradient=strategy, has_aux=True, task_chunk=task_chunk)
     return model, learner, mj.make_meta_step(learner, optax.adam(1e-3))
 
 
@@ -91,6 +96,33 @@ def estimate_cell(shots: int, k: int, strategy: str, widths, size: int) -> dict:
     fixed = out[1]["peak"] - per_task
     largest = {gb: max(int((0.9 * gb * GB - fixed) // per_task), 0) if per_task > 0 else None for gb in DEVICES_GB}
     return {"tasks": out, "per_task": per_task, "fixed": fixed, "largest_meta_batch": largest}
+
+
+def plan_cell(shots: int, k: int, meta_batch: int, widths, size: int) -> dict:
+    """What the memory planner of ``metajax train`` (runtime.memory_plan=auto) chooses for a 16, 40 and 80 GB
+    device (90 % of it as the budget), the meta-batch on one device; estimates shared between the budgets."""
+    import jax
+
+    from metajax.diagnostics import REMAT_LADDER, estimate_memory, plan_memory
+
+    cache: dict = {}
+
+    def estimate(gradient, chunk):
+        if (gradient, chunk) not in cache:
+            task_chunk = None if chunk == meta_batch else chunk
+            model, learner, meta_step = build(shots, k, gradient, widths, size, task_chunk)
+            args = abstract_args(model, learner, meta_step, shots, meta_batch, size)
+            cache[gradient, chunk] = estimate_memory(jax.jit(meta_step.step), *args)
+        return cache[gradient, chunk]
+
+    plans = {}
+    for gb in DEVICES_GB:
+        try:
+            p = plan_memory(estimate, REMAT_LADDER, meta_batch, int(0.9 * gb * GB))
+            plans[gb] = {"gradient": p.gradient, "chunk": p.chunk, "peak": p.peak_bytes, "compiled": len(p.trials)}
+        except MemoryError:
+            plans[gb] = None
+    return {"plans": plans, "compiled": len(cache)}
 
 
 def measure_cell(shots: int, k: int, strategy: str, widths, size: int) -> dict:
@@ -147,28 +179,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=84)
     ap.add_argument("--measure", action="store_true", help="also measured CPU peaks for 1-shot, k = 1 and 5")
     ap.add_argument("--measure-k", type=int, nargs="+", default=[1, 5])
+    ap.add_argument(
+        "--planner",
+        action="store_true",
+        help="only what metajax train's memory planner (runtime.memory_plan=auto) picks per device size",
+    )
+    ap.add_argument("--meta-batch", type=int, default=4, help="tasks per meta-step for --planner (default 4)")
     ap.add_argument("--one", nargs=4, metavar=("MODE", "SHOTS", "K", "STRATEGY"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
     widths = tuple(args.widths)
     if args.one:  # a child process: one cell, JSON on stdout
         mode, shots, k, strategy = args.one
+        if mode == "plan":
+            print(json.dumps(plan_cell(int(shots), int(k), args.meta_batch, widths, args.size)))
+            return 0
         fn = estimate_cell if mode == "estimate" else measure_cell
         print(json.dumps(fn(int(shots), int(k), strategy, widths, args.size)))
         return 0
 
     def child(mode, shots, k, strategy):
         cmd = [sys.executable, __file__, "--one", mode, str(shots), str(k), strategy, "--size", str(args.size)]
-        cmd += ["--widths", *map(str, widths)]
+        cmd += ["--widths", *map(str, widths), "--meta-batch", str(args.meta_batch)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{mode} {shots}-shot k={k} {strategy} failed:\n{proc.stderr[-3000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        for key in ("tasks", "largest_meta_batch"):  # JSON made the integer keys strings
+        for key in ("tasks", "largest_meta_batch", "plans"):  # JSON made the integer keys strings
             if key in r:
                 r[key] = {int(n): v for n, v in r[key].items()}
         return r
 
+    if args.planner:
+        return planner_table(args, widths, child)
     rows = []
     for shots in args.shots:
         for k in args.k:
@@ -224,6 +267,39 @@ def main(argv: list[str] | None = None) -> int:
             )
     payload = {"machine": info, "args": vars(args), "estimates": rows, "measured": measured}
     write_results(args.out, "memory-plan", payload, "\n".join(md) + "\n")
+    return 0
+
+
+def planner_table(args, widths, child) -> int:
+    rows = []
+    for shots in args.shots:
+        for k in args.k:
+            r = child("plan", shots, k, "-")
+            rows.append({"shots": shots, "k": k, **r})
+            print(f"planner {shots}-shot k={k}: {r}", file=sys.stderr, flush=True)
+    info = machine()
+    md = [
+        f"What `metajax train --set runtime.memory_plan=auto` chooses for ResNet-12 {'-'.join(map(str, widths))} "
+        f"(lax.conv), {args.size}x{args.size}x3, 5-way, 15 queries per class, inner SGD, Adam outer step, "
+        f"meta-batch {args.meta_batch} on one device, budget 90 % of the device; XLA:CPU's estimates, GB = 1e9 "
+        "bytes. Cell: gradient strategy, tasks per lax.map chunk (all = vmapped), estimated peak.",
+        f"Machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']}.",
+        "",
+        "| shots | k | " + " | ".join(f"{g} GB device" for g in DEVICES_GB) + " | programs compiled |",
+        "|---|---|" + "---|" * len(DEVICES_GB) + "---|",
+    ]
+    for r in rows:
+        cells = []
+        for g in DEVICES_GB:
+            p = r["plans"][g]
+            if p is None:
+                cells.append("does not fit")
+            else:
+                chunk = "all" if p["chunk"] == args.meta_batch else str(p["chunk"])
+                cells.append(f"{p['gradient']}, {chunk}, {p['peak'] / GB:.1f} GB")
+        md.append(f"| {r['shots']} | {r['k']} | " + " | ".join(cells) + f" | {r['compiled']} |")
+    payload = {"machine": info, "args": vars(args), "planner": rows}
+    write_results(args.out, "memory-planner", payload, "\n".join(md) + "\n")
     return 0
 
 

@@ -35,7 +35,12 @@ def train_command(args: argparse.Namespace, seed: int, run_dir: Path, init: Path
     }
     cmd = [sys.executable, "-m", "metajax", "train", "--config", args.config, "--run-dir", str(run_dir)]
     cmd += ["--data-dir", args.data_dir, "--no-progress"] + (["--init", str(init)] if init else [])
-    return cmd + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    return cmd + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + extra_sets(args)
+
+
+def extra_sets(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides given to this benchmark, passed to the pre-training and every training run."""
+    return [a for s in args.set or [] for a in ("--set", s)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--val-tasks", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=1, help="processes side by side, one core each")
+    ap.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="config override for the pre-training and every run, e.g. --set 'model.widths=(16,32,64,128)'",
+    )
     ap.add_argument("--runs", default="runs/pretrain-init")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (pre / "summary.json").is_file():
         cmd = [sys.executable, "-m", "metajax", "pretrain", "--config", args.config, "--run-dir", str(pre)]
         cmd += ["--data-dir", args.data_dir, "--no-progress", "--set", f"pretrain.steps={args.pretrain_steps}"]
-        cmd += ["--set", f"train.val_tasks={args.val_tasks}", "--set", "runtime.cpu_threads=1"]
+        cmd += ["--set", f"train.val_tasks={args.val_tasks}", "--set", "runtime.cpu_threads=1", *extra_sets(args)]
         jobs.append(("pretrain", pre, cmd))
     scratch = [(f"scratch seed {s}", runs / f"scratch-seed{s}", s) for s in args.seeds]
     init = [(f"pretrained seed {s}", runs / f"pretrained-seed{s}", s) for s in args.seeds]
@@ -81,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     policies = list(results["scratch"][args.seeds[0]]["eval"])
     info = machine()
     md = [
-        f"`{args.config}` from scratch and from a pre-trained backbone, {args.steps} meta-steps each; one core per "
-        f"run; 600 test tasks, 15 queries per class; accuracy % (95 % CI).",
+        f"`{args.config}`{' with ' + ', '.join(args.set) if args.set else ''} from scratch and from a pre-trained "
+        f"backbone, {args.steps} meta-steps each; one core per run; 600 test tasks, 15 queries per class; "
+        "accuracy % (95 % CI).",
         f"Pre-training: {pre_summary['classes']} classes, {pre_summary['steps']} steps, "
         f"{pre_summary['train_wall_s']:.0f} s; backbone from step {pre_summary['backbone_step']} (validation "
         f"accuracy of the {pre_summary['validation']}: {100 * (pre_summary['best_val_accuracy'] or 0):.2f} %).",

@@ -2,7 +2,8 @@
 
 Source: Bertinetto, Henriques, Torr & Vedaldi 2019 (CIFAR-100's classes split 64 / 16 / 20).
 ResNet-12 (64-160-320-640) trained from scratch with the Conv4 config's settings; Ye & Chao
-2022 start MAML from a supervised pre-trained ResNet-12, which metajax does not do yet.
+2022 start MAML from a supervised pre-trained ResNet-12: `metajax pretrain --config cifar_fs_5w5s_maml_resnet12`, then
+`metajax train --init RUN`.
 Paper: no published figure for this setting that we have checked.
 
 Run:      metajax train --config cifar_fs_5w5s_maml_resnet12 --data-dir DIR

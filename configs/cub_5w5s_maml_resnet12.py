@@ -2,7 +2,8 @@
 
 Source: Wah et al. 2011, with the 100 / 50 / 50 class split of Chen, Liu, Kira, Wang & Huang 2019.
 ResNet-12 (64-160-320-640) trained from scratch with the Conv4 config's settings; Ye & Chao
-2022 start MAML from a supervised pre-trained ResNet-12, which metajax does not do yet.
+2022 start MAML from a supervised pre-trained ResNet-12: `metajax pretrain --config cub_5w5s_maml_resnet12`, then
+`metajax train --init RUN`.
 Paper: no published figure for this setting that we have checked.
 
 Run:      metajax train --config cub_5w5s_maml_resnet12 --data-dir DIR

@@ -180,6 +180,17 @@ def cmd_data_check(args: argparse.Namespace) -> int:
                 f"{ci.images.shape[2]}x{ci.images.shape[3]} uint8 (from {root})"
             )
         return 0
+    if args.dataset == "tiered_imagenet":
+        from metajax._src.data.tieredimagenet import load_tieredimagenet
+
+        for name, ri in load_tieredimagenet(args.data_dir, args.allow_pickle).items():
+            cats = sorted(set(ri.category.tolist()) - {-1})
+            print(
+                f"tiered_imagenet {name}: {ri.num_classes} classes, {len(ri.images)} images ({ri.counts.min()} to "
+                f"{ri.counts.max()} per class), {len(cats) if cats else 'unknown'} categories, "
+                f"{ri.images.shape[1:]} uint8, memory-mapped from {Path(ri.images.filename).parent}"
+            )
+        return 0
     if args.dataset == "miniimagenet":
         from metajax._src.data.miniimagenet import load_miniimagenet
 
@@ -585,13 +596,16 @@ def build_parser() -> argparse.ArgumentParser:
         "get it. Omniglot: a TFDS copy (omniglot/3.0.0) or the two original zips in --data-dir. CIFAR-FS and "
         "FC100: the TFDS dataset cifar100, CUB: caltech_birds2011, prepared (array_record) in --data-dir.",
     )
-    dc.add_argument("dataset", choices=["omniglot", "miniimagenet", "cifar_fs", "fc100", "cub"])
+    dc.add_argument("dataset", choices=["omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub"])
     dc.add_argument(
         "--data-dir",
-        help="data directory (default: $METAJAX_MINIIMAGENET_DIR for Mini-ImageNet, else $METAJAX_DATA_DIR, "
+        help="data directory (default: $METAJAX_MINIIMAGENET_DIR for Mini-ImageNet, $METAJAX_TIEREDIMAGENET_DIR "
+        "for tiered-ImageNet, else $METAJAX_DATA_DIR, "
         "else ~/tensorflow_datasets)",
     )
-    dc.add_argument("--allow-pickle", action="store_true", help="Mini-ImageNet: convert trusted .pkl files once")
+    dc.add_argument(
+        "--allow-pickle", action="store_true", help="Mini-ImageNet, tiered-ImageNet: convert trusted .pkl files once"
+    )
     dc.set_defaults(func=cmd_data_check)
     dp = dsub.add_parser(
         "prepare",

@@ -177,7 +177,7 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
     raise ValueError(f"outer.opt must be 'adam' or 'sgd', got {outer.opt!r}.")
 
 
-TASKS = ("sinusoid", "omniglot", "miniimagenet", "cifar_fs", "fc100", "cub")
+TASKS = ("sinusoid", "omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub")
 
 
 def build(config: Any, runtime: Runtime | None = None) -> Experiment:
@@ -271,7 +271,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
         fs.sample_train,
         make_inner_opt(config.inner.opt, config.inner.lr),
         evaluate=fs.evaluate,
-        data=(fs.images["train"],),
+        data=(fs.images["train"],) if fs.host is None else (),
         validate=fs.validate,
         held_out=lambda num, seed: fs.episodes("test", num, seed),
         has_aux=True,

@@ -29,6 +29,7 @@ from metajax._src.data import omniglot
 from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
 from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.data.tfds_sets import load_tfds_fewshot
+from metajax._src.data.tieredimagenet import episode_sampler, host_episodes, load_tieredimagenet, to_float
 from metajax._src.evaluation import adaptation_scorer, mean_ci
 from metajax._src.files import strict_json
 from metajax._src.losses import (
@@ -150,23 +151,32 @@ class FewShot:
         if c.algorithm == "mamlpp" and c.inner.get("lslr", True):
             self.inner_description = f"SGD with learned per-layer per-step rates (from {c.inner.lr})"
         self._scorers: dict[str, Callable] = {}
+        self.host = None  # tiered-ImageNet: the splits memory-mapped on the host, episodes drawn there
         if c.task == "omniglot":
             parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
+        elif c.task == "tiered_imagenet":
+            self.host = load_tieredimagenet(d.data_dir, d.get("allow_pickle", False))
         elif c.task == "miniimagenet":
             parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
         else:
             parts = load_tfds_fewshot(c.task, d.data_dir, **({"crop": d.crop} if c.task == "cub" else {}))
+        if self.host is not None:  # classes of different sizes: the smallest bounds shots + queries
+            sizes = {k: (v.num_classes, int(v.counts.min())) for k, v in self.host.items()}
+            shape = self.host["train"].images.shape[1:]
+        else:
+            sizes = {k: (len(v.character), v.images.shape[1]) for k, v in parts.items()}
+            shape = parts["train"].images.shape[2:]
         # Fail before compiling anything if the episodes cannot be drawn.
-        check_episode_args(len(parts["train"].character), parts["train"].images.shape[1], d.ways, d.shots, d.queries)
+        check_episode_args(*sizes["train"], d.ways, d.shots, d.queries)
         for split in ("val", "test"):
-            check_episode_args(
-                len(parts[split].character), parts[split].images.shape[1], c.eval.ways, c.eval.shots, c.eval.queries
-            )
+            check_episode_args(*sizes[split], c.eval.ways, c.eval.shots, c.eval.queries)
         if c.eval.ways != d.ways:
             raise ValueError(f"eval.ways={c.eval.ways} must equal data.ways={d.ways} (the head has {d.ways} outputs).")
-        self.counts = {k: int(len(v.character)) for k, v in parts.items()}
-        self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
-        shape = parts["train"].images.shape[2:]
+        self.counts = {k: n for k, (n, _) in sizes.items()}
+        self.images = {} if self.host is not None else {k: jnp.asarray(v.images) for k, v in parts.items()}
+        if self.host is not None:
+            e = self.train_episodes
+            self._host_train = episode_sampler(self.host["train"], self.meta_batch_size, e.ways, e.shots, e.queries)
         channels = shape[2] if len(shape) == 3 else 1
         self.model, self.loss_fn = build_model(c, d.ways, shape[0], channels, compute_dtype, self.stateful)
         self._learner_factory, self._inner = learner_factory, c.inner
@@ -201,16 +211,24 @@ class FewShot:
             task_chunk=task_chunk,
         )
 
-    def sample_train(self, key: jax.Array, images: jax.Array) -> Task:
+    def sample_train(self, key: jax.Array, *data: jax.Array) -> Task:
+        """A training batch: drawn on the device from ``data[0]`` (the training images), or for data kept on the
+        host (tiered-ImageNet) through a host callback (``data`` empty)."""
         e = self.train_episodes
-        tasks = sample_episodes(key, images, self.meta_batch_size, e.ways, e.shots, e.queries)
+        if self.host is not None:
+            tasks = self._host_train(key)
+        else:
+            tasks = sample_episodes(key, data[0], self.meta_batch_size, e.ways, e.shots, e.queries)
         if self.order == "shot":  # interleave classes so consecutive inner minibatches mix them
             tasks = jax.tree_util.tree_map(jax.vmap(lambda x: _shot_major(x, e.ways)), tasks)
         return tasks
 
     def episodes(self, split: str, num: int, seed: int) -> Task:
         e = self.eval_episodes
-        return sample_episodes(jax.random.PRNGKey(seed), self.images[split], num, e.ways, e.shots, e.queries)
+        key = jax.random.PRNGKey(seed)
+        if self.host is not None:
+            return to_float(host_episodes(np.asarray(key), self.host[split], num, e.ways, e.shots, e.queries))
+        return sample_episodes(key, self.images[split], num, e.ways, e.shots, e.queries)
 
     def query_loss(self, policy: str) -> Callable:
         """``fn(params, query, support) -> (loss, aux)``; for ``mamlpp`` ``fn(params, query, support, state)`` (the

@@ -101,6 +101,12 @@ def with_pretrain_settings(config: Any, smoke: bool = False) -> Any:
 
 def check_settings(config: Any) -> None:
     """Every ``pretrain`` setting, checked before anything loads or compiles."""
+    if config.get("task") == "tiered_imagenet":
+        raise ValueError(
+            "metajax pretrain draws its batches from a training split held on the device; tiered-ImageNet's stays "
+            "memory-mapped on the host (16.5 GB), which pre-training does not read yet. Pre-train on Mini-ImageNet "
+            "or another set, or meta-train tiered-ImageNet from scratch."
+        )
     p = config.pretrain
     for name in ("steps", "batch_size", "steps_per_call"):
         check_positive_int(f"pretrain.{name}", p[name])

@@ -1,0 +1,17 @@
+"""MAML++ (Antoniou, Edwards & Storkey 2019), tiered-ImageNet 5-way 1-shot.
+
+Source: Ren et al. 2018 (tiered-ImageNet and its split).
+Settings: MAML's Mini-ImageNet ones (configs/tieredimagenet.py).
+Paper: no published figure for this setting that we have checked.
+
+Run:      metajax train --config tiered_5w1s_mamlpp --data-dir DIR
+Data: user-supplied (layouts: ``metajax.data.load_tieredimagenet``);
+`metajax data check tiered_imagenet --data-dir DIR` says what it finds.
+Measured: no result file yet.
+"""
+
+from .tieredimagenet import tiered_config
+
+
+def get_config(smoke: bool = False):
+    return tiered_config("mamlpp", 1, smoke)

@@ -1,0 +1,161 @@
+"""tiered-ImageNet without the real data: synthetic file trees in both layouts, the memory-mapped cache, host-side
+episodes (inside jit too), and a smoke run of a config end to end with an exact resume."""
+
+import json
+import os
+import pickle
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from metajax._src.app import cli
+from metajax._src.data.tieredimagenet import episode_sampler, host_episodes, load_tieredimagenet
+from metajax.data import DataError, DataNotFoundError
+
+# per split: images per class (ragged); every image is one flat colour (r, g) = its index, b = its class
+SPLITS = {"train": [4, 6, 5, 4, 7, 5], "val": [4, 5, 4, 4, 6], "test": [5, 4, 4, 6, 4]}
+
+
+def _colour(i: int, c: int) -> tuple[int, int, int]:
+    return i % 256, i // 256, c
+
+
+def _folder_tree(root, splits=SPLITS):
+    index = 0
+    for s, (split, counts) in enumerate(splits.items()):
+        for c, n in enumerate(counts):
+            d = root / split / f"n{s}{c:07d}"
+            d.mkdir(parents=True)
+            for j in range(n):
+                Image.new("RGB", (12, 10), _colour(index, 10 * s + c)).save(d / f"{j}.png")
+                index += 1
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return _folder_tree(tmp_path_factory.mktemp("tiered"))
+
+
+def test_folders_convert_once_to_a_memory_mapped_cache(tree):
+    parts = load_tieredimagenet(tree)
+    for s, (split, counts) in enumerate(SPLITS.items()):
+        p = parts[split]
+        assert p.num_classes == len(counts) and p.counts.tolist() == counts
+        assert p.images.shape == (sum(counts), 84, 84, 3) and p.images.dtype == np.uint8
+        assert isinstance(p.images, np.memmap)
+        # class-major: every image of class c carries b = its class id
+        for c in range(p.num_classes):
+            assert set(np.unique(p.images[p.offsets[c] : p.offsets[c + 1], 0, 0, 2]).tolist()) == {10 * s + c}
+        assert (p.category == -1).all()
+    assert (tree / "metajax_cache" / "train.images.npy").is_file()
+    again = load_tieredimagenet(tree)  # from the cache: the same arrays
+    assert np.array_equal(np.asarray(again["val"].images), np.asarray(parts["val"].images))
+
+
+def _published(root, allow_general=True):
+    rng = np.random.default_rng(0)
+    for s, (split, counts) in enumerate(SPLITS.items()):
+        labels = np.repeat(np.arange(len(counts)), counts)
+        perm = rng.permutation(len(labels))  # the files are not class-major
+        images = np.zeros((len(labels), 84, 84, 3), np.uint8)
+        images[..., 0] = perm[:, None, None] % 256
+        images[..., 2] = (10 * s + labels[perm])[:, None, None]
+        np.savez(root / f"{split}_images.npz", images=images)
+        d = {
+            "label_specific": labels[perm],
+            "label_general": (labels[perm] // 2 + 10 * s) if allow_general else None,
+            "label_specific_str": [f"n{s}{c:07d}" for c in range(len(counts))],
+        }
+        if not allow_general:
+            del d["label_general"]
+        with open(root / f"{split}_labels.pkl", "wb") as f:
+            pickle.dump(d, f)
+    return root
+
+
+def test_published_files_need_allow_pickle_and_load_only_arrays(tmp_path):
+    root = _published(tmp_path)
+    with pytest.raises(ValueError, match=r"train_labels.pkl is a pickle file.*allow_pickle=True"):
+        load_tieredimagenet(root)
+    parts = load_tieredimagenet(root, allow_pickle=True)
+    for s, (split, counts) in enumerate(SPLITS.items()):
+        p = parts[split]
+        assert p.counts.tolist() == counts
+        assert [int(p.images[p.offsets[c], 0, 0, 2]) for c in range(p.num_classes)] == [
+            10 * s + c for c in range(len(counts))
+        ]
+        assert p.category.tolist() == [c // 2 + 10 * s for c in range(len(counts))]
+        assert p.names[0] == f"n{s}0000000"
+    # a pickle that would run code is refused, naming the global
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    _published(evil)
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    with open(evil / "val_labels.pkl", "wb") as f:
+        pickle.dump({"label_specific": Boom()}, f)
+    with pytest.raises(DataError, match=r"refusing to load posix.system|refusing to load os.system"):
+        load_tieredimagenet(evil, allow_pickle=True)
+
+
+def test_splits_sharing_a_class_or_category_are_refused(tmp_path):
+    root = _folder_tree(tmp_path / "a")
+    (root / "test" / "n00000000").mkdir()  # a training class name in the test split
+    Image.new("RGB", (8, 8)).save(root / "test" / "n00000000" / "0.png")
+    with pytest.raises(DataError, match=r"splits train and test share classes \['n00000000'\]"):
+        load_tieredimagenet(root)
+    with pytest.raises(DataNotFoundError, match="METAJAX_TIEREDIMAGENET_DIR"):
+        load_tieredimagenet(tmp_path / "nothing")
+
+
+def test_host_episodes_are_disjoint_labelled_and_the_same_inside_jit(tree):
+    data = load_tieredimagenet(tree)["train"]
+    key = jax.random.PRNGKey(3)
+    tasks = host_episodes(np.asarray(key), data, 8, ways=5, shots=1, queries=3)
+    (xs, ys), (xq, yq) = tasks
+    assert xs.shape == (8, 5, 84, 84, 3) and xq.shape == (8, 15, 84, 84, 3) and xs.dtype == np.uint8
+    for t in range(8):
+        classes = [int(xs[t, w, 0, 0, 2]) for w in range(5)]
+        assert len(set(classes)) == 5  # distinct classes
+        # each query image belongs to the class its label names, and none is a support image
+        assert [int(xq[t, i, 0, 0, 2]) for i in range(15)] == [classes[y] for y in yq[t]]
+        ids = lambda x: {(int(a), int(b)) for a, b in x[:, 0, 0, :2]}  # noqa: E731
+        assert not ids(xs[t]) & ids(xq[t]) and len(ids(xq[t])) == 15
+    assert ys.tolist() == [list(range(5))] * 8
+    again = host_episodes(np.asarray(key), data, 8, ways=5, shots=1, queries=3)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tasks), jax.tree.leaves(again), strict=True))
+    sample = jax.jit(episode_sampler(data, 8, 5, 1, 3))
+    inside = sample(key)
+    assert np.array_equal(np.rint(np.asarray(inside.support[0]) * 255).astype(np.uint8), xs)  # [0, 1] floats
+    assert np.array_equal(np.asarray(inside.query[1]), yq)
+    with pytest.raises(ValueError, match=r"shots \+ queries = 1 \+ 4 = 5 exceeds the 4 examples per class"):
+        episode_sampler(data, 2, 5, 1, 4)
+
+
+def test_a_config_trains_evaluates_and_resumes_with_the_same_bits(tree, tmp_path, capsys):
+    assert cli.main(["data", "check", "tiered_imagenet", "--data-dir", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert "tiered_imagenet train: 6 classes, 31 images (4 to 7 per class), unknown categories" in out
+
+    def train(run, steps):
+        args = ["train", "--config", "tiered_5w1s_maml", "--smoke", "--data-dir", str(tree), "--run-dir", str(run)]
+        sets = [f"train.num_steps={steps}", "train.checkpoint_every=5", "train.eval_every=5", "runtime.cpu_threads=1"]
+        return cli.main([*args, "--no-progress"] + [a for s in sets for a in ("--set", s)])
+
+    assert train(tmp_path / "straight", 10) == 0
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["steps"] == 10 and "transductive" in summary["results"]["final"]
+    assert train(tmp_path / "resumed", 5) == 0
+    assert train(tmp_path / "resumed", 10) == 0
+    a = (tmp_path / "straight" / "meta_params.msgpack").read_bytes()
+    assert a == (tmp_path / "resumed" / "meta_params.msgpack").read_bytes()
+    with pytest.raises(ValueError, match="tiered-ImageNet's stays memory-mapped on the host"):
+        from metajax._src.app.pretrain import check_settings
+
+        check_settings(cli.load_config("tiered_5w1s_maml", smoke=True))
