@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 
 from metajax._src.app import cli
+from metajax._src.app.configs import available_configs
 from metajax._src.data.tieredimagenet import episode_sampler, host_episodes, load_tieredimagenet
 from metajax.data import DataError, DataNotFoundError
 
 # per split: images per class (ragged); every image is one flat colour (r, g) = its index, b = its class
-SPLITS = {"train": [4, 6, 5, 4, 7, 5], "val": [4, 5, 4, 4, 6], "test": [5, 4, 4, 6, 4]}
+SPLITS = {"train": [7, 9, 8, 7, 10, 8], "val": [7, 8, 7, 7, 9], "test": [8, 7, 7, 9, 7]}
 
 
 def _colour(i: int, c: int) -> tuple[int, int, int]:
@@ -134,28 +135,51 @@ def test_host_episodes_are_disjoint_labelled_and_the_same_inside_jit(tree):
     inside = sample(key)
     assert np.array_equal(np.rint(np.asarray(inside.support[0]) * 255).astype(np.uint8), xs)  # [0, 1] floats
     assert np.array_equal(np.asarray(inside.query[1]), yq)
-    with pytest.raises(ValueError, match=r"shots \+ queries = 1 \+ 4 = 5 exceeds the 4 examples per class"):
-        episode_sampler(data, 2, 5, 1, 4)
+    with pytest.raises(ValueError, match=r"shots \+ queries = 1 \+ 7 = 8 exceeds the 7 examples per class"):
+        episode_sampler(data, 2, 5, 1, 7)
 
 
-def test_a_config_trains_evaluates_and_resumes_with_the_same_bits(tree, tmp_path, capsys):
+TIERED_CONFIGS = [n for n in available_configs() if n.startswith("tiered_")]
+
+
+def smoke_train(tree, run, name="tiered_5w1s_maml", steps=2, every=0):
+    args = ["train", "--config", name, "--smoke", "--data-dir", str(tree), "--run-dir", str(run), "--no-progress"]
+    sets = [f"train.num_steps={steps}", f"train.checkpoint_every={every}", f"train.eval_every={every}"]
+    return cli.main(args + [a for s in [*sets, "runtime.cpu_threads=1"] for a in ("--set", s)])
+
+
+def test_every_config_builds_and_one_trains_and_evaluates(tree, tmp_path, capsys):
+    from metajax._src.app.experiment import build
+
+    assert len(TIERED_CONFIGS) == 10
+    for name in TIERED_CONFIGS:
+        config = cli.load_config(name, smoke=True)
+        config.data.data_dir = str(tree)
+        assert build(config).learner.name  # data read, model and learner built; nothing compiled
     assert cli.main(["data", "check", "tiered_imagenet", "--data-dir", str(tree)]) == 0
     out = capsys.readouterr().out
-    assert "tiered_imagenet train: 6 classes, 31 images (4 to 7 per class), unknown categories" in out
-
-    def train(run, steps):
-        args = ["train", "--config", "tiered_5w1s_maml", "--smoke", "--data-dir", str(tree), "--run-dir", str(run)]
-        sets = [f"train.num_steps={steps}", "train.checkpoint_every=5", "train.eval_every=5", "runtime.cpu_threads=1"]
-        return cli.main([*args, "--no-progress"] + [a for s in sets for a in ("--set", s)])
-
-    assert train(tmp_path / "straight", 10) == 0
-    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
-    assert summary["steps"] == 10 and "transductive" in summary["results"]["final"]
-    assert train(tmp_path / "resumed", 5) == 0
-    assert train(tmp_path / "resumed", 10) == 0
-    a = (tmp_path / "straight" / "meta_params.msgpack").read_bytes()
-    assert a == (tmp_path / "resumed" / "meta_params.msgpack").read_bytes()
+    assert "tiered_imagenet train: 6 classes, 49 images (7 to 10 per class), unknown categories" in out
+    # one in the default suite (host-callback programs are not kept in the compilation cache: ~1 minute each);
+    # every config and the exact resume under -m slow below
+    assert smoke_train(tree, tmp_path / "run") == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "transductive" in json.dumps(summary["results"])
     with pytest.raises(ValueError, match="tiered-ImageNet's stays memory-mapped on the host"):
         from metajax._src.app.pretrain import check_settings
 
         check_settings(cli.load_config("tiered_5w1s_maml", smoke=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TIERED_CONFIGS)
+def test_every_config_trains_on_synthetic_data(name, tree, tmp_path):
+    assert smoke_train(tree, tmp_path / "run", name) == 0
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_same_bits(tree, tmp_path):
+    assert smoke_train(tree, tmp_path / "straight", steps=10, every=5) == 0
+    assert smoke_train(tree, tmp_path / "resumed", steps=5, every=5) == 0
+    assert smoke_train(tree, tmp_path / "resumed", steps=10, every=5) == 0
+    a = (tmp_path / "straight" / "meta_params.msgpack").read_bytes()
+    assert a == (tmp_path / "resumed" / "meta_params.msgpack").read_bytes()
