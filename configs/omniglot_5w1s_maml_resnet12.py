@@ -7,7 +7,7 @@ and Lee et al. 2019 (four residual blocks, 64-160-320-640 channels) in place of 
 Paper: no published figure for this setting that we have checked.
 
 Run:      metajax train --config omniglot_5w1s_maml_resnet12 --data-dir DIR
-Measured: no result file yet (benchmarks/README.md has a narrow ResNet-12 from scratch and pre-trained).
+Measured: no result file yet.
 """
 
 from .omniglot import omniglot_config

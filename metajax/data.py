@@ -10,9 +10,13 @@ Vinyals et al. 2016), :func:`load_miniimagenet` (user-supplied files; Ravi & Lar
 :func:`load_cifar_fs` (Bertinetto et al. 2019) and :func:`load_fc100` (Oreshkin et al. 2018) from TFDS
 ``cifar100``, and :func:`load_cub` (CUB-200-2011 from TFDS ``caltech_birds2011``, the class split of Chen et al.
 2019) return class-image arrays per split; :func:`sample_episodes` draws N-way K-shot episodes from them on the device.
+:func:`load_tieredimagenet` (Ren et al. 2018; user-supplied files) memory-maps its splits on the host as
+:class:`RaggedClassImages` (classes of different sizes); :func:`host_episodes` draws episodes there and
+:func:`tiered_episode_sampler` does so from inside ``jit``.
 
 Nothing is downloaded at run time. The data directory is the ``data_dir`` argument, else
-``$METAJAX_DATA_DIR`` (Omniglot) / ``$METAJAX_MINIIMAGENET_DIR`` (Mini-ImageNet), else
+``$METAJAX_DATA_DIR`` (Omniglot) / ``$METAJAX_MINIIMAGENET_DIR`` (Mini-ImageNet) /
+``$METAJAX_TIEREDIMAGENET_DIR`` (tiered-ImageNet), else
 ``~/tensorflow_datasets``; a missing one raises :class:`DataNotFoundError` saying what to get and where to put
 it, and a damaged file raises :class:`DataError` naming it. :func:`prepare_omniglot` builds the TFDS copy
 from local zips (needs TensorFlow: the ``prepare`` extra).
@@ -58,24 +62,29 @@ from metajax._src.data.tfds_sets import (
     load_cub,
     load_fc100,
 )
+from metajax._src.data.tieredimagenet import RaggedClassImages, host_episodes, load_tieredimagenet
+from metajax._src.data.tieredimagenet import episode_sampler as tiered_episode_sampler
 
 __all__ = [
     "CIFAR_FS_CLASSES",
     "FC100_SUPERCLASSES",
     "MAML_SINUSOID",
     "ClassImages",
+    "RaggedClassImages",
     "DataError",
     "DataNotFoundError",
     "SinusoidConfig",
     "SinusoidTaskParams",
     "cub_split",
     "episode_spec",
+    "host_episodes",
     "load_cifar_fs",
     "load_cub",
     "load_fc100",
     "load_miniimagenet",
     "load_omniglot",
     "load_omniglot_characters",
+    "load_tieredimagenet",
     "omniglot_data_dir",
     "prepare_omniglot",
     "sample_episode",
@@ -84,4 +93,5 @@ __all__ = [
     "sinusoid_task_spec",
     "sinusoid_tasks",
     "sinusoid_tasks_from_params",
+    "tiered_episode_sampler",
 ]
