@@ -508,19 +508,30 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         return _run(config, run_dir, progress)
 
 
+def _checkpointed(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint (a run to resume, whose recorded settings must hold)."""
+    if not (run_dir / "checkpoints").is_dir():
+        return False
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    try:
+        return bool(ckpt.steps())
+    finally:
+        ckpt.close()
+
+
 def memory_plan(config: Any, run_dir: Path) -> dict[str, Any] | None:
     """The task chunk and gradient strategy that fit the run's memory budget (``runtime.memory_plan``).
 
     Returns the record for ``memory_plan.json`` (the plan with its settings), ``None`` when the config asks for no
     plan. A plan recorded in ``run_dir`` for the same ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is
-    kept (a resumed run computes as it did); otherwise the candidates are compiled
+    kept when the run has checkpoints (a resumed run computes as it did); otherwise the candidates are compiled
     (:func:`~metajax._src.memory.plan_memory`) and what was chosen is said.
     """
     mode, requested = memory_settings(config)
     if mode == "off":
         return None
     recorded = read_plan(run_dir)
-    if recorded is not None and recorded[1:] == (mode, requested):
+    if recorded is not None and recorded[1:] == (mode, requested) and _checkpointed(run_dir):
         print(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}", file=sys.stderr, flush=True)
         return plan_record(*recorded)
     budget = budget_bytes(requested)
