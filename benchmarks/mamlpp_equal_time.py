@@ -128,7 +128,7 @@ def plot_curves(
             ax.plot(xs, [100 * c[2] for c in r["curve"]], color=color, label=label if i == 0 else None, **style)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium", wrap=True)
     if markers:
         ax.grid(alpha=0.3)
     ax.legend()
