@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Meta-train from a config, evaluate on held-out tasks, write metrics.jsonl, "
         "eval.md/eval.json, adaptation.png and the meta-parameters into the run "
         "directory. To fit a memory budget, --set runtime.memory_plan=auto (and runtime.memory_budget_gb=GB, "
-        "default 90%% of the free memory) compiles candidate steps first and picks the task chunk and the exact "
+        "default 90% of the free memory) compiles candidate steps first and picks the task chunk and the exact "
         "gradient's rematerialisation; it says what it chose and records it in memory_plan.json.",
     )
     t.add_argument(
