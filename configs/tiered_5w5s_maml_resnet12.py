@@ -2,9 +2,9 @@
 
 Source: Ren et al. 2018 (tiered-ImageNet and its split).
 Settings: MAML's Mini-ImageNet ones (configs/tieredimagenet.py).
-Paper: no published figure for this setting that we have checked; Ye & Chao 2022 start MAML from a
-supervised pre-trained ResNet-12, which `metajax pretrain` cannot do on tiered-ImageNet yet (its training
-split stays on the host).
+Paper: no published figure for this setting that we have checked. Ye & Chao 2022 start MAML from a
+supervised pre-trained ResNet-12: `metajax pretrain --config tiered_5w5s_maml_resnet12`,
+then `metajax train --init RUN`.
 
 Run:      metajax train --config tiered_5w5s_maml_resnet12 --data-dir DIR
 Data: user-supplied (layouts: ``metajax.data.load_tieredimagenet``);

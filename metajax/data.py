@@ -63,6 +63,7 @@ from metajax._src.data.tfds_sets import (
     load_fc100,
 )
 from metajax._src.data.tieredimagenet import RaggedClassImages, host_episodes, load_tieredimagenet
+from metajax._src.data.tieredimagenet import classification_sampler as tiered_classification_sampler
 from metajax._src.data.tieredimagenet import episode_sampler as tiered_episode_sampler
 
 __all__ = [
@@ -93,5 +94,6 @@ __all__ = [
     "sinusoid_task_spec",
     "sinusoid_tasks",
     "sinusoid_tasks_from_params",
+    "tiered_classification_sampler",
     "tiered_episode_sampler",
 ]

@@ -142,8 +142,9 @@ def test_host_episodes_are_disjoint_labelled_and_the_same_inside_jit(tree):
 TIERED_CONFIGS = [n for n in available_configs() if n.startswith("tiered_")]
 
 
-def smoke_train(tree, run, name="tiered_5w1s_maml", steps=2, every=0):
+def smoke_train(tree, run, name="tiered_5w1s_maml", steps=2, every=0, extra=()):
     args = ["train", "--config", name, "--smoke", "--data-dir", str(tree), "--run-dir", str(run), "--no-progress"]
+    args += list(extra)
     sets = [f"train.num_steps={steps}", f"train.checkpoint_every={every}", f"train.eval_every={every}"]
     return cli.main(args + [a for s in [*sets, "runtime.cpu_threads=1"] for a in ("--set", s)])
 
@@ -164,10 +165,24 @@ def test_every_config_builds_and_one_trains_and_evaluates(tree, tmp_path, capsys
     assert smoke_train(tree, tmp_path / "run") == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and "transductive" in json.dumps(summary["results"])
-    with pytest.raises(ValueError, match="tiered-ImageNet's stays memory-mapped on the host"):
-        from metajax._src.app.pretrain import check_settings
 
-        check_settings(cli.load_config("tiered_5w1s_maml", smoke=True))
+
+def test_pretraining_reads_the_host_split_and_train_starts_from_it(tree, tmp_path):
+    from metajax.data import tiered_classification_sampler
+
+    data = load_tieredimagenet(tree)["train"]
+    x, y = jax.jit(tiered_classification_sampler(data, 64))(jax.random.PRNGKey(0))
+    assert x.shape == (64, 84, 84, 3) and x.dtype == np.uint8 and set(np.asarray(y).tolist()) <= set(range(6))
+    # every image is its class's: b carries the class id
+    assert (np.asarray(x)[:, 0, 0, 2] == np.asarray(y)).all()
+    pre = tmp_path / "pre"
+    args = ["--config", "tiered_5w1s_maml", "--smoke", "--data-dir", str(tree), "--no-progress"]
+    sets = ["pretrain.steps=4", "pretrain.eval_every=2", "runtime.cpu_threads=1"]
+    assert cli.main(["pretrain", *args, "--run-dir", str(pre)] + [a for s in sets for a in ("--set", s)]) == 0
+    summary = json.loads((pre / "summary.json").read_text())
+    assert summary["classes"] == 6 and summary["steps"] == 4
+    assert smoke_train(tree, tmp_path / "run", extra=["--init", str(pre)]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["init"] == str(pre.resolve())
 
 
 @pytest.mark.slow

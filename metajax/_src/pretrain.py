@@ -22,14 +22,16 @@ a random crop of the image padded by an eighth of its size on each side, with ze
 
 
 def classification_batch(
-    key: jax.Array, images: jax.Array, batch_size: int, augment: str = "none"
+    key: jax.Array, images: jax.Array | Callable, batch_size: int, augment: str = "none"
 ) -> tuple[jax.Array, jax.Array]:
     """A batch of labelled images drawn uniformly (with replacement) from every class.
 
     Args:
       key: PRNG key.
       images: uint8 ``(classes, examples, H, W)`` or ``(classes, examples, H, W, C)``, as the episode sampler
-        takes them; the label of an image is its class index.
+        takes them; the label of an image is its class index. Or a function ``draw(key) -> (x, y)`` that draws
+        ``batch_size`` uint8 images ``(batch_size, H, W, C)`` and their labels itself (data kept on the host:
+        :func:`metajax.data.tiered_classification_sampler`).
       batch_size: images in the batch.
       augment: one of :data:`AUGMENTATIONS`.
 
@@ -39,23 +41,32 @@ def classification_batch(
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}.")
     kc, ke, kf, ko = jax.random.split(key, 4)
-    y = jax.random.randint(kc, (batch_size,), 0, images.shape[0], dtype=jnp.int32)
-    n = jax.random.randint(ke, (batch_size,), 0, images.shape[1])
-    x = images[y, n]
+    if callable(images):
+        x, y = images(kc)
+    else:
+        y = jax.random.randint(kc, (batch_size,), 0, images.shape[0], dtype=jnp.int32)
+        n = jax.random.randint(ke, (batch_size,), 0, images.shape[1])
+        x = images[y, n]
     if x.ndim == 3:
         x = x[..., None]
-    x = x.astype(jnp.float32) / 255.0
+    return augment_batch(x.astype(jnp.float32) / 255.0, kf, ko, augment), y
+
+
+def augment_batch(x: jax.Array, flip_key: jax.Array, crop_key: jax.Array, augment: str) -> jax.Array:
+    """``"flip_crop"``: a random horizontal flip, then a random crop of the image padded by an eighth of its size on
+    each side; ``"none"``: ``x`` itself. ``x``: float ``(batch, H, W, C)``."""
     if augment == "flip_crop":
-        flip = jax.random.bernoulli(kf, 0.5, (batch_size,))
+        batch_size = x.shape[0]
+        flip = jax.random.bernoulli(flip_key, 0.5, (batch_size,))
         x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
         h, w = x.shape[1:3]
         ph, pw = max(h // 8, 1), max(w // 8, 1)
         padded = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-        kh, kw = jax.random.split(ko)
+        kh, kw = jax.random.split(crop_key)
         top = jax.random.randint(kh, (batch_size,), 0, 2 * ph + 1)
         left = jax.random.randint(kw, (batch_size,), 0, 2 * pw + 1)
         x = jax.vmap(lambda im, i, j: jax.lax.dynamic_slice(im, (i, j, 0), (h, w, im.shape[-1])))(padded, top, left)
-    return x, y
+    return x
 
 
 def classification_loss(apply: Callable) -> Callable:

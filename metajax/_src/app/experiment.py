@@ -91,6 +91,8 @@ class Experiment:
     has_aux: bool = False
     runtime: Runtime | None = None
     """Where the run executes (:func:`~metajax._src.app.runtime.resolve_runtime`)."""
+    host_data: dict[str, Any] | None = None
+    """Splits kept on the host instead of in ``data`` (tiered-ImageNet: ``{split: RaggedClassImages}``)."""
     learner_for: Callable[[str | None, int | None], MetaLearner] | None = None
     """``learner_for(gradient, task_chunk)``: the training learner with another ``inner.gradient`` (``None``: the
     config's) and task chunk (``None``: vmap over all): the memory planner's candidates."""
@@ -276,6 +278,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
         held_out=lambda num, seed: fs.episodes("test", num, seed),
         has_aux=True,
         runtime=runtime,
+        host_data=fs.host,
         learner_for=fs.train_learner,
     )
 

@@ -47,6 +47,7 @@ from metajax._src.app.train import (
     save_checkpoint,
 )
 from metajax._src.base import check_positive_int
+from metajax._src.data.tieredimagenet import classification_sampler
 from metajax._src.files import strict_json, write_atomic
 from metajax._src.meta_step import global_norm
 from metajax._src.models import check_compute_dtype
@@ -101,12 +102,6 @@ def with_pretrain_settings(config: Any, smoke: bool = False) -> Any:
 
 def check_settings(config: Any) -> None:
     """Every ``pretrain`` setting, checked before anything loads or compiles."""
-    if config.get("task") == "tiered_imagenet":
-        raise ValueError(
-            "metajax pretrain draws its batches from a training split held on the device; tiered-ImageNet's stays "
-            "memory-mapped on the host (16.5 GB), which pre-training does not read yet. Pre-train on Mini-ImageNet "
-            "or another set, or meta-train tiered-ImageNet from scratch."
-        )
     p = config.pretrain
     for name in ("steps", "batch_size", "steps_per_call"):
         check_positive_int(f"pretrain.{name}", p[name])
@@ -151,8 +146,12 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
     p = config.pretrain
     exp = build(config)
-    images = exp.data[0]  # the training split, on the device: (classes, examples, H, W[, C]) uint8
-    classes = int(images.shape[0])
+    if exp.host_data is None:
+        images = exp.data[0]  # the training split, on the device: (classes, examples, H, W[, C]) uint8
+        classes = int(images.shape[0])
+    else:  # kept on the host (tiered-ImageNet): each batch drawn there through a host callback
+        images = classification_sampler(exp.host_data["train"], p.batch_size)
+        classes = exp.host_data["train"].num_classes
     size, channels = exp.model.input_shape[0], exp.model.input_shape[-1]
     compute_dtype = check_compute_dtype(config.model.get("compute_dtype", "float32"))
     classifier, _ = build_model(config, classes, size, channels, compute_dtype, stateful=False)

@@ -333,3 +333,34 @@ def episode_sampler(
         return to_float(out)
 
     return sample
+
+
+def host_classification_images(key: np.ndarray, data: RaggedClassImages, batch_size: int) -> tuple[np.ndarray, ...]:
+    """``batch_size`` labelled images drawn on the host, a pure function of ``key``: a class uniformly, then one of
+    its images uniformly (with replacement), as :func:`metajax.pretrain.classification_batch` draws from a dense
+    array. Returns uint8 ``(batch_size, H, W, C)`` and int32 class indices."""
+    rng = _rng(key)
+    y = rng.integers(0, data.num_classes, batch_size)
+    flat = data.offsets[y] + np.floor(rng.random(batch_size) * data.counts[y]).astype(np.int64)
+    order = np.argsort(flat)
+    x = np.empty((batch_size, *data.images.shape[1:]), np.uint8)
+    x[order] = data.images[flat[order]]
+    return x, y.astype(np.int32)
+
+
+def classification_sampler(data: RaggedClassImages, batch_size: int) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
+    """``draw(key) -> (x, y)``, traceable: :func:`host_classification_images` through ``jax.pure_callback``
+    (uint8 images); pass it as ``images`` to :func:`metajax.pretrain.classification_batch`."""
+    batch_size = check_positive_int("batch_size", batch_size)
+    shape = data.images.shape[1:]
+    spec = (jax.ShapeDtypeStruct((batch_size, *shape), jnp.uint8), jax.ShapeDtypeStruct((batch_size,), jnp.int32))
+
+    def host(key):
+        return host_classification_images(np.asarray(key), data, batch_size)
+
+    def draw(key: jax.Array) -> tuple[jax.Array, ...]:
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)
+        return jax.pure_callback(host, spec, key, vmap_method="sequential")
+
+    return draw
