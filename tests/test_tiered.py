@@ -1,6 +1,7 @@
 """tiered-ImageNet without the real data: synthetic file trees in both layouts, the memory-mapped cache, host-side
 episodes (inside jit too), and a smoke run of a config end to end with an exact resume."""
 
+import io
 import json
 import os
 import pickle
@@ -64,7 +65,16 @@ def _published(root, allow_general=True):
         images = np.zeros((len(labels), 84, 84, 3), np.uint8)
         images[..., 0] = perm[:, None, None] % 256
         images[..., 2] = (10 * s + labels[perm])[:, None, None]
-        np.savez(root / f"{split}_images.npz", images=images)
+        if split == "test":  # the original form: a pickled list of PNG-encoded images
+            encoded = []
+            for im in images:
+                buf = io.BytesIO()
+                Image.fromarray(im).save(buf, format="PNG")
+                encoded.append(np.frombuffer(buf.getvalue(), np.uint8))
+            with open(root / f"{split}_images_png.pkl", "wb") as f:
+                pickle.dump(encoded, f, protocol=2)
+        else:
+            np.savez(root / f"{split}_images.npz", images=images)
         d = {
             "label_specific": labels[perm],
             "label_general": (labels[perm] // 2 + 10 * s) if allow_general else None,
@@ -73,7 +83,7 @@ def _published(root, allow_general=True):
         if not allow_general:
             del d["label_general"]
         with open(root / f"{split}_labels.pkl", "wb") as f:
-            pickle.dump(d, f)
+            pickle.dump(d, f, protocol=(2, 4, 5)[s])  # the published files are protocol 2 (Python 2 era)
     return root
 
 

@@ -119,8 +119,11 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
         ("builtins", "list"),
         ("builtins", "dict"),
+        ("_codecs", "encode"),  # bytes in protocol 2
     }
 
     def find_class(self, module: str, name: str):
