@@ -14,10 +14,20 @@ from Python::
 
 from metajax._src.pretrain import (
     AUGMENTATIONS,
+    augment_batch,
     backbone_of,
     classification_batch,
     classification_loss,
+    per_step_layout,
     with_backbone,
 )
 
-__all__ = ["AUGMENTATIONS", "backbone_of", "classification_batch", "classification_loss", "with_backbone"]
+__all__ = [
+    "AUGMENTATIONS",
+    "augment_batch",
+    "backbone_of",
+    "classification_batch",
+    "classification_loss",
+    "per_step_layout",
+    "with_backbone",
+]

@@ -80,6 +80,31 @@ def classification_loss(apply: Callable) -> Callable:
     return loss
 
 
+def per_step_layout(backbone: dict, target: dict, head: str = "head") -> dict:
+    """A stateless backbone laid out as ``target``'s per-step model (MAML++'s ``conv4_per_step`` /
+    ``resnet12_stateful(num_steps=...)``): Conv4's ``RefBatchNorm_i`` becomes ``Norm_i``, and a leaf whose target
+    has one more, leading axis (one copy per inner step) is repeated along it. Anything else is left as it is
+    (:func:`with_backbone` then names what does not fit)."""
+    out = {}
+    for name, module in backbone.items():
+        if name.startswith("RefBatchNorm_") and name not in target and "Norm_" + name.split("_", 1)[1] in target:
+            name = "Norm_" + name.split("_", 1)[1]
+        if name != head and name in target:
+            want = target[name]
+            if jax.tree_util.tree_structure(want) == jax.tree_util.tree_structure(module):
+                module = jax.tree_util.tree_map(
+                    lambda t, b: (
+                        jnp.broadcast_to(b, jnp.shape(t))
+                        if jnp.ndim(t) == jnp.ndim(b) + 1 and jnp.shape(t)[1:] == jnp.shape(b)
+                        else b
+                    ),
+                    want,
+                    module,
+                )
+        out[name] = module
+    return out
+
+
 def _top(params: Any) -> dict:
     """The module-level dictionary of a Flax parameter tree (``params["params"]`` when it is there)."""
     return params["params"] if isinstance(params, dict) and set(params) == {"params"} else params
@@ -101,7 +126,7 @@ def with_backbone(params: Any, backbone: Any, head: str = "head") -> Any:
       ValueError: the backbone's modules or shapes differ from ``params``' (another model or width), naming the
         first difference.
     """
-    top, new = _top(params), _top(backbone)
+    top, new = _top(params), per_step_layout(_top(backbone), _top(params), head)
     expected = sorted(k for k in top if k != head)
     if sorted(new) != expected:
         raise ValueError(

@@ -23,10 +23,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from metajax._src.app.rundir import check_init_run
 
         check_init_run(args.init, "--init")
-        if config.get("task") in (None, "sinusoid") or config.algorithm == "mamlpp":
+        if config.get("task") in (None, "sinusoid"):
             raise ValueError(
-                f"--init: a pre-trained backbone initialises the few-shot configs of algorithms maml, fomaml, anil, "
-                f"meta_sgd, imaml and reptile; {args.config!r} is {config.algorithm!r} on {config.get('task')!r}."
+                f"--init: a pre-trained backbone initialises the few-shot configs; {args.config!r} is "
+                f"{config.algorithm!r} on {config.get('task')!r}."
             )
         config.train.init = str(Path(args.init).resolve())
     return _start(args, config, "train", _train)
@@ -484,8 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--init",
         metavar="RUN",
-        help="start from the backbone of a metajax pretrain run directory (the head is initialised afresh); "
-        "few-shot configs of maml, fomaml, anil, meta_sgd, imaml and reptile",
+        help="start from the backbone of a metajax pretrain run directory (the head is initialised afresh; MAML++'s "
+        "per-step batch norm starts from the backbone's at every step); few-shot configs",
     )
     t.set_defaults(func=cmd_train)
     pt = sub.add_parser(

@@ -47,14 +47,14 @@ class StatefulRunParams(NamedTuple):
 def initial_run_params(learner: MetaLearner, model: Any, key: jax.Array, init: str | None = None) -> Any:
     """The parameters a run starts from: ``learner.init(model.init(key))``, with the model state for a stateful
     learner (:class:`StatefulRunParams`). ``init``: a ``metajax pretrain`` run directory whose backbone replaces
-    the initial one (the head keeps its fresh initialisation)."""
+    the initial one (the head keeps its fresh initialisation; a per-step model takes it at every inner step, with
+    fresh running statistics)."""
     if learner.stateful:
-        if init is not None:
-            raise ValueError(
-                "train.init: algorithm 'mamlpp' (per-step batch norm, running statistics) cannot start from a "
-                "pre-trained backbone yet; use maml, fomaml, anil, meta_sgd, imaml or reptile."
-            )
         params, state = model.init(key)
+        if init is not None:  # per-step batch norm starts from the backbone's at every step; fresh running statistics
+            from metajax._src.app.rundir import load_backbone
+
+            params = load_backbone(init, params)
         return StatefulRunParams(learner.init(params), state)
     params = model.init(key)
     if init is not None:

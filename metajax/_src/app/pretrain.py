@@ -26,7 +26,7 @@ import optax
 from ml_collections import ConfigDict
 
 from metajax._src.app.checkpoint import Checkpointer
-from metajax._src.app.experiment import build
+from metajax._src.app.experiment import StatefulRunParams, build
 from metajax._src.app.fewshot import build_model
 from metajax._src.app.progress import Progress
 from metajax._src.app.rundir import (
@@ -115,12 +115,6 @@ def check_settings(config: Any) -> None:
     wd = p.weight_decay
     if isinstance(wd, bool) or not isinstance(wd, int | float) or not (wd >= 0 and math.isfinite(wd)):
         raise ValueError(f"pretrain.weight_decay must be a finite number >= 0, got {wd!r}.")
-    if config.algorithm == "mamlpp":
-        raise ValueError(
-            "metajax pretrain initialises the stateless backbones (algorithms maml, fomaml, anil, meta_sgd, imaml, "
-            "reptile); algorithm 'mamlpp' keeps per-step batch norm and running statistics, which a pre-trained "
-            "backbone does not have yet. Pre-train with a maml config of the same task and model."
-        )
 
 
 def make_optimizer(p: Any) -> optax.GradientTransformation:
@@ -168,6 +162,9 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     loss_fn = classification_loss(classifier.apply)
 
     def as_meta_params(classifier_params):
+        if exp.learner.stateful:  # MAML++: the backbone at every inner step, fresh running statistics
+            fresh, state = head_params
+            return StatefulRunParams(exp.learner.init(with_backbone(fresh, backbone_of(classifier_params))), state)
         return exp.learner.init(with_backbone(head_params, backbone_of(classifier_params)))
 
     def loop(n):

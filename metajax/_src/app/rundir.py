@@ -20,7 +20,7 @@ import jax
 import optax
 
 from metajax._src.files import write_atomic
-from metajax._src.pretrain import backbone_of, with_backbone
+from metajax._src.pretrain import with_backbone
 from metajax._src.version import __version__
 
 LOCK_NAME = ".lock"
@@ -218,7 +218,8 @@ def digest_path(path: Path) -> Path:
 
 
 def load_params(path: Path, template: Any) -> Any:
-    """Read a parameter tree written by :func:`save_params` into ``template``'s structure, verifying its digest.
+    """Read a parameter tree written by :func:`save_params` into ``template``'s structure (``None``: as stored,
+    nested dictionaries of arrays), verifying its digest.
 
     Raises:
       RunDirectoryError: the file is missing, damaged (its SHA-256 differs from the one written with it) or not
@@ -237,7 +238,7 @@ def load_params(path: Path, template: Any) -> Any:
             "another checkpoint (metajax eval --checkpoint meta_params or best), or retrain."
         )
     try:
-        return serialization.from_bytes(template, data)
+        return serialization.msgpack_restore(data) if template is None else serialization.from_bytes(template, data)
     except Exception as err:  # noqa: BLE001 - msgpack and flax raise several types for bad files
         raise RunDirectoryError(
             f"{str(path)!r} cannot be read as this configuration's parameters ({type(err).__name__}: {err})."
@@ -323,7 +324,7 @@ def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init") ->
     """``params`` (a freshly initialised few-shot model) with the backbone of the pre-training run ``run_dir``."""
     path = check_init_run(run_dir, what)
     try:
-        backbone = load_params(path, jax.device_get(backbone_of(params)))
-        return with_backbone(params, backbone)
+        # as stored: a per-step model (MAML++) takes a stateless backbone in another layout (with_backbone maps it)
+        return with_backbone(params, load_params(path, None))
     except (RunDirectoryError, ValueError) as err:
         raise ValueError(f"{what}: {err}") from None
