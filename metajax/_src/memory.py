@@ -263,9 +263,8 @@ class MemoryPlan:
         kw = {f.name: d[f.name] for f in dataclasses.fields(cls)}
         kw["trials"] = tuple(Trial(**t) for t in kw["trials"])
         out = cls(**kw)
-        if not (isinstance(out.tasks, int) and isinstance(out.chunk, int)) or not 1 <= out.chunk <= out.tasks:
-            raise ValueError(f"not a memory plan: {d!r}")
-        if out.tasks % out.chunk:
+        whole = isinstance(out.tasks, int) and isinstance(out.chunk, int)
+        if not whole or not 1 <= out.chunk <= out.tasks or out.tasks % out.chunk:
             raise ValueError(f"not a memory plan: {d!r}")
         return out
 
@@ -309,27 +308,24 @@ def plan_memory(
     >>> p.gradient, p.chunk, p.task_chunk
     ('exact', 6, 6)
     """
-    trials: list[Trial] = []
-    known: dict[tuple[str | None, int], int] = {}
+    trials: dict[tuple[str | None, int], Trial] = {}  # in the order compiled
 
     def peak(gradient: str | None, chunk: int) -> int:
-        if (gradient, chunk) not in known:
+        if (gradient, chunk) not in trials:
             t = time.perf_counter()
             est = estimate(gradient, chunk)
             if est is None:
                 raise ValueError("this backend gives no memory estimate of a compiled program: nothing to plan with")
-            trial = Trial(gradient, chunk, est.peak_bytes, round(time.perf_counter() - t, 1))
-            trials.append(trial)
-            known[gradient, chunk] = est.peak_bytes
+            trial = trials[gradient, chunk] = Trial(gradient, chunk, est.peak_bytes, round(time.perf_counter() - t, 1))
             if log is not None:
                 log(
                     f"{gradient + ', ' if gradient else ''}{chunk} task{'s' * (chunk > 1)} per chunk: "
                     f"{format_bytes(est.peak_bytes)} (compiled in {trial.compile_s:.0f} s)"
                 )
-        return known[gradient, chunk]
+        return trials[gradient, chunk].peak_bytes
 
     def chosen(gradient: str | None, chunk: int) -> MemoryPlan:
-        return MemoryPlan(budget, tasks, gradient, chunk, known[gradient, chunk], tuple(trials))
+        return MemoryPlan(budget, tasks, gradient, chunk, peak(gradient, chunk), tuple(trials.values()))
 
     for gradient in gradients:
         if peak(gradient, 1) > budget:
@@ -340,12 +336,13 @@ def plan_memory(
         if tasks % 2 == 0:
             if peak(gradient, 2) > budget:
                 return chosen(gradient, 1)
-            per_task = max(known[gradient, 2] - known[gradient, 1], 1)
-            largest = min(tasks, int((budget - known[gradient, 1] + per_task) // per_task))
+            one, two = peak(gradient, 1), peak(gradient, 2)  # compiled already
+            per_task = max(two - one, 1)
+            largest = min(tasks, int((budget - one + per_task) // per_task))
         for chunk in divisors(tasks):
             if chunk == 1:
                 break
-            if chunk > largest and (gradient, chunk) not in known:
+            if chunk > largest and (gradient, chunk) not in trials:
                 continue
             if peak(gradient, chunk) <= budget:
                 return chosen(gradient, chunk)
@@ -353,5 +350,5 @@ def plan_memory(
     last = gradients[-1]
     raise MemoryError(
         f"the step does not fit the memory budget of {format_bytes(budget)} even one task at a time"
-        f"{' with gradient ' + last if last else ''}: XLA estimates {format_bytes(known[last, 1])}"
+        f"{' with gradient ' + last if last else ''}: XLA estimates {format_bytes(peak(last, 1))}"
     )

@@ -173,9 +173,10 @@ class FewShot:
         if c.eval.ways != d.ways:
             raise ValueError(f"eval.ways={c.eval.ways} must equal data.ways={d.ways} (the head has {d.ways} outputs).")
         self.counts = {k: n for k, (n, _) in sizes.items()}
-        self.images = {} if self.host is not None else {k: jnp.asarray(v.images) for k, v in parts.items()}
-        if self.host is not None:
-            e = self.train_episodes
+        if self.host is None:
+            self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
+        else:
+            e, self.images = self.train_episodes, {}
             self._host_train = episode_sampler(self.host["train"], self.meta_batch_size, e.ways, e.shots, e.queries)
         channels = shape[2] if len(shape) == 3 else 1
         self.model, self.loss_fn = build_model(c, d.ways, shape[0], channels, compute_dtype, self.stateful)
@@ -198,7 +199,7 @@ class FewShot:
                 algorithm="imaml" if eval_lam > 0 else "fomaml",
                 inner=inner,
                 has_aux=True,
-                task_spec=episode_spec(d.ways, d.shots, d.queries, (*self.model.input_shape,)),
+                task_spec=self._train_spec,
             )
 
     def train_learner(self, gradient: str | None, task_chunk: int | None) -> Any:

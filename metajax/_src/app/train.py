@@ -128,8 +128,13 @@ def default_sinks(run_dir: Path, start: int) -> list[MetricSink]:
 def host_scaled(est: MemoryEstimate | None, mesh: Any) -> MemoryEstimate | None:
     """An estimate of a program sharded over ``mesh`` as it weighs on one memory: CPU task streams hold one copy per
     device in the same host RAM; an accelerator's estimate is per device already."""
-    host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
+    host_devices = cpu_devices(mesh)
     return est.times(host_devices) if est is not None and host_devices > 1 else est
+
+
+def cpu_devices(mesh: Any) -> int:
+    """How many of ``mesh``'s devices are CPU devices (task streams sharing the host's RAM)."""
+    return sum(d.platform == "cpu" for d in mesh.devices.flat)
 
 
 def training_step_estimate(exp: Experiment, learner: Any, skip_nonfinite: bool = False) -> MemoryEstimate | None:
@@ -252,9 +257,8 @@ def meta_train(
             print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
             if cfg.train.get("memory_check", True):
                 est, what = host_scaled(estimate(compiled), mesh), f"the training step ({n} meta-steps per call)"
-                host_devices = sum(d.platform == "cpu" for d in mesh.devices.flat)
-                if host_devices > 1:
-                    what += f" on {host_devices} CPU devices"
+                if cpu_devices(mesh) > 1:
+                    what += f" on {cpu_devices(mesh)} CPU devices"
                 report = check_fits(est, what)
                 print(f"metajax train: {report}", file=sys.stderr, flush=True)
             runners[n] = compiled
@@ -466,9 +470,7 @@ def check_resume(config: Any, run_dir: Path) -> None:
     old, new = read_json(previous, "the run's configuration"), json.loads(config.to_json_best_effort())
     if old == new:
         return
-    ckpt = Checkpointer(run_dir / "checkpoints")
-    reached = max(ckpt.steps(), default=None)
-    ckpt.close()
+    reached = max(checkpoint_steps(run_dir), default=None)
     if reached is None:
         return
     change = resume_change(old, new, str(run_dir))
@@ -508,32 +510,33 @@ def run(config: Any, run_dir: Path, progress: bool | None = None) -> dict[str, A
         return _run(config, run_dir, progress)
 
 
-def _checkpointed(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a checkpoint (a run to resume, whose recorded settings must hold)."""
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps ``run_dir`` holds checkpoints of (empty: a new run, or one that stopped before its first)."""
     if not (run_dir / "checkpoints").is_dir():
-        return False
+        return []
     ckpt = Checkpointer(run_dir / "checkpoints")
     try:
-        return bool(ckpt.steps())
+        return ckpt.steps()
     finally:
         ckpt.close()
 
 
-def memory_plan(config: Any, run_dir: Path) -> dict[str, Any] | None:
+def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | None] | None:
     """The task chunk and gradient strategy that fit the run's memory budget (``runtime.memory_plan``).
 
-    Returns the record for ``memory_plan.json`` (the plan with its settings), ``None`` when the config asks for no
-    plan. A plan recorded in ``run_dir`` for the same ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is
-    kept when the run has checkpoints (a resumed run computes as it did); otherwise the candidates are compiled
-    (:func:`~metajax._src.memory.plan_memory`) and what was chosen is said.
+    Returns the plan with the ``runtime.memory_plan`` mode and the requested budget (what ``memory_plan.json``
+    records), ``None`` when the config asks for no plan. A plan recorded in ``run_dir`` for the same
+    ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is kept when the run has checkpoints (a resumed run
+    computes as it did); otherwise the candidates are compiled (:func:`~metajax._src.memory.plan_memory`) and what
+    was chosen is said.
     """
     mode, requested = memory_settings(config)
     if mode == "off":
         return None
     recorded = read_plan(run_dir)
-    if recorded is not None and recorded[1:] == (mode, requested) and _checkpointed(run_dir):
+    if recorded is not None and recorded[1:] == (mode, requested) and checkpoint_steps(run_dir):
         print(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}", file=sys.stderr, flush=True)
-        return plan_record(*recorded)
+        return recorded
     budget = budget_bytes(requested)
     exp = build(config)
     tasks = config.data.meta_batch_size // exp.runtime.mesh.size
@@ -566,20 +569,21 @@ def memory_plan(config: Any, run_dir: Path) -> dict[str, Any] | None:
         ) from None
     print(f"metajax train: memory plan chosen: {chosen.summary()}", file=sys.stderr, flush=True)
     release_host_memory()
-    return plan_record(chosen, mode, requested)
+    return chosen, mode, requested
 
 
 def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
-    chosen = memory_plan(config, run_dir)
-    exp = build(config if chosen is None else planned_config(config, MemoryPlan.from_dict(chosen)))
+    planned = memory_plan(config, run_dir)
+    exp = build(config if planned is None else planned_config(config, planned[0]))
     if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
         initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
     write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
-    if chosen is not None:
-        write_atomic(run_dir / PLAN_FILE, strict_json(chosen))
+    record = None if planned is None else plan_record(*planned)
+    if record is not None:
+        write_atomic(run_dir / PLAN_FILE, strict_json(record))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
     print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
@@ -596,7 +600,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         "algorithm": exp.learner.name,
         **train_info,
         "eval_wall_s": round(time.perf_counter() - t, 2),
-        **({"memory_plan": chosen} if chosen is not None else {}),
+        **({"memory_plan": record} if record is not None else {}),
         **(
             {"results": evals["final"]["results"]}
             if len(evals) == 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +46,35 @@ def missing_message(root: Path) -> str:
     )
 
 
-def resolve_root(data_dir: str | os.PathLike | None) -> Path:
+def user_data_root(data_dir: str | os.PathLike | None, env_var: str, missing: Callable[[Path], str]) -> Path:
+    """The directory of a data set the user supplies: ``data_dir``, else ``$env_var``; neither raises
+    :class:`DataNotFoundError` with ``missing(where)`` (what to get and where to put it)."""
     if data_dir is None:
-        if not os.environ.get(ENV_VAR):
-            raise DataNotFoundError(missing_message(Path(f"${ENV_VAR} (unset)")))
-        data_dir = os.environ[ENV_VAR]
+        if not os.environ.get(env_var):
+            raise DataNotFoundError(missing(Path(f"${env_var} (unset)")))
+        data_dir = os.environ[env_var]
     return Path(data_dir)
+
+
+def resolve_root(data_dir: str | os.PathLike | None) -> Path:
+    return user_data_root(data_dir, ENV_VAR, missing_message)
+
+
+def rgb_84(im) -> np.ndarray:
+    """A PIL image as uint8 RGB ``(84, 84, 3)``, resized with Lanczos when it is another size."""
+    from PIL import Image
+
+    im = im.convert("RGB")
+    if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+        im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _load_image(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
-        return np.asarray(im, dtype=np.uint8)
+        return rgb_84(im)
 
 
 def _group(files_by_class: dict[str, list[Path]], split: str) -> ClassImages:

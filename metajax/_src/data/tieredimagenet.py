@@ -38,12 +38,11 @@ import numpy as np
 
 from metajax._src.base import Task, check_positive_int
 from metajax._src.data.episodes import check_episode_args
+from metajax._src.data.miniimagenet import IMAGE_SIZE, IMAGE_SUFFIXES, rgb_84, user_data_root
 from metajax._src.data.omniglot import DataError, DataNotFoundError
 
 ENV_VAR = "METAJAX_TIEREDIMAGENET_DIR"
-IMAGE_SIZE = 84
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_DIR = "metajax_cache"
 
 
@@ -83,20 +82,7 @@ def missing_message(root: Path) -> str:
 
 
 def resolve_root(data_dir: str | os.PathLike | None) -> Path:
-    if data_dir is None:
-        if not os.environ.get(ENV_VAR):
-            raise DataNotFoundError(missing_message(Path(f"${ENV_VAR} (unset)")))
-        data_dir = os.environ[ENV_VAR]
-    return Path(data_dir)
-
-
-def _to_84(im) -> np.ndarray:
-    from PIL import Image
-
-    im = im.convert("RGB")
-    if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-        im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
-    return np.asarray(im, dtype=np.uint8)
+    return user_data_root(data_dir, ENV_VAR, missing_message)
 
 
 def _load_image(path: Path) -> np.ndarray:
@@ -104,7 +90,7 @@ def _load_image(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return _to_84(im)
+            return rgb_84(im)
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"tiered-ImageNet: {path} is not a readable image ({err}).") from None
 
@@ -187,7 +173,7 @@ def _from_published(root: Path, split: str, allow_pickle: bool) -> RaggedClassIm
         encoded = _unpickle(root / f"{split}_images_png.pkl")
         from PIL import Image
 
-        images = np.stack([_to_84(Image.open(io.BytesIO(np.asarray(b, np.uint8).tobytes()))) for b in encoded])
+        images = np.stack([rgb_84(Image.open(io.BytesIO(np.asarray(b, np.uint8).tobytes()))) for b in encoded])
     if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or len(images) != len(specific):
         raise DataError(
             f"tiered-ImageNet {split}: {len(specific)} labels for images of shape {images.shape}; expected "
@@ -266,6 +252,25 @@ def load_tieredimagenet(
     return parts
 
 
+def _gather(data: RaggedClassImages, flat: np.ndarray) -> np.ndarray:
+    """``data.images[flat]``, read from the memory map in file order."""
+    order = np.argsort(flat)
+    x = np.empty((flat.size, *data.images.shape[1:]), np.uint8)
+    x[order] = data.images[flat[order]]
+    return x
+
+
+def _on_host(fn: Callable[[np.ndarray], object], spec: object) -> Callable[[jax.Array], object]:
+    """``fn(key_data)`` as a traceable function of a PRNG key (``jax.pure_callback``, results shaped as ``spec``)."""
+
+    def call(key: jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)
+        return jax.pure_callback(lambda k: fn(np.asarray(k)), spec, key, vmap_method="sequential")
+
+    return call
+
+
 def _rng(key: np.ndarray) -> np.random.Generator:
     return np.random.default_rng(np.asarray(key, np.uint32).ravel().astype(np.uint64).tolist())
 
@@ -288,11 +293,7 @@ def host_episodes(
         classes = rng.choice(data.num_classes, ways, replace=False)
         for w, c in enumerate(classes):
             index[t, w] = data.offsets[c] + rng.choice(counts[c], n, replace=False)
-    flat = index.ravel()
-    order = np.argsort(flat)  # read the memory map in file order
-    x = np.empty((flat.size, *data.images.shape[1:]), np.uint8)
-    x[order] = data.images[flat[order]]
-    x = x.reshape(num_tasks, ways, n, *data.images.shape[1:])
+    x = _gather(data, index.ravel()).reshape(num_tasks, ways, n, *data.images.shape[1:])
     labels = np.broadcast_to(np.arange(ways, dtype=np.int32)[:, None], (ways, n))
 
     def part(sl, k):
@@ -326,16 +327,10 @@ def episode_sampler(
             jax.ShapeDtypeStruct((num_tasks, ways * k), jnp.int32),
         )
 
-    def host(key):
-        return host_episodes(np.asarray(key), data, num_tasks, ways, shots, queries)
-
-    def sample(key: jax.Array) -> Task:
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.key_data(key)
-        out = jax.pure_callback(host, Task(spec(shots), spec(queries)), key, vmap_method="sequential")
-        return to_float(out)
-
-    return sample
+    draw = _on_host(
+        lambda key: host_episodes(key, data, num_tasks, ways, shots, queries), Task(spec(shots), spec(queries))
+    )
+    return lambda key: to_float(draw(key))
 
 
 def host_classification_images(key: np.ndarray, data: RaggedClassImages, batch_size: int) -> tuple[np.ndarray, ...]:
@@ -345,10 +340,7 @@ def host_classification_images(key: np.ndarray, data: RaggedClassImages, batch_s
     rng = _rng(key)
     y = rng.integers(0, data.num_classes, batch_size)
     flat = data.offsets[y] + np.floor(rng.random(batch_size) * data.counts[y]).astype(np.int64)
-    order = np.argsort(flat)
-    x = np.empty((batch_size, *data.images.shape[1:]), np.uint8)
-    x[order] = data.images[flat[order]]
-    return x, y.astype(np.int32)
+    return _gather(data, flat), y.astype(np.int32)
 
 
 def classification_sampler(data: RaggedClassImages, batch_size: int) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
@@ -358,12 +350,4 @@ def classification_sampler(data: RaggedClassImages, batch_size: int) -> Callable
     shape = data.images.shape[1:]
     spec = (jax.ShapeDtypeStruct((batch_size, *shape), jnp.uint8), jax.ShapeDtypeStruct((batch_size,), jnp.int32))
 
-    def host(key):
-        return host_classification_images(np.asarray(key), data, batch_size)
-
-    def draw(key: jax.Array) -> tuple[jax.Array, ...]:
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.key_data(key)
-        return jax.pure_callback(host, spec, key, vmap_method="sequential")
-
-    return draw
+    return _on_host(lambda key: host_classification_images(key, data, batch_size), spec)
