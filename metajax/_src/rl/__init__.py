@@ -1,0 +1,1 @@
+"""Meta-reinforcement learning: environments, policies, rollouts, returns, surrogate estimators, TRPO."""
