@@ -30,7 +30,9 @@ def test_navigation_action_conventions(actions, velocity):
     np.testing.assert_allclose(obs, velocity, rtol=1e-6)
     np.testing.assert_allclose(reward, -np.linalg.norm(np.array(velocity) - np.array([0.3, -0.4])), rtol=1e-5)
     assert not bool(done)
-    assert env.action_space == rl.ActionSpace("continuous", 2, *((-1.0, 1.0) if actions == "normalized" else (-0.1, 0.1)))
+    assert env.action_space == rl.ActionSpace(
+        "continuous", 2, *((-1.0, 1.0) if actions == "normalized" else (-0.1, 0.1))
+    )
 
 
 def test_navigation_done_within_tolerance_and_task_distribution():
@@ -80,11 +82,12 @@ def test_cartpole_matches_the_classic_dynamics(physics):
     with jax.enable_x64(True):
         env = rl.cartpole()
         task = rl.cartpole_task(**physics)
-        state, obs = env.reset(jax.random.PRNGKey(3), task)
+        state, obs = jax.jit(env.reset)(jax.random.PRNGKey(3), task)
         ref = np.asarray(obs)
         assert np.all(np.abs(ref) <= 0.05)
+        step = jax.jit(env.step)
         for t, action in enumerate([1, 1, 0, 1, 0, 0, 0, 1]):
-            state, obs, reward, done = env.step(state, jnp.int32(action), task)
+            state, obs, reward, done = step(state, jnp.int32(action), task)
             ref, ref_done = _gym_cartpole_step(ref, action, **physics)
             np.testing.assert_allclose(np.asarray(obs), ref, rtol=1e-12, atol=1e-14, err_msg=f"step {t}")
             assert float(reward) == 1.0 and bool(done) == ref_done
@@ -107,7 +110,10 @@ def test_gaussian_policy_log_prob_and_kl():
     obs, action = jnp.arange(4.0) / 4, jnp.array([0.3, -0.2])
     mean, log_std = policy.apply(params, obs)
     np.testing.assert_allclose(log_std, math.log(0.5) * np.ones(2), rtol=1e-6)
-    ref = sum(-0.5 * ((a - m) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi) for a, m in zip(action, mean))
+    ref = sum(
+        -0.5 * ((a - m) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)
+        for a, m in zip(action, mean, strict=True)
+    )
     np.testing.assert_allclose(policy.log_prob(params, obs, action), ref, rtol=1e-5)
     other = (mean + 0.1, log_std + 0.2)
     # KL of diagonal Gaussians, per dimension: log(s2/s1) + (s1^2 + (m1-m2)^2) / (2 s2^2) - 1/2
@@ -148,7 +154,7 @@ def test_rollouts_vmapped_over_tasks_equal_a_loop():
     assert batched.observations.shape == (3, 2, 5, 2) and batched.actions.shape == (3, 2, 5, 2)
     for i in range(3):
         looped = one(tasks[i], keys[i])
-        for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(looped)):
+        for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(looped), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7)
     # The recorded log-probabilities are the sampling policy's, and rewards are minus the distance to the goal.
     traj = jax.tree_util.tree_map(np.asarray, one(tasks[0], keys[0]))
@@ -175,8 +181,14 @@ def _counter_env(stop_at=3):
         return state, state[None], jnp.ones(()), state >= stop_at
 
     return rl.Environment(
-        reset, step, lambda k, n: jnp.zeros((n, 1)), 1, rl.ActionSpace("continuous", 1), 6,
-        jax.ShapeDtypeStruct((1,), jnp.float32), "counter",
+        reset,
+        step,
+        lambda k, n: jnp.zeros((n, 1)),
+        1,
+        rl.ActionSpace("continuous", 1),
+        6,
+        jax.ShapeDtypeStruct((1,), jnp.float32),
+        "counter",
     )
 
 
@@ -212,23 +224,28 @@ def test_discounted_returns_and_gae_by_hand():
 
 
 def test_linear_baseline_recovers_an_exactly_linear_return():
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(4, 100, 2))
+    masks = np.ones((4, 100))
+    masks[1, 50:] = masks[3, 20:] = 0.0
+    t = np.broadcast_to(np.arange(100) / 100.0, (4, 100))
+    target = (2.0 * obs[..., 0] - 0.5 * obs[..., 1] ** 2 + 3.0 * t - 4.0 * t**3 + 1.0) * masks
     with jax.enable_x64(True):
-        obs = jax.random.normal(jax.random.PRNGKey(0), (4, 100, 2))
-        masks = jnp.ones((4, 100)).at[1, 50:].set(0.0).at[3, 20:].set(0.0)
-        t = jnp.broadcast_to(jnp.arange(100) / 100.0, (4, 100))
-        target = 2.0 * obs[..., 0] - 0.5 * obs[..., 1] ** 2 + 3.0 * t - 4.0 * t**3 + 1.0
-        values = rl.linear_baseline(obs, target * masks, masks)
-        # The ridge term (1e-5, as in the references) is the only difference.
-        np.testing.assert_allclose(values * masks, target * masks, atol=1e-4)
-        assert float(jnp.abs(values * (1 - masks)).max()) == 0.0
-        coeffs = rl.fit_linear_baseline(obs, target * masks, masks)
-        np.testing.assert_allclose(coeffs, [2, 0, 0, -0.5, 3, 0, -4, 1], atol=1e-3)
+        fit = jax.jit(lambda o, y, m: (rl.linear_baseline(o, y, m), rl.fit_linear_baseline(o, y, m)))
+        values, coeffs = (np.asarray(a) for a in fit(obs, target, masks))
+    # The ridge term (1e-5, as in the references) is the only difference.
+    np.testing.assert_allclose(values * masks, target, atol=1e-4)
+    assert np.abs(values * (1 - masks)).max() == 0.0
+    np.testing.assert_allclose(coeffs, [2, 0, 0, -0.5, 3, 0, -4, 1], atol=1e-3)
 
 
 def test_advantages_are_normalized_over_valid_steps():
     traj = rl.Trajectories(
-        jnp.zeros((2, 3, 1)), jnp.zeros((2, 3, 1)), jnp.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]]),
-        jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), jnp.zeros((2, 3)),
+        jnp.zeros((2, 3, 1)),
+        jnp.zeros((2, 3, 1)),
+        jnp.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]]),
+        jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]),
+        jnp.zeros((2, 3)),
     )
     adv = rl.compute_advantages(traj, gamma=1.0, baseline="none", normalize=True)
     assert float(jnp.abs(adv.advantages[1, 1:]).max()) == 0.0
@@ -243,7 +260,9 @@ def test_advantages_are_normalized_over_valid_steps():
 def test_clear_errors_before_compute():
     env, policy, params = small_nav()
     key = jax.random.PRNGKey(0)
-    with pytest.raises(ValueError, match=r"task must be one navigation2d-normalized task of shapes \[\(2,\)\], got \[\(3,\)\]"):
+    with pytest.raises(
+        ValueError, match=r"task must be one navigation2d-normalized task of shapes \[\(2,\)\], got \[\(3,\)\]"
+    ):
         rl.sample_trajectories(env, policy, params, jnp.zeros(3), key, 2)
     with pytest.raises(ValueError, match="horizon must be an integer >= 1, got 0"):
         rl.sample_trajectories(env, policy, params, jnp.zeros(2), key, 2, horizon=0)
@@ -251,8 +270,11 @@ def test_clear_errors_before_compute():
         rl.maml_rl(env, policy, horizon=0)
     with pytest.raises(ValueError, match="horizon must be an integer >= 1, got 0"):
         rl.navigation2d(horizon=0)
-    with pytest.raises(ValueError, match="policy must act in bernoulli_bandit-5's action space: discrete with dim 5; "
-                       "got a discrete policy with dim 3"):
+    with pytest.raises(
+        ValueError,
+        match="policy must act in bernoulli_bandit-5's action space: discrete with dim 5; "
+        "got a discrete policy with dim 3",
+    ):
         rl.maml_rl(rl.bernoulli_bandit(5), rl.categorical_mlp(3))
     with pytest.raises(ValueError, match="got a discrete policy with dim 2"):
         rl.maml_rl(env, rl.categorical_mlp(2))

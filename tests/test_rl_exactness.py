@@ -46,21 +46,22 @@ def _true_meta_gradient(params, task, meta):
     """Autodiff of sum_S P_theta(S) J(adapt(theta, S)) over every support batch S of (arm, reward) pairs."""
     outcomes = list(itertools.product(range(NUM_ARMS), (0.0, 1.0)))
     combos = list(itertools.product(outcomes, repeat=NUM_SUPPORT))
-    actions = jnp.array([[a for a, _ in c] for c in combos], jnp.int32)
-    rewards = jnp.array([[r for _, r in c] for c in combos])
+    actions = np.array([[a for a, _ in c] for c in combos], np.int32)
+    rewards = np.array([[r for _, r in c] for c in combos])
     n = len(combos)
-    support = Trajectories(
-        observations=jnp.zeros((n, 1, NUM_SUPPORT, 1, 1)),
+    support = Trajectories(  # leading axes: support batch, inner step, trajectory, time
+        observations=np.zeros((n, 1, NUM_SUPPORT, 1, 1)),
         actions=actions[:, None, :, None],
         rewards=rewards[:, None, :, None],
-        masks=jnp.ones((n, 1, NUM_SUPPORT, 1)),
-        log_probs=jnp.zeros((n, 1, NUM_SUPPORT, 1)),
+        masks=np.ones((n, 1, NUM_SUPPORT, 1)),
+        log_probs=np.zeros((n, 1, NUM_SUPPORT, 1)),
     )
 
     def expected_post_adaptation_return(p):
+        advantages = jax.vmap(jax.vmap(meta.support_advantages))(support)  # per support batch and inner step
         probs = jax.nn.softmax(p["head"]["b"])
         likelihood = jnp.prod(probs[actions] * jnp.where(rewards > 0, task[actions], 1 - task[actions]), axis=1)
-        adapted, _ = jax.vmap(meta.adapt, (None, None, 0))(p, task, support)
+        adapted, _ = jax.vmap(meta.adapt, (None, None, 0))(p, task, rl.MetaRLSamples(support, advantages))
         returns = jax.vmap(lambda q: jnp.sum(jax.nn.softmax(q["head"]["b"]) * task))(adapted)
         return jnp.sum(likelihood * returns), jnp.sum(likelihood)
 

@@ -12,9 +12,9 @@ from metajax._src.rl.rollout import trajectory_log_probs
 LRS = (0.5, 0.25)
 
 
-def bandit_meta(**kwargs):
+def bandit_meta(lrs=LRS, **kwargs):
     env, policy = rl.bernoulli_bandit(3), rl.categorical_mlp(3, (4,), "tanh")
-    meta = rl.maml_rl(env, policy, len(LRS), inner_lr=LRS, num_trajectories=4, num_query_trajectories=3, **kwargs)
+    meta = rl.maml_rl(env, policy, len(lrs), inner_lr=lrs, num_trajectories=4, num_query_trajectories=3, **kwargs)
     params = policy.init(jax.random.PRNGKey(0), env.obs_dim)
     return meta, params, jnp.array([0.2, 0.5, 0.9])
 
@@ -24,15 +24,18 @@ def learner_style_loss(meta, params, task, key):
     inner step t, fold_in(key, 2 t + 1) after the last), with the DiCE log-weight state left differentiable."""
     state, p = meta.init_state(), params
     for t, lr in enumerate(LRS):
-        grads, (state, _) = jax.grad(meta.loss_fn, has_aux=True)(p, state, task, jnp.int32(t), jax.random.fold_in(key, 2 * t))
-        p = jax.tree_util.tree_map(lambda a, g: a - lr * g, p, grads)
+        grads, (state, _) = jax.grad(meta.loss_fn, has_aux=True)(
+            p, state, task, jnp.int32(t), jax.random.fold_in(key, 2 * t)
+        )
+        p = jax.tree_util.tree_map(lambda a, g, lr=lr: a - lr * g, p, grads)
     last = len(LRS) - 1
     loss, _ = meta.query_loss_fn(p, state, task, task, jnp.int32(last), jax.random.fold_in(key, 2 * last + 1))
     return loss
 
 
 def test_stateful_loss_gives_the_direct_meta_gradient():
-    meta, params, task = bandit_meta(estimator="dice")
+    no_baseline = rl.AdvantageSpec(baseline="none", normalize=False)  # the same function in both paths
+    meta, params, task = bandit_meta(estimator="dice", advantages=no_baseline)
     key = jax.random.PRNGKey(3)
 
     @jax.jit
@@ -42,22 +45,22 @@ def test_stateful_loss_gives_the_direct_meta_gradient():
 
     (v1, g1), (v2, g2) = both(params)
     np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # Without the differentiable state (state=None) the support term is gone: the REINFORCE estimator.
-    assert meta.loss_fn(params, None, task, jnp.int32(0), key)[1][0] is None
+    assert jax.eval_shape(meta.loss_fn, params, None, task, jnp.int32(0), key)[1][0] is None
 
 
 def test_first_order_is_the_query_gradient_at_the_adapted_parameters():
-    meta, params, task = bandit_meta(estimator="dice", gradient="first_order")
+    meta, params, task = bandit_meta((0.5,), estimator="dice", gradient="first_order")
     key = jax.random.PRNGKey(4)
 
     @jax.jit
     def check(p):
         samples = meta.sample(p, task, key)
         grads = jax.grad(lambda q: meta.objective(q, task, samples)[0])(p)
-        adapted, weight = meta.adapt(p, task, samples.support)
-        adv = rl.AdvantageSpec()(samples.query)
+        adapted, weight = meta.adapt(p, task, samples)
+        adv = samples.query_advantages
 
         def query_loss(q):
             log_probs = trajectory_log_probs(meta.policy, q, samples.query)
@@ -67,10 +70,11 @@ def test_first_order_is_the_query_gradient_at_the_adapted_parameters():
 
     grads, expected, weight = check(params)
     assert float(weight) == 0.0
-    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_maml_trpo_step_on_navigation():
     env, policy = rl.navigation2d(horizon=4), rl.gaussian_mlp(2, (8,))
     meta = rl.maml_rl(env, policy, inner_lr=0.5, num_trajectories=3, estimator="reinforce")
@@ -82,7 +86,10 @@ def test_maml_trpo_step_on_navigation():
     assert bool(info.accepted)
     assert float(info.kl_after) <= 0.01 and float(info.loss_after) < float(info.loss_before)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(new))
-    assert any(float(jnp.abs(a - b).max()) > 0 for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params)))
+    assert any(
+        float(jnp.abs(a - b).max()) > 0
+        for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params), strict=True)
+    )
     # The evaluation protocol: the return before each inner step and after the last.
     returns = jax.jit(lambda p: meta.evaluate(p, tasks[0], jax.random.PRNGKey(5), (0.5, 0.25, 0.25)))(new)
     assert returns.shape == (4,) and bool(jnp.all(returns < 0))
@@ -97,5 +104,5 @@ def test_meta_gradient_vmapped_over_tasks_equals_a_loop():
     batched = jax.jit(jax.vmap(jax.grad(lambda p, t, k: meta.meta_loss(p, t, k)[0]), (None, 0, 0)))(params, tasks, keys)
     for i in range(3):
         looped = one(params, tasks[i], keys[i])
-        for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(looped)):
+        for a, b in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(looped), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7)

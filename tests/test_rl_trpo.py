@@ -13,7 +13,7 @@ SIGMA = 0.5
 
 
 def gaussian_kl(mean):
-    """KL from N(0, SIGMA^2 I) to N(mean, SIGMA^2 I): a Gaussian policy whose mean moved from 0; Fisher = I / SIGMA^2."""
+    """KL from N(0, SIGMA^2 I) to N(mean, SIGMA^2 I), a Gaussian policy whose mean moved; Fisher I / SIGMA^2."""
     return jnp.sum(jnp.square(mean)) / (2 * SIGMA**2)
 
 

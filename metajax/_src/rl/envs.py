@@ -286,10 +286,10 @@ def cartpole(
     Two actions push the cart left or right with a force of 10; the reward is 1 for every step, including the one
     that ends the episode (the pole beyond 12 degrees or the cart beyond 2.4). The state and the observation are
     ``(x, x_dot, theta, theta_dot)``, drawn uniformly from ``[-0.05, 0.05]`` at reset, and the equations are
-    integrated with explicit Euler steps of 0.02 s, as in gym. A task is a :class:`CartPoleTask`; tasks draw each parameter uniformly from
-    its range. The derived quantities (total mass, pole mass times length) are recomputed from the task at every
-    step, so varying a mass changes every term it enters (gymnax keeps them as separate fields that must be
-    updated by hand).
+    integrated with explicit Euler steps of 0.02 s, as in gym. A task is a :class:`CartPoleTask`; tasks draw each
+    parameter uniformly from its range. The derived quantities (total mass, pole mass times length) are recomputed
+    from the task at every step, so varying a mass changes every term it enters (gymnax keeps them as separate
+    fields that must be updated by hand).
 
     Args:
       masscart, masspole, length: ``(low, high)`` ranges of the sampled tasks (``length`` is half the pole).

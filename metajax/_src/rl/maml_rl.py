@@ -31,7 +31,7 @@ from metajax._src.rl.estimators import (
     support_log_weight,
 )
 from metajax._src.rl.policies import Policy, check_policy
-from metajax._src.rl.returns import BASELINES, _check_discount, compute_advantages, trajectory_mean
+from metajax._src.rl.returns import BASELINES, Advantages, _check_discount, compute_advantages, trajectory_mean
 from metajax._src.rl.rollout import (
     Trajectories,
     episode_returns,
@@ -70,15 +70,22 @@ class AdvantageSpec(NamedTuple):
 
 
 class MetaRLSamples(NamedTuple):
-    """The trajectories one task's meta-objective is computed from.
+    """The trajectories one task's meta-objective is computed from, with their advantages (constants).
+
+    The advantages are computed once, when the trajectories are drawn: every replay of the adaptation (the
+    meta-gradient, TRPO's Hessian-vector products and line search) reads them instead of refitting the baseline.
 
     Attributes:
       support: the support batches, leading axes ``(num_inner_steps, num_trajectories, horizon)``.
+      support_advantages: their :class:`~metajax._src.rl.returns.Advantages`, same leading axes.
       query: the query batch, leading axes ``(num_query_trajectories, horizon)``.
+      query_advantages: its :class:`~metajax._src.rl.returns.Advantages`.
     """
 
     support: Trajectories
-    query: Trajectories
+    support_advantages: Advantages
+    query: Trajectories | None = None
+    query_advantages: Advantages | None = None
 
 
 class MetaRL(NamedTuple):
@@ -95,8 +102,9 @@ class MetaRL(NamedTuple):
       init_state: ``init_state() -> state``, a float zero.
       sample: ``sample(params, task, key) -> MetaRLSamples``: every trajectory of one task's meta-objective,
         sampled without gradients.
-      adapt: ``adapt(params, task, support) -> (adapted_params, log_weight)``, the inner steps replayed on fixed
-        support batches (differentiable; ``log_weight`` is the DiCE weight of the support, 0 in value).
+      adapt: ``adapt(params, task, samples) -> (adapted_params, log_weight)``, the inner steps replayed on the
+        fixed support batches of ``samples`` (differentiable; ``log_weight`` is the DiCE weight of the support, 0
+        in value; the query fields of ``samples`` may be ``None``).
       objective: ``objective(params, task, samples) -> (loss, aux)``: minus the estimator's post-adaptation
         objective; at the parameters that drew ``samples`` its gradient is the meta-gradient estimate.
       meta_loss: ``meta_loss(params, task, key) -> (loss, aux)``: ``objective`` on freshly drawn samples.
@@ -106,6 +114,8 @@ class MetaRL(NamedTuple):
       kl: ``kl(params, old_dists, task, samples) -> scalar``: mean KL from ``old_dists`` to the adapted policy.
       evaluate: ``evaluate(params, task, key, inner_lrs) -> returns`` of shape ``(len(inner_lrs) + 1,)``: the mean
         episode return before each inner step and after the last (the MAML paper's test protocol).
+      support_advantages, query_advantages: the :class:`AdvantageSpec` of the support and query batches
+        (callables ``trajectories -> Advantages``).
       env, policy, num_inner_steps, estimator, gradient: what it was built with.
     """
 
@@ -120,6 +130,8 @@ class MetaRL(NamedTuple):
     query_dists: Callable
     kl: Callable
     evaluate: Callable
+    support_advantages: AdvantageSpec
+    query_advantages: AdvantageSpec
     env: Environment
     policy: Policy
     num_inner_steps: int
@@ -194,9 +206,10 @@ def maml_rl(
     >>> meta = maml_rl(env, policy, inner_lr=0.5, num_trajectories=4)
     >>> params = policy.init(jax.random.PRNGKey(0), env.obs_dim)
     >>> task = jnp.array([0.1, 0.5, 0.9])
-    >>> grads, aux = jax.grad(meta.meta_loss, has_aux=True)(params, task, jax.random.PRNGKey(1))
-    >>> grads["head"]["b"].shape
-    (3,)
+    >>> meta_grad = jax.jit(jax.grad(meta.meta_loss, has_aux=True))  # one task's meta-gradient estimate
+    >>> grads, aux = jax.eval_shape(meta_grad, params, task, jax.random.PRNGKey(1))
+    >>> grads["head"]["b"].shape, sorted(aux)
+    ((3,), ['query_return', 'support_return'])
 
     References:
       Finn, Abbeel, Levine (2017). Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks. ICML.
@@ -224,9 +237,8 @@ def maml_rl(
     def draw(params, task, key, num):
         return sample_trajectories(env, policy, params, task, key, num, horizon)
 
-    def inner_grad(params, traj):
+    def inner_grad(params, traj, adv):
         """The inner surrogate's gradient on a fixed batch, and the batch's DiCE log-weight."""
-        adv = support_adv(traj)
 
         def objective(p):
             log_probs = trajectory_log_probs(policy, p, traj)
@@ -240,8 +252,7 @@ def maml_rl(
     def step_params(params, grads, lr):
         return jax.tree_util.tree_map(lambda p, g: p + jnp.asarray(lr, p.dtype) * g, params, grads)
 
-    def query_objective(params, traj, log_weight):
-        adv = query_adv(traj)
+    def query_objective(params, traj, adv, log_weight):
         log_probs = trajectory_log_probs(policy, params, traj)
         value = outer_surrogate(estimator, log_probs, traj.rewards, traj.masks, adv, query_adv.gamma, log_weight)
         return value
@@ -268,7 +279,8 @@ def maml_rl(
         check_call(params, query)
         traj = draw(params, query, key, num_query)
         weight = 0.0 if state is None else state
-        return -query_objective(params, traj, weight), {"return": jnp.mean(episode_returns(traj))}
+        value = query_objective(params, traj, query_adv(traj), weight)
+        return -value, {"return": jnp.mean(episode_returns(traj))}
 
     # -- the direct functions -----------------------------------------------------------------------------------
 
@@ -279,30 +291,32 @@ def maml_rl(
         def body(p, x):
             t, lr = x
             traj = draw(p, task, jax.random.fold_in(key, 2 * t), num_trajectories)
-            grads, _ = inner_grad(p, traj)
-            return step_params(p, grads, lr), traj
+            adv = support_adv(traj)
+            grads, _ = inner_grad(p, traj, adv)
+            return step_params(p, grads, lr), (traj, adv)
 
-        adapted, support = jax.lax.scan(body, params, (jnp.arange(num_inner_steps), jnp.asarray(lrs)))
+        adapted, (support, adv) = jax.lax.scan(body, params, (jnp.arange(num_inner_steps), jnp.asarray(lrs)))
         query = draw(adapted, task, jax.random.fold_in(key, 2 * num_inner_steps - 1), num_query)
-        return MetaRLSamples(support, query)
+        return MetaRLSamples(support, adv, query, query_adv(query))
 
-    def adapt(params, task, support):
+    def adapt(params, task, samples):
         del task
 
         def body(carry, x):
             p, weight = carry
-            traj, lr = x
-            grads, w = inner_grad(p, traj)
+            traj, adv, lr = x
+            grads, w = inner_grad(p, traj, adv)
             return (step_params(p, grads, lr), weight + w.astype(weight.dtype)), None
 
         weight = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(params)))
-        (adapted, weight), _ = jax.lax.scan(body, (params, weight), (support, jnp.asarray(lrs)))
+        xs = (samples.support, samples.support_advantages, jnp.asarray(lrs))
+        (adapted, weight), _ = jax.lax.scan(body, (params, weight), xs)
         return adapted, weight
 
     def objective(params, task, samples):
         check_call(params, task)
-        adapted, weight = adapt(params, task, samples.support)
-        value = query_objective(adapted, samples.query, weight)
+        adapted, weight = adapt(params, task, samples)
+        value = query_objective(adapted, samples.query, samples.query_advantages, weight)
         aux = {
             "support_return": jnp.mean(episode_returns(_first(samples.support))),
             "query_return": jnp.mean(episode_returns(samples.query)),
@@ -313,18 +327,17 @@ def maml_rl(
         return objective(params, task, sample(params, task, key))
 
     def surrogate(params, task, samples):
-        adapted, _ = adapt(params, task, samples.support)
+        adapted, _ = adapt(params, task, samples)
         query = samples.query
         log_probs = trajectory_log_probs(policy, adapted, query)
-        adv = query_adv(query)
-        return -ratio_surrogate(log_probs, query.log_probs, adv.advantages, query.masks)
+        return -ratio_surrogate(log_probs, query.log_probs, samples.query_advantages.advantages, query.masks)
 
     def query_dists(params, task, samples):
-        adapted, _ = adapt(params, task, samples.support)
+        adapted, _ = adapt(params, task, samples)
         return jax.lax.stop_gradient(trajectory_dists(policy, adapted, samples.query))
 
     def kl(params, old_dists, task, samples):
-        adapted, _ = adapt(params, task, samples.support)
+        adapted, _ = adapt(params, task, samples)
         new_dists = trajectory_dists(policy, adapted, samples.query)
         per_step = policy.kl
         for _ in range(samples.query.masks.ndim):
@@ -334,15 +347,20 @@ def maml_rl(
 
     def evaluate(params, task, key, inner_lrs=lrs):
         check_call(params, task)
-        steps = len(inner_lrs)
         params = jax.lax.stop_gradient(params)
-        returns = []
-        for t in range(steps + 1):
-            traj = draw(params, task, jax.random.fold_in(key, 2 * t), num_trajectories)
-            returns.append(jnp.mean(episode_returns(traj)))
-            if t < steps:
-                params = step_params(params, inner_grad(params, traj)[0], inner_lrs[t])
-        return jnp.stack(returns)
+
+        def body(p, x):
+            t, lr = x
+            traj = draw(p, task, jax.random.fold_in(key, 2 * t), num_trajectories)
+            grads, _ = inner_grad(p, traj, support_adv(traj))
+            return step_params(p, grads, lr), jnp.mean(episode_returns(traj))
+
+        steps = len(inner_lrs)
+        adapted, returns = jax.lax.scan(
+            body, params, (jnp.arange(steps), jnp.asarray(inner_lrs, jnp.result_type(float)))
+        )
+        last = draw(adapted, task, jax.random.fold_in(key, 2 * steps), num_trajectories)
+        return jnp.concatenate([returns, jnp.mean(episode_returns(last))[None]])
 
     return MetaRL(
         loss_fn=loss_fn,
@@ -356,6 +374,8 @@ def maml_rl(
         query_dists=query_dists,
         kl=kl,
         evaluate=evaluate,
+        support_advantages=support_adv,
+        query_advantages=query_adv,
         env=env,
         policy=policy,
         num_inner_steps=num_inner_steps,

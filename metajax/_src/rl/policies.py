@@ -150,7 +150,7 @@ def gaussian_mlp(
 
     >>> policy = gaussian_mlp(2, (8,))
     >>> params = policy.init(jax.random.PRNGKey(0), 3)
-    >>> policy.sample(params, jax.random.PRNGKey(1), jnp.zeros(3)).shape
+    >>> jax.eval_shape(policy.sample, params, jax.random.PRNGKey(1), jnp.zeros(3)).shape
     (2,)
 
     References:
@@ -187,7 +187,7 @@ def categorical_mlp(
 
     >>> policy = categorical_mlp(3, ())
     >>> params = policy.init(jax.random.PRNGKey(0), 1)
-    >>> policy.sample(params, jax.random.PRNGKey(1), jnp.zeros(1)).dtype
+    >>> jax.eval_shape(policy.sample, params, jax.random.PRNGKey(1), jnp.zeros(1)).dtype
     dtype('int32')
     """
     num_actions = check_positive_int("num_actions", num_actions, minimum=2)
@@ -219,7 +219,8 @@ def policy_from_model(model: Any, distribution: str, action_dim: int, init_std: 
 
     >>> from metajax.models import mlp
     >>> policy = policy_from_model(mlp(2, (8,), 2), "gaussian", 2)
-    >>> policy.sample(policy.init(jax.random.PRNGKey(0), 2), jax.random.PRNGKey(1), jnp.zeros(2)).shape
+    >>> params = jax.eval_shape(lambda k: policy.init(k, 2), jax.random.PRNGKey(0))
+    >>> jax.eval_shape(policy.sample, params, jax.random.PRNGKey(1), jnp.zeros(2)).shape
     (2,)
     """
     action_dim = check_positive_int("action_dim", action_dim)

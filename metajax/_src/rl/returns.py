@@ -126,8 +126,7 @@ def linear_baseline(
 ) -> jax.Array:
     """Values of the linear feature baseline refitted in closed form on the batch, shape ``(..., T)``.
 
-    >>> obs = jnp.zeros((2, 3, 1))
-    >>> v = linear_baseline(obs, jnp.ones((2, 3)), jnp.ones((2, 3)))
+    >>> v = jax.jit(linear_baseline)(jnp.zeros((2, 3, 1)), jnp.ones((2, 3)), jnp.ones((2, 3)))
     >>> bool(jnp.allclose(v, 1.0, atol=1e-3))
     True
 

@@ -59,9 +59,13 @@ def rollout(env: Environment, policy: Policy, params: Params, task: Any, key: ja
       :class:`Trajectories` with a leading time axis of size ``horizon``.
     """
     horizon = check_positive_int("horizon", horizon)
+    return _rollout(env, policy, params, task, jax.random.split(key, horizon + 1))
+
+
+def _rollout(env: Environment, policy: Policy, params: Params, task: Any, keys: jax.Array) -> Trajectories:
+    """:func:`rollout` from ``horizon + 1`` keys: the reset's, then one per step (drawn at once: cheaper to compile)."""
     params = jax.lax.stop_gradient(params)
-    reset_key, step_key = jax.random.split(key)
-    state, obs = env.reset(reset_key, task)
+    state, obs = env.reset(keys[0], task)
 
     def step(carry, k):
         state, obs, alive = carry
@@ -74,9 +78,7 @@ def rollout(env: Environment, policy: Policy, params: Params, task: Any, key: ja
         carry = (_select(alive, new_state, state), jnp.where(alive, new_obs, obs), alive & ~done)
         return carry, record
 
-    _, (observations, actions, rewards, masks, log_probs) = jax.lax.scan(
-        step, (state, obs, jnp.array(True)), jax.random.split(step_key, horizon)
-    )
+    _, (observations, actions, rewards, masks, log_probs) = jax.lax.scan(step, (state, obs, jnp.array(True)), keys[1:])
     return Trajectories(observations, actions, rewards, masks, log_probs)
 
 
@@ -111,7 +113,8 @@ def sample_trajectories(
     >>> params = policy.init(jax.random.PRNGKey(0), env.obs_dim)
     >>> tasks = env.sample_tasks(jax.random.PRNGKey(1), 4)
     >>> keys = jax.random.split(jax.random.PRNGKey(2), 4)
-    >>> batch = jax.vmap(lambda t, k: sample_trajectories(env, policy, params, t, k, 3, 10))(tasks, keys)
+    >>> sample = jax.jit(jax.vmap(lambda t, k: sample_trajectories(env, policy, params, t, k, 3, 10)))
+    >>> batch = jax.eval_shape(sample, tasks, keys)  # shapes only; call sample(tasks, keys) to draw them
     >>> batch.observations.shape
     (4, 3, 10, 2)
     """
@@ -120,8 +123,8 @@ def sample_trajectories(
     num_trajectories = check_positive_int("num_trajectories", num_trajectories)
     check_env_task(env, task)
     check_policy(policy, env, params)
-    keys = jax.random.split(key, num_trajectories)
-    return jax.vmap(lambda k: rollout(env, policy, params, task, k, horizon))(keys)
+    keys = jax.random.split(key, (num_trajectories, horizon + 1))
+    return jax.vmap(lambda k: _rollout(env, policy, params, task, k))(keys)
 
 
 def trajectory_log_probs(policy: Policy, params: Params, trajectories: Trajectories) -> jax.Array:

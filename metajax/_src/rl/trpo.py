@@ -149,7 +149,7 @@ def trpo_step(
     >>> target = jnp.array([1.0, -2.0])
     >>> loss = lambda p: jnp.sum((p - target) ** 2)
     >>> kl = lambda p: 0.5 * jnp.sum(p ** 2)  # the KL of a unit Gaussian policy whose mean moved from 0 to p
-    >>> new, info = trpo_step(jnp.zeros(2), loss, kl, max_kl=0.01)
+    >>> new, info = jax.jit(lambda p: trpo_step(p, loss, kl, max_kl=0.01))(jnp.zeros(2))
     >>> round(float(kl(new)), 4), bool(info.accepted)
     (0.01, True)
     """
