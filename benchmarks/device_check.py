@@ -183,7 +183,7 @@ def reference_main(inp: str, out: str) -> None:
         (jnp.asarray(data["xs"], jnp.float64), jnp.asarray(data["ys"])),
         (jnp.asarray(data["xq"], jnp.float64), jnp.asarray(data["yq"])),
     )
-    direction, _ = jax.jit(learner.meta_grad)(meta_params, tasks)
+    direction, _, _ = jax.jit(learner.meta_grad)(meta_params, tasks)
     np.savez(out, **_flatten(direction))
 
 
@@ -357,7 +357,7 @@ def run_program(program: Program, args, refs: References, perturb=None) -> dict:
     import jax.numpy as jnp
 
     import metajax as mj
-    from metajax.diagnostics import memory_estimate
+    from metajax.diagnostics import compiled_memory
 
     learner, meta_step, model = build(program, args.compute_dtype, args.chunk)
     w = program.workload
@@ -368,7 +368,7 @@ def run_program(program: Program, args, refs: References, perturb=None) -> dict:
     n = checked_tasks(program, args)
 
     sub = mj.Task((jnp.asarray(xs[:n]), jnp.asarray(ys[:n])), (jnp.asarray(xq[:n]), jnp.asarray(yq[:n])))
-    direction, _ = jax.jit(learner.meta_grad)(meta_params, sub)
+    direction, _, _ = jax.jit(learner.meta_grad)(meta_params, sub)
     got = _flatten(direction)
     if perturb is not None:
         got = perturb(got)
@@ -388,7 +388,7 @@ def run_program(program: Program, args, refs: References, perturb=None) -> dict:
     compiled = step.lower(meta_params, state, tasks).compile()
     row["compile_s"] = time.perf_counter() - t0
     row["flops_per_step"] = count_flops(program, args.compute_dtype, args.chunk)
-    est = memory_estimate(compiled)
+    est = compiled_memory(compiled)
     row["xla_peak_mb"] = None if est is None else est.peak_bytes / 2**20
     jax.block_until_ready(compiled(meta_params, state, tasks))
     times = []
@@ -421,7 +421,7 @@ def plan(args) -> int:
     """
     import jax
 
-    from metajax.diagnostics import memory_estimate
+    from metajax.diagnostics import compiled_memory
 
     sys.path.insert(0, str(HERE))
     from harness import machine, write_results
@@ -434,7 +434,7 @@ def plan(args) -> int:
             meta_step, *step_args = abstract_step(program, dtype, args.chunk)
             t0 = time.perf_counter()
             compiled = jax.jit(meta_step.step).lower(*step_args).compile()
-            est = memory_estimate(compiled)
+            est = compiled_memory(compiled)
             flops = count_flops(program, dtype, args.chunk)
             row = {"algorithm": alg, "k": k, "compute_dtype": dtype, "compile_s": time.perf_counter() - t0}
             row["gflop_per_task"] = None if flops is None else flops / w.meta_batch / 1e9

@@ -51,15 +51,16 @@ def build(meta_batch: int, steps: int):
     learners = {
         "maml": (mj.maml(loss, "sgd", steps, inner_lr=0.4, **common), params, None, None),
         "maml++ options off": (
-            mj.maml_plus_plus(loss, steps, inner_lr=0.4, lslr=False, stateful=False, **common),
+            mj.maml_plus_plus(loss, None, steps, inner_lr=0.4, lslr=False, stateful=False, **common),
             params,
             None,
             0,
         ),
-        "maml++ LSLR": (mj.maml_plus_plus(loss, steps, inner_lr=0.4, stateful=False, **common), params, None, 0),
+        "maml++ LSLR": (mj.maml_plus_plus(loss, None, steps, inner_lr=0.4, stateful=False, **common), params, None, 0),
     }
     full = mj.maml_plus_plus(
         mm.stateful_cross_entropy_loss(per_step),
+        None,
         steps,
         inner_lr=0.4,
         msl_anneal_steps=2 * 10**6,
@@ -77,9 +78,7 @@ def build(meta_batch: int, steps: int):
     for name, (learner, p, state, start) in learners.items():
         ms = mj.make_meta_step(learner, outer)
         mp = learner.init(p)
-        st = ms.init(mp) if not learner.stateful else ms.init(mp, state)
-        if learner.stateful:
-            st = st._replace(step=jnp.int32(start))
+        st = ms.init(mp, state)._replace(step=jnp.int32(start))
         t = time.perf_counter()
         if name.startswith("maml++ full") and compiled_full is not None:
             step, compile_s = compiled_full, 0.0  # the same program: derivative-order annealing does not recompile

@@ -131,7 +131,7 @@ def measure_cell(shots: int, k: int, strategy: str, widths, size: int) -> dict:
     import numpy as np
 
     import metajax as mj
-    from metajax.diagnostics import memory_estimate, release_host_memory
+    from metajax.diagnostics import compiled_memory, release_host_memory
 
     model, learner, meta_step = build(shots, k, strategy, widths, size)
     params = learner.init(model.init(jax.random.PRNGKey(0)))
@@ -144,7 +144,7 @@ def measure_cell(shots: int, k: int, strategy: str, widths, size: int) -> dict:
 
     tasks = mj.Task(part(shots), part(15))
     compiled = jax.jit(meta_step.step).lower(params, state, tasks).compile()
-    est = memory_estimate(compiled)
+    est = compiled_memory(compiled)
     release_host_memory()
     before = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import optax
 
     import metajax as mj
-    from metajax.diagnostics import memory_estimate
+    from metajax.diagnostics import compiled_memory
     from metajax.models import COMPUTE_DTYPES, conv4, cross_entropy_loss
 
     for d in dtypes:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = grads["float32"]
         for dt in dtypes:
             g = grads[dt]
-            est = memory_estimate(compiled[dt][0])
+            est = compiled_memory(compiled[dt][0])
             rows.append(
                 {
                     "algorithm": alg,

@@ -86,13 +86,14 @@ def inner_sgd(loss_fn, params, support, batch: int):
 def combination_learner(base: mj.MetaLearner, loss_fn, weights) -> mj.MetaLearner:
     w = jnp.asarray(weights, jnp.float32)
 
-    def task_direction(meta_params, task):
+    def task_direction(meta_params, task, context=None):
+        del context  # no model state, no randomness
         _, grads, losses = inner_sgd(loss_fn, meta_params, task.support, MINIBATCH)
         direction = jax.tree_util.tree_map(lambda gs: jnp.tensordot(w, gs, axes=1), grads)
-        return direction, {"support_loss": losses[0], "query_loss": losses[-1]}
+        return direction, {"support_loss": losses[0], "query_loss": losses[-1]}, None
 
-    def meta_grad(meta_params, tasks):
-        return mj.batch_over_tasks(task_direction, meta_params, tasks, 1)
+    def meta_grad(meta_params, tasks, context=None):
+        return mj.batch_over_tasks(lambda p, t: task_direction(p, t, context), meta_params, tasks, 1)
 
     return base._replace(task_direction=task_direction, meta_grad=meta_grad)
 
@@ -106,7 +107,8 @@ def tail_learner(base: mj.MetaLearner, loss_fn, mode: str, batch: int) -> mj.Met
         raise ValueError(f"mode must be one of {TAIL_MODES}, got {mode!r}.")
     grad = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def task_direction(meta_params, task):
+    def task_direction(meta_params, task, context=None):
+        del context  # no model state, no randomness
         x, y = task.support
         n = x.shape[0]
         adapted, grads, losses = inner_sgd(loss_fn, meta_params, task.support, batch)
@@ -121,10 +123,10 @@ def tail_learner(base: mj.MetaLearner, loss_fn, mode: str, batch: int) -> mj.Met
                 qx, qy = task.query
                 tail = (qx[:batch], qy[:batch])
             (tail_loss, _), direction = grad(adapted, tail)
-        return direction, {"support_loss": losses[0], "query_loss": tail_loss}
+        return direction, {"support_loss": losses[0], "query_loss": tail_loss}, None
 
-    def meta_grad(meta_params, tasks):
-        return mj.batch_over_tasks(task_direction, meta_params, tasks, 1)
+    def meta_grad(meta_params, tasks, context=None):
+        return mj.batch_over_tasks(lambda p, t: task_direction(p, t, context), meta_params, tasks, 1)
 
     return base._replace(task_direction=task_direction, meta_grad=meta_grad)
 

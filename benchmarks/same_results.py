@@ -1,10 +1,12 @@
 """Do two git revisions compute the same bits? Run the default job and a few-shot smoke run at each, compare.
 
-    python benchmarks/same_results.py BASE_REV NEW_REV --data-dir DIR     # ~5 min on 2 cores
+    python benchmarks/same_results.py BASE_REV NEW_REV --data-dir DIR     # ~10 min on 2 cores
     python benchmarks/same_results.py 4293ec8 HEAD --data-dir DIR --skip-default
     python benchmarks/same_results.py 4aad41a HEAD --rounds 3       # and is the new one slower? (~8 min)
 
-Each revision is checked out into a temporary ``git worktree`` and run as ``python -m metajax train`` from there
+With ``--data-dir``, ``omniglot_5w1s_maml --smoke`` and ``omniglot_5w1s_mamlpp --smoke`` (a model with state)
+run beside the default job. Each revision is checked out into a temporary ``git worktree`` and run as
+``python -m metajax train`` from there
 (``PYTHONPATH``), without a compilation cache, on the same machine. Compared: the SHA-256 of the parameter
 files (``meta_params.msgpack``, ``best.msgpack``) and of ``curves.npz``, every metrics record except its
 timings, and the numbers of the evaluation tables. A refactor must give the same bits; the table says which
@@ -42,6 +44,7 @@ def _runs(data_dir: str | None, skip_default: bool) -> dict[str, list[str]]:
     runs = {} if skip_default else {"default": []}
     if data_dir is not None:
         runs["fewshot"] = ["--config", "omniglot_5w1s_maml", "--smoke", "--data-dir", data_dir]
+        runs["mamlpp"] = ["--config", "omniglot_5w1s_mamlpp", "--smoke", "--data-dir", data_dir]
     return runs
 
 
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", help="the baseline revision")
     parser.add_argument("new", help="the revision to compare with it (e.g. HEAD)")
-    parser.add_argument("--data-dir", help="an Omniglot data directory: adds the few-shot smoke run")
+    parser.add_argument("--data-dir", help="an Omniglot data directory: adds the few-shot smoke runs")
     parser.add_argument("--skip-default", action="store_true", help="leave out the default job (~2 min each)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat each run, alternating revisions (default 1)")
     parser.add_argument("--out", type=Path, default=HERE / "results")

@@ -14,7 +14,7 @@ fine-tuning), :mod:`metajax.parallel` (meshes, task sharding, CPU task streams) 
 
 from metajax import diagnostics, parallel
 from metajax._src.anil import anil
-from metajax._src.base import InnerResult, MetaContext, MetaLearner, MetaState, StatefulMetaState, Task
+from metajax._src.base import InnerResult, MetaContext, MetaLearner, MetaState, Task
 from metajax._src.compile_cache import disable_compilation_cache, enable_compilation_cache
 from metajax._src.implicit import Implicit
 from metajax._src.inner import (
@@ -23,9 +23,7 @@ from metajax._src.inner import (
     Exact,
     FirstOrder,
     adam,
-    combine,
     make_inner_opt,
-    partition,
     select_mask,
 )
 from metajax._src.learner import batch_over_tasks
@@ -39,7 +37,6 @@ from metajax._src.validation import check_task, check_task_values, task_spec_of
 from metajax._src.version import __version__
 
 __all__ = [
-    "SAFE_EPS_ROOT",
     "AbstractMetaGradient",
     "Exact",
     "FirstOrder",
@@ -51,7 +48,7 @@ __all__ = [
     "MetaSGDParams",
     "MetaState",
     "MetaStep",
-    "StatefulMetaState",
+    "SAFE_EPS_ROOT",
     "Task",
     "__version__",
     "adam",
@@ -59,7 +56,6 @@ __all__ = [
     "batch_over_tasks",
     "check_task",
     "check_task_values",
-    "combine",
     "diagnostics",
     "disable_compilation_cache",
     "enable_compilation_cache",
@@ -75,7 +71,6 @@ __all__ = [
     "meta_sgd",
     "msl_weights",
     "parallel",
-    "partition",
     "per_step_sgd",
     "reptile",
     "select_mask",

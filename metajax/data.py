@@ -62,18 +62,22 @@ from metajax._src.data.tfds_sets import (
     load_cub,
     load_fc100,
 )
-from metajax._src.data.tieredimagenet import RaggedClassImages, host_episodes, load_tieredimagenet
-from metajax._src.data.tieredimagenet import classification_sampler as tiered_classification_sampler
-from metajax._src.data.tieredimagenet import episode_sampler as tiered_episode_sampler
+from metajax._src.data.tieredimagenet import (
+    RaggedClassImages,
+    host_episodes,
+    load_tieredimagenet,
+    tiered_classification_sampler,
+    tiered_episode_sampler,
+)
 
 __all__ = [
     "CIFAR_FS_CLASSES",
-    "FC100_SUPERCLASSES",
-    "MAML_SINUSOID",
     "ClassImages",
-    "RaggedClassImages",
     "DataError",
     "DataNotFoundError",
+    "FC100_SUPERCLASSES",
+    "MAML_SINUSOID",
+    "RaggedClassImages",
     "SinusoidConfig",
     "SinusoidTaskParams",
     "cub_split",

@@ -11,8 +11,9 @@
   draws one), :func:`fit_exponent` for the alpha^2 and curvature sweeps.
 * :func:`loto`, :func:`leave_one_group_out`, :func:`leave_one_alphabet_out`
   -- leave-one-task/group-out cross-validation and the risk-inflation ratio.
-* :func:`estimate_memory` (and :func:`memory_estimate` for a compiled
-  function) -- XLA's own estimate of a step's peak memory, before it runs;
+* :func:`estimate_memory` (compiles a function and estimates) and
+  :func:`compiled_memory` (estimates an already compiled one) -- XLA's own
+  estimate of a step's peak memory, before it runs;
   :func:`plan_memory` picks the task chunk and gradient rematerialisation
   (:data:`REMAT_LADDER`) that fit a budget (what ``metajax train`` does with
   ``runtime.memory_plan=auto``); :func:`current_rss_mb`,
@@ -21,7 +22,7 @@
 * :func:`post_adaptation_risk` -- every task's query loss after adaptation.
 """
 
-from metajax._src.compile_cache import cache_events as compilation_cache_events
+from metajax._src.compile_cache import compilation_cache_events
 from metajax._src.diagnostics import (
     compare_meta_gradients,
     finite_difference_gradient,
@@ -37,12 +38,12 @@ from metajax._src.memory import (
     MemoryEstimate,
     MemoryPlan,
     Trial,
+    compiled_memory,
     current_rss_mb,
+    estimate_memory,
     plan_memory,
     release_host_memory,
 )
-from metajax._src.memory import estimate as memory_estimate
-from metajax._src.memory import estimate_fn as estimate_memory
 from metajax._src.variance import components, fit_exponent, nested_sinusoid_tasks, variance_decomposition
 
 __all__ = [
@@ -50,15 +51,12 @@ __all__ = [
     "MemoryPlan",
     "REMAT_LADDER",
     "Trial",
-    "plan_memory",
-    "compilation_cache_events",
-    "current_rss_mb",
-    "post_adaptation_risk",
-    "release_host_memory",
-    "estimate_memory",
-    "memory_estimate",
     "compare_meta_gradients",
+    "compilation_cache_events",
+    "compiled_memory",
     "components",
+    "current_rss_mb",
+    "estimate_memory",
     "finite_difference_gradient",
     "fit_exponent",
     "leave_one_alphabet_out",
@@ -67,6 +65,9 @@ __all__ = [
     "meta_objective",
     "nested_sinusoid_tasks",
     "one_d_example",
+    "plan_memory",
+    "post_adaptation_risk",
+    "release_host_memory",
     "report_table",
     "sweep",
     "variance_decomposition",

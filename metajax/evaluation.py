@@ -23,7 +23,8 @@ from metajax._src.evaluation import (
     plain_adapter,
     summarize,
 )
-from metajax._src.finetune import fine_tune, make_optimizer, summarize_curves, write_report
+from metajax._src.finetune import fine_tune, summarize_curves, write_report
+from metajax._src.inner import make_optimizer
 
 __all__ = [
     "accuracy_after_adaptation",

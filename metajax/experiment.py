@@ -9,8 +9,9 @@ sampler, evaluation) without training, and :func:`meta_train` runs the training 
 This is the only part of metajax that reads configs; everything it builds takes explicit arguments.
 """
 
+from metajax._src.app.algorithms import ALGORITHMS, REGISTRY, AlgorithmSpec, algorithm_spec, build_learner
 from metajax._src.app.configs import apply_overrides, available_configs, load_config
-from metajax._src.app.experiment import ALGORITHMS, TASKS, Experiment, build, build_learner, build_outer_opt
+from metajax._src.app.experiment import TASKS, Experiment, build, build_outer_opt
 from metajax._src.app.fewshot import BN_POLICIES, FewShot
 from metajax._src.app.rundir import RunDirectoryError, RunLock, load_params, save_params
 from metajax._src.app.runtime import Runtime, resolve_runtime
@@ -18,17 +19,20 @@ from metajax._src.app.train import Interrupted, JsonLinesSink, MetricSink, Tenso
 
 __all__ = [
     "ALGORITHMS",
+    "AlgorithmSpec",
     "BN_POLICIES",
-    "TASKS",
     "Experiment",
     "FewShot",
     "Interrupted",
     "JsonLinesSink",
     "MetricSink",
+    "REGISTRY",
     "RunDirectoryError",
     "RunLock",
     "Runtime",
+    "TASKS",
     "TensorBoardSink",
+    "algorithm_spec",
     "apply_overrides",
     "available_configs",
     "build",

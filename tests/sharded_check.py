@@ -57,7 +57,7 @@ def stateful_loss(w, state, batch, step, key):
 
 def stateful_on_meshes(w, tasks):
     """MAML++ (LSLR, MSL, DA, state and per-task keys): 3 steps on 1, 2, 8 devices vs one device (max abs diff)."""
-    learner = mj.maml_plus_plus(stateful_loss, 2, inner_lr=0.1, msl_anneal_steps=2, first_order_steps=1)
+    learner = mj.maml_plus_plus(stateful_loss, None, 2, inner_lr=0.1, msl_anneal_steps=2, first_order_steps=1)
     state0, key = {"mean": jnp.zeros((2,))}, jax.random.PRNGKey(5)
 
     def run(mesh):
@@ -138,7 +138,7 @@ def main():
         (
             "step",
             lambda: jax.jit(mj.make_meta_step(learners["maml"], optax.sgd(0.1), mesh=mesh).step)(
-                w, optax.sgd(0.1).init(w), odd
+                w, mj.make_meta_step(learners["maml"], optax.sgd(0.1)).init(w), odd
             ),
         ),
         ("mesh", lambda: mj.parallel.make_mesh(9)),

@@ -22,12 +22,13 @@ def task_list(tasks):
     return [jax.tree_util.tree_map(lambda x, i=i: x[i], tasks) for i in range(n)]
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("inner_opt", ["sgd", "momentum", "adam"])
 def test_fomaml_is_query_gradient_at_adapted_params(key, inner_opt):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     learner = mj.fomaml(mlp_loss, inner_opt, 3, inner_lr=0.05)
-    grad, _ = learner.meta_grad(params, tasks)
+    grad, _, _ = learner.meta_grad(params, tasks)
     opt = mj.make_inner_opt(inner_opt, 0.05)
     per_task = []
     for task in task_list(tasks):
@@ -36,12 +37,13 @@ def test_fomaml_is_query_gradient_at_adapted_params(key, inner_opt):
     allclose(grad, jax.tree_util.tree_map(lambda *g: sum(g) / len(g), *per_task))
 
 
+@pytest.mark.x64
 def test_reptile_k1_equals_joint_training_gradient(key):
     """Reptile paper: with one inner step, (phi - phi~)/alpha = grad of the joint loss."""
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     alpha = 0.05
-    direction, _ = mj.reptile(mlp_loss, "sgd", 1, inner_lr=alpha).meta_grad(params, tasks)
+    direction, _, _ = mj.reptile(mlp_loss, "sgd", 1, inner_lr=alpha).meta_grad(params, tasks)
 
     def joint(p):
         return jnp.mean(jax.vmap(lambda t: mlp_loss(p, t.support))(tasks))
@@ -52,8 +54,8 @@ def test_reptile_k1_equals_joint_training_gradient(key):
 def test_reptile_without_query_scoring_has_the_same_direction(key):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
-    d1, m1 = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05).meta_grad(params, tasks)
-    d2, m2 = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05, score_query=False).meta_grad(params, tasks)
+    d1, m1, _ = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05).meta_grad(params, tasks)
+    d2, m2, _ = mj.reptile(mlp_loss, "sgd", 3, inner_lr=0.05, score_query=False).meta_grad(params, tasks)
     allclose(d1, d2, rtol=0)
     assert set(m2) == {"support_loss"} and "query_loss" in m1
     allclose(m1["support_loss"], m2["support_loss"], rtol=0)
@@ -61,6 +63,7 @@ def test_reptile_without_query_scoring_has_the_same_direction(key):
         mj.reptile(mlp_loss, "sgd", 3, score_query=1)
 
 
+@pytest.mark.x64
 def test_batched_reptile_is_mean_of_serial_updates_from_same_start(key):
     tasks = regression_tasks(key, num_tasks=4)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
@@ -84,22 +87,23 @@ def test_meta_sgd_with_frozen_rates_is_maml(key, granularity):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     alpha = 0.07
-    learner = mj.meta_sgd(mlp_loss, 2, init_lr=alpha, granularity=granularity)
+    learner = mj.meta_sgd(mlp_loss, "sgd", 2, inner_lr=alpha, granularity=granularity)
     mp = learner.init(params)
-    grad, metrics = learner.meta_grad(mp, tasks)
-    ref, ref_metrics = mj.maml(mlp_loss, "sgd", 2, inner_lr=alpha).meta_grad(params, tasks)
+    grad, metrics, _ = learner.meta_grad(mp, tasks)
+    ref, ref_metrics, _ = mj.maml(mlp_loss, "sgd", 2, inner_lr=alpha).meta_grad(params, tasks)
     allclose(grad.params, ref)
     allclose(metrics, ref_metrics)
     assert jax.tree_util.tree_structure(grad.lrs) == jax.tree_util.tree_structure(mp.lrs)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("granularity", ["parameter", "scalar"])
 def test_meta_sgd_rate_gradient_matches_finite_differences(key, granularity):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
-    learner = mj.meta_sgd(mlp_loss, 2, init_lr=0.05, granularity=granularity)
+    learner = mj.meta_sgd(mlp_loss, "sgd", 2, inner_lr=0.05, granularity=granularity)
     mp = learner.init(params)
-    grad, _ = jax.jit(learner.meta_grad)(mp, tasks)
+    grad, _, _ = jax.jit(learner.meta_grad)(mp, tasks)
     directional_fd_check(learner, mp, tasks, grad, key)
     # the rate gradient alone, along the all-ones direction in rate space
     lr_only = lambda lrs: mj.MetaSGDParams(params, lrs)  # noqa: E731
@@ -128,6 +132,7 @@ def _objective(learner, mp, tasks):
     return jnp.mean(jax.vmap(one)(tasks))
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("gradient", ["exact", "first_order"])
 def test_anil_is_maml_with_body_frozen_in_inner_loop(key, gradient):
     """Hand-written: only the last layer takes inner SGD steps; gradients reach all layers."""
@@ -135,7 +140,7 @@ def test_anil_is_maml_with_body_frozen_in_inner_loop(key, gradient):
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     alpha, k = 0.1, 2
     learner = mj.anil(mlp_loss, head="^2/", inner_opt="sgd", num_inner_steps=k, inner_lr=alpha, gradient=gradient)
-    grad, _ = learner.meta_grad(learner.init(params), tasks)
+    grad, _, _ = learner.meta_grad(learner.init(params), tasks)
 
     def objective(p, task):
         body, head = p[:2], p[2]
@@ -171,6 +176,7 @@ def test_tanh_helper_shapes(key):
     assert tanh_mlp_apply(p, jnp.zeros((4, 2))).shape == (4, 1)
 
 
+@pytest.mark.x64
 def test_inner_minibatches_cycle_through_the_support_batch(key):
     """Step t uses examples t*b .. t*b+b-1 (mod n): checked against hand-written SGD."""
     tasks = regression_tasks(key, shots=6)

@@ -44,14 +44,14 @@ def test_a_damaged_entry_is_replaced_by_the_program_compiled_instead(tmp_path):
     entry.write_bytes(good[: len(good) // 2])  # truncated
     jax.clear_caches()
     with pytest.warns(UserWarning, match="Error reading persistent compilation cache entry"):
-        with cc.cache_events() as seen:
+        with cc.compilation_cache_events() as seen:
             got = fn.lower(x).compile()(x)
     assert seen["hits"] == 0 and jnp.array_equal(got, expected)
     assert entry.read_bytes() != good[: len(good) // 2] and len(entry.read_bytes()) > len(good) // 2
     jax.clear_caches()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning this time: the entry was rewritten
-        with cc.cache_events() as again:
+        with cc.compilation_cache_events() as again:
             assert jnp.array_equal(fn.lower(x).compile()(x), expected)
     assert again["hits"] >= 1 and again["misses"] == 0
 
@@ -81,17 +81,17 @@ def test_stores_and_loads_programs(tmp_path):
     assert stat.S_IMODE(where.stat().st_mode) == 0o700
     fn = jax.jit(lambda x: jnp.sin(x) @ x.T * 3.0)
     x = jnp.linspace(0.0, 1.0, 48).reshape(6, 8)
-    with cc.cache_events() as first:
+    with cc.compilation_cache_events() as first:
         expected = fn.lower(x).compile()(x)
     assert first["misses"] >= 1 and cc.cache_entries(where) >= 1
     jax.clear_caches()  # forget the in-memory executable: the next compile must come from disk
-    with cc.cache_events() as second:
+    with cc.compilation_cache_events() as second:
         again = fn.lower(x).compile()(x)
     assert second["hits"] >= 1 and second["misses"] == 0
     assert jnp.array_equal(expected, again)
     mj.disable_compilation_cache()
     jax.clear_caches()
-    with cc.cache_events() as off:
+    with cc.compilation_cache_events() as off:
         fn.lower(x).compile()
     assert off == {"hits": 0, "misses": 0}
 
@@ -137,7 +137,7 @@ def test_cli_loads_the_step_from_the_cache_on_the_second_run(tmp_path):
         import sys
         import jax, jax.numpy as jnp
         from metajax._src.app.launch import use_compile_cache
-        from metajax._src.compile_cache import cache_events
+        from metajax._src.compile_cache import compilation_cache_events as cache_events
         print(use_compile_cache(sys.argv[1]))
         step = jax.jit(lambda w, x: jnp.tanh(x @ w).sum())
         w, x = jnp.ones((32, 32)), jnp.ones((8, 32))

@@ -10,6 +10,7 @@ from metajax._src import diagnostics as dg
 from metajax._src.app import cli
 
 
+@pytest.mark.x64
 def test_one_d_example_matches_closed_form():
     r = dg.one_d_example()
     assert r["dtype"] == "float64"
@@ -18,6 +19,7 @@ def test_one_d_example_matches_closed_form():
     np.testing.assert_allclose(r["exact"] - r["first_order"], r["second_order_closed_form"], rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_compare_meta_gradients_definitions_and_fd(key):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1), sizes=(2, 4, 1))

@@ -47,15 +47,15 @@ def test_bad_num_inner_steps(k):
     with pytest.raises(ValueError, match="num_inner_steps"):
         mj.reptile(counting_loss, "sgd", k)
     with pytest.raises(ValueError, match="num_inner_steps"):
-        mj.meta_sgd(counting_loss, k)
+        mj.meta_sgd(counting_loss, "sgd", k)
 
 
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), -0.1])
 def test_bad_learning_rate(lr):
     with pytest.raises(ValueError, match="inner_lr must be"):
         mj.maml(counting_loss, "sgd", 1, inner_lr=lr)
-    with pytest.raises(ValueError, match="init_lr must be"):
-        mj.meta_sgd(counting_loss, 1, init_lr=lr)
+    with pytest.raises(ValueError, match="inner_lr must be"):
+        mj.meta_sgd(counting_loss, "sgd", 1, inner_lr=lr)
 
 
 def test_task_batch_without_task_axis_detected_structurally(key):
@@ -106,7 +106,7 @@ def test_unknown_inner_optimiser_and_gradient():
     with pytest.raises(ValueError, match="gradient must be one of"):
         mj.maml(counting_loss, "sgd", 1, gradient="second")
     with pytest.raises(ValueError, match="granularity must be one of"):
-        mj.meta_sgd(counting_loss, 1, granularity="layer")
+        mj.meta_sgd(counting_loss, "sgd", 1, granularity="layer")
     with pytest.raises(ValueError, match="task_chunk must be an integer >= 1"):
         mj.maml(counting_loss, "sgd", 1, task_chunk=0)
     with pytest.raises(ValueError, match="outer_opt must be an optax.GradientTransformation"):

@@ -37,6 +37,7 @@ def test_sampler_is_a_pure_function_of_the_key():
     assert float(np.abs(a.support[1]).max()) <= 5.0
 
 
+@pytest.mark.x64
 def test_short_maml_run_lowers_post_adaptation_loss():
     """Deterministic: 400 meta-steps of MAML lower the 1-step query MSE on held-out tasks."""
     model = mlp(hidden=(40, 40))

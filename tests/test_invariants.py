@@ -13,8 +13,8 @@ LEARNERS = {
     "maml": lambda **kw: mj.maml(mlp_loss, "momentum", 2, inner_lr=0.05, **kw),
     "fomaml": lambda **kw: mj.fomaml(mlp_loss, "sgd", 2, inner_lr=0.05, **kw),
     "reptile": lambda **kw: mj.reptile(mlp_loss, "sgd", 2, inner_lr=0.05, **kw),
-    "meta_sgd": lambda **kw: mj.meta_sgd(mlp_loss, 1, init_lr=0.05, **kw),
-    "anil": lambda **kw: mj.anil(mlp_loss, "^2/", "sgd", 2, inner_lr=0.05, **kw),
+    "meta_sgd": lambda **kw: mj.meta_sgd(mlp_loss, "sgd", 1, inner_lr=0.05, **kw),
+    "anil": lambda **kw: mj.anil(mlp_loss, "sgd", 2, head="^2/", inner_lr=0.05, **kw),
 }
 
 
@@ -22,19 +22,21 @@ def allclose(a, b, rtol=1e-12, atol=1e-14):
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", sorted(LEARNERS))
 def test_vmap_equals_loop_and_chunks(key, name):
     tasks = regression_tasks(key, num_tasks=4)
     learner = LEARNERS[name]()
     mp = learner.init(tanh_mlp_init(jax.random.fold_in(key, 1)))
-    batched, metrics = learner.meta_grad(mp, tasks)
+    batched, metrics, _ = learner.meta_grad(mp, tasks)
     outs = [learner.task_direction(mp, jax.tree_util.tree_map(lambda x, i=i: x[i], tasks)) for i in range(4)]
     allclose(batched, jax.tree_util.tree_map(lambda *g: sum(g) / 4, *[o[0] for o in outs]))
     allclose(metrics, jax.tree_util.tree_map(lambda *g: sum(g) / 4, *[o[1] for o in outs]))
-    chunked, _ = LEARNERS[name](task_chunk=3).meta_grad(mp, tasks)  # 4 tasks in chunks of 3: remainder path
+    chunked, _, _ = LEARNERS[name](task_chunk=3).meta_grad(mp, tasks)  # 4 tasks in chunks of 3: remainder path
     allclose(batched, chunked)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", ["maml", "reptile"])
 def test_meta_step_jit_equals_no_jit(key, name):
     tasks = regression_tasks(key)
@@ -61,6 +63,7 @@ def test_meta_step_traces_once_over_many_steps(key):
     assert all(np.isfinite(losses))
 
 
+@pytest.mark.x64
 def test_train_loop_matches_repeated_steps(key):
     from metajax._src.data import sinusoid
     from metajax.models import mlp, mse_loss

@@ -22,6 +22,7 @@ def test_fold_sampling_never_uses_the_left_out_task():
     assert set(np.unique(draws)) == {0, 1, 3, 4, 5}
 
 
+@pytest.mark.x64
 def test_loto_reports_held_out_and_seen_risk():
     model = mlp(hidden=(8,))
     pool = sinusoid.sample_tasks(jax.random.PRNGKey(1), 4, 5)

@@ -13,6 +13,8 @@ from jax.test_util import check_grads
 
 import metajax as mj
 
+pytestmark = pytest.mark.x64  # closed forms, finite differences and tight references: float64
+
 
 def quad_loss(w, batch):
     """0.5 * mean((X w - y)^2): gradient A w - b, Hessian A = X^T X / n."""
@@ -52,7 +54,7 @@ def test_exact_maml_matches_linear_regression_closed_form(key, k):
     tasks = linreg_tasks(key)
     w = jnp.array([0.3, -0.2, 0.5])
     alpha = 0.1
-    grad, _ = mj.maml(quad_loss, "sgd", k, inner_lr=alpha).meta_grad(w, tasks)
+    grad, _, _ = mj.maml(quad_loss, "sgd", k, inner_lr=alpha).meta_grad(w, tasks)
     np.testing.assert_allclose(grad, closed_form_linreg(np.asarray(w), tasks, alpha, k), rtol=1e-12, atol=1e-14)
 
 
@@ -66,8 +68,8 @@ def test_one_d_closed_form_exact_fomaml_and_second_order_term():
         (c,) = batch
         return jnp.mean(w**4 / 4 - c * w)
 
-    exact, _ = mj.maml(loss, "sgd", 1, inner_lr=alpha).meta_grad(jnp.asarray(w), tasks)
-    first, _ = mj.fomaml(loss, "sgd", 1, inner_lr=alpha).meta_grad(jnp.asarray(w), tasks)
+    exact, _, _ = mj.maml(loss, "sgd", 1, inner_lr=alpha).meta_grad(jnp.asarray(w), tasks)
+    first, _, _ = mj.fomaml(loss, "sgd", 1, inner_lr=alpha).meta_grad(jnp.asarray(w), tasks)
     c_s = np.array([1.0, -0.5, 2.0])
     c_q = np.array([0.5, 0.3, -1.0])
     u = w - alpha * (w**3 - c_s)
@@ -134,7 +136,7 @@ def test_exact_maml_matches_finite_differences(key, inner_opt, k):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     learner = mj.maml(mlp_loss, inner_opt, k, inner_lr=0.05)
-    grad, _ = jax.jit(learner.meta_grad)(params, tasks)
+    grad, _, _ = jax.jit(learner.meta_grad)(params, tasks)
     directional_fd_check(learner, params, tasks, grad, key)
 
 
@@ -145,7 +147,7 @@ def test_exact_maml_check_grads(key):
     learner = mj.maml(mlp_loss, "sgd", 2, inner_lr=0.1)
     check_grads(lambda p: meta_objective(learner, p, tasks), (params,), order=1, modes=["rev"])
     # and the meta-gradient is that reverse-mode gradient
-    grad, _ = learner.meta_grad(params, tasks)
+    grad, _, _ = learner.meta_grad(params, tasks)
     ref = jax.grad(lambda p: meta_objective(learner, p, tasks))(params)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), grad, ref)
 
@@ -153,11 +155,11 @@ def test_exact_maml_check_grads(key):
 def test_remat_gives_the_same_gradient(key):
     tasks = regression_tasks(key)
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
-    g1, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05).meta_grad(params, tasks)
-    g2, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient=mj.Exact(remat=True)).meta_grad(params, tasks)
+    g1, _, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05).meta_grad(params, tasks)
+    g2, _, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient=mj.Exact(remat=True)).meta_grad(params, tasks)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), g1, g2)
     # remat keeping the matrix products' outputs (the named strategy): the same gradient too
-    g3, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient="exact_remat_dots").meta_grad(params, tasks)
+    g3, _, _ = mj.maml(mlp_loss, "adam", 3, inner_lr=0.05, gradient="exact_remat_dots").meta_grad(params, tasks)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14), g1, g3)
 
 
@@ -185,10 +187,10 @@ def test_adam_inner_loop_safe_eps_root_avoids_nan(key):
 
     with pytest.warns(UserWarning, match="eps_root"):
         unsafe = mj.maml(loss, optax.adam(0.01), 2)
-    g_unsafe, _ = unsafe.meta_grad(params, tasks)
+    g_unsafe, _, _ = unsafe.meta_grad(params, tasks)
     assert not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(g_unsafe))
     safe = mj.maml(loss, "adam", 2, inner_lr=0.01)
-    g_safe, _ = safe.meta_grad(params, tasks)
+    g_safe, _, _ = safe.meta_grad(params, tasks)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(g_safe))
     directional_fd_check(safe, params, tasks, g_safe, key, eps=1e-6, rtol=1e-5, stencil=2)
 
@@ -198,7 +200,7 @@ def test_maml_with_schedule_and_custom_optax_chain(key):
     params = tanh_mlp_init(jax.random.fold_in(key, 1))
     opt = optax.chain(optax.clip_by_global_norm(10.0), optax.sgd(optax.linear_schedule(0.1, 0.01, 3)))
     learner = mj.maml(mlp_loss, opt, 3)
-    grad, _ = jax.jit(learner.meta_grad)(params, tasks)
+    grad, _, _ = jax.jit(learner.meta_grad)(params, tasks)
     directional_fd_check(learner, params, tasks, grad, key)
 
 

@@ -9,9 +9,9 @@ from metajax._src import memory
 
 def test_estimate_counts_arguments_outputs_and_donation():
     x = jnp.ones((512, 256), jnp.float32)  # 512 KiB
-    est = memory.estimate_fn(lambda a: a * 2.0, x)
+    est = memory.estimate_memory(lambda a: a * 2.0, x)
     assert est.argument_bytes == x.nbytes and est.output_bytes == x.nbytes
-    donated = memory.estimate(jax.jit(lambda a: a * 2.0, donate_argnums=0).lower(x).compile())
+    donated = memory.compiled_memory(jax.jit(lambda a: a * 2.0, donate_argnums=0).lower(x).compile())
     assert donated.alias_bytes == x.nbytes and donated.peak_bytes == x.nbytes
     assert est.peak_bytes == 2 * x.nbytes + est.temp_bytes
 

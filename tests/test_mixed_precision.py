@@ -46,7 +46,7 @@ def test_gradients_and_meta_gradients_stay_float32_and_close():
     grads = {}
     for name, model in (("f32", model32), ("bf16", model16)):
         learner = mj.maml(cross_entropy_loss(model.apply), "sgd", 1, inner_lr=0.4, has_aux=True)
-        g, _ = jax.jit(learner.meta_grad)(learner.init(params), tasks)
+        g, _, _ = jax.jit(learner.meta_grad)(learner.init(params), tasks)
         chex.assert_trees_all_equal_dtypes(g, params)
         grads[name] = np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)])
     a, b = grads["bf16"], grads["f32"]

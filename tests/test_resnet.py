@@ -66,10 +66,12 @@ def check_against_reference(conv, order):
             np.testing.assert_allclose(v, u, rtol=1e-9, atol=1e-12 * scale)
 
 
+@pytest.mark.x64
 def test_resnet12_gradient_agrees_with_plain_autodiff():
     check_against_reference("auto", 1)  # the CPU default: Winograd where it pays, im2col elsewhere
 
 
+@pytest.mark.x64
 @pytest.mark.slow
 @pytest.mark.parametrize("conv", ["xla", "patches", "winograd", "lax_vjp"])
 def test_resnet12_agrees_with_plain_autodiff_to_second_order(conv):
@@ -87,6 +89,7 @@ def test_full_width_resnet12_has_the_published_size():
     assert out.shape == (2, 5)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("shape", [(3, 6, 8, 2), (2, 7, 5, 3)])
 def test_leaky_relu_max_pool_matches_autodiff_with_ties_to_second_order(shape):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -132,11 +135,19 @@ def stateful_problem():
     ys = jnp.tile(jnp.repeat(jnp.arange(3), 2), (2, 1))
     tasks = mj.Task((xs, ys), (xq, ys))
     learner = mj.maml_plus_plus(
-        stateful_cross_entropy_loss(model), 2, inner_lr=0.3, lslr=False, has_aux=True, adapt="Conv|head", task_chunk=1
+        stateful_cross_entropy_loss(model),
+        None,
+        2,
+        inner_lr=0.3,
+        lslr=False,
+        has_aux=True,
+        adapt="Conv|head",
+        task_chunk=1,
     )
     return model, f64(params), state, tasks, learner
 
 
+@pytest.mark.x64
 @pytest.mark.slow  # compiling exact MAML through a ResNet-12 takes minutes
 def test_exact_meta_gradient_with_drop_block_and_running_statistics_matches_finite_differences(stateful_problem):
     model, params, state, tasks, learner = stateful_problem
@@ -172,6 +183,7 @@ def test_exact_meta_gradient_with_drop_block_and_running_statistics_matches_fini
     assert diff(other[0], direction) > 1e-6 and diff(again[0], direction) == 0.0
 
 
+@pytest.mark.x64
 def test_without_a_key_the_stateful_resnet_is_deterministic_and_running_mode_scores_alone(stateful_problem):
     model, params, state, tasks, _ = stateful_problem
     x = tasks.query[0][0]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from metajax._src.app import cli
 from metajax._src.app.configs import available_configs
-from metajax._src.data.tieredimagenet import episode_sampler, host_episodes, load_tieredimagenet
+from metajax._src.data.tieredimagenet import host_episodes, load_tieredimagenet, tiered_episode_sampler
 from metajax.data import DataError, DataNotFoundError
 
 # per split: images per class (ragged); every image is one flat colour (r, g) = its index, b = its class
@@ -141,12 +141,12 @@ def test_host_episodes_are_disjoint_labelled_and_the_same_inside_jit(tree):
     assert ys.tolist() == [list(range(5))] * 8
     again = host_episodes(np.asarray(key), data, 8, ways=5, shots=1, queries=3)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tasks), jax.tree.leaves(again), strict=True))
-    sample = jax.jit(episode_sampler(data, 8, 5, 1, 3))
+    sample = jax.jit(tiered_episode_sampler(data, 8, 5, 1, 3))
     inside = sample(key)
     assert np.array_equal(np.rint(np.asarray(inside.support[0]) * 255).astype(np.uint8), xs)  # [0, 1] floats
     assert np.array_equal(np.asarray(inside.query[1]), yq)
     with pytest.raises(ValueError, match=r"shots \+ queries = 1 \+ 7 = 8 exceeds the 7 examples per class"):
-        episode_sampler(data, 2, 5, 1, 7)
+        tiered_episode_sampler(data, 2, 5, 1, 7)
 
 
 TIERED_CONFIGS = [n for n in available_configs() if n.startswith("tiered_")]

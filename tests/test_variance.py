@@ -27,6 +27,7 @@ def test_components_recover_known_variances():
         v.components(g[:, :1])
 
 
+@pytest.mark.x64
 def test_support_component_grows_like_alpha_squared():
     model = mlp(hidden=(20, 20))
     params = jax.tree_util.tree_map(lambda x: x.astype("float64"), model.init(jax.random.PRNGKey(0)))

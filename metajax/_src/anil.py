@@ -7,15 +7,16 @@ from typing import Any
 import optax
 
 from metajax._src.base import LossFn, MetaLearner
-from metajax._src.inner import Selector
+from metajax._src.inner import Selector, select_mask
 from metajax._src.maml import maml
 
 
 def anil(
     loss_fn: LossFn,
-    head: Selector,
     inner_opt: str | optax.GradientTransformation | None = None,
     num_inner_steps: int = 1,
+    *,
+    head: Selector,
     **kwargs: Any,
 ) -> MetaLearner:
     """ANIL: MAML whose inner loop adapts only the ``head`` subtree.
@@ -26,12 +27,12 @@ def anil(
 
     Args:
       loss_fn: as in :func:`maml`.
-      head: regular expression searched in each parameter's path (for
+      inner_opt: as in :func:`maml`.
+      num_inner_steps: as in :func:`maml`.
+      head: (keyword-only, required) regular expression searched in each parameter's path (for
         ``{"params": {"Dense_2": ...}}`` the paths are ``params/Dense_2/kernel``
         and ``params/Dense_2/bias``), or ``fn(path, leaf) -> bool``. It must
         match at least one parameter; checked in ``init`` and at trace time.
-      inner_opt: as in :func:`maml`.
-      num_inner_steps: as in :func:`maml`.
       kwargs: the keyword arguments of :func:`maml`.
 
     >>> import jax.numpy as jnp
@@ -43,8 +44,6 @@ def anil(
       Raghu, Raghu, Bengio, Vinyals (2020). Rapid Learning or Feature Reuse?
       Towards Understanding the Effectiveness of MAML. ICLR.
     """
-    from metajax._src.inner import select_mask
-
     learner = maml(loss_fn, inner_opt, num_inner_steps, head=head, **kwargs)
 
     def init(params):

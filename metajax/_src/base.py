@@ -81,7 +81,10 @@ class StatefulLossFn(Protocol):
 
 
 class MetaContext(NamedTuple):
-    """What a learner with state receives besides the meta-parameters and the task batch.
+    """What every learner's meta-gradient receives besides the meta-parameters and the task batch.
+
+    Learners without model state or randomness ignore it; :func:`~metajax.make_meta_step` builds it from the
+    :class:`MetaState`, so one call ``meta_grad(meta_params, tasks, context)`` serves every learner.
 
     Attributes:
       step: the outer step (an int32 scalar): schedules such as the multi-step-loss weights and the
@@ -90,59 +93,50 @@ class MetaContext(NamedTuple):
       task_keys: one PRNG key per task (leading task axis), or ``None`` for a run without randomness.
     """
 
-    step: jax.Array
+    step: Any = 0
     model_state: Any = None
     task_keys: Any = None
 
 
 class MetaLearner(NamedTuple):
-    """An algorithm: a named tuple of pure functions built by a factory.
+    """An algorithm: a named tuple of pure functions built by a factory, with one calling convention.
+
+    Every learner, with or without model state, takes the same arguments; a learner whose model has no state
+    ignores the model state and the keys (they stay ``None``).
 
     Attributes:
       init: ``init(params) -> meta_params`` wraps model parameters into the
-        algorithm's meta-parameters (identity except for Meta-SGD).
+        algorithm's meta-parameters (identity except for Meta-SGD and MAML++).
       model_params: ``model_params(meta_params) -> params``, the initial model.
-      adapt: ``adapt(meta_params, support, *, num_steps=None, eval_fn=None)
-        -> InnerResult`` runs the inner loop on one task. Its derivative with
+      adapt: ``adapt(meta_params, support, *, model_state=None, key=None, num_steps=None, eval_fn=None,
+        batch_size=...) -> InnerResult`` runs the inner loop on one task. Its derivative with
         respect to ``meta_params`` is the one the algorithm's meta-gradient
-        choice prescribes.
-      task_direction: ``task_direction(meta_params, task) -> (direction,
-        metrics)`` for one task: the meta-gradient (MAML family) or
-        ``params - adapted`` (Reptile), a pytree shaped like ``meta_params``.
-      meta_grad: ``meta_grad(meta_params, tasks) -> (direction, metrics)``
-        averaged over a task batch (leading task axis).
-      query_loss: ``query_loss(params, query, support) -> (loss, aux)`` used to
-        score adapted parameters.
+        choice prescribes. ``InnerResult.state`` is the model state after the loop.
+      task_direction: ``task_direction(meta_params, task, context=None) -> (direction, metrics, model_state)``
+        for one task: the meta-gradient (MAML family) or ``params - adapted`` (Reptile), a pytree shaped like
+        ``meta_params``; ``context`` is a :class:`MetaContext` whose ``task_keys`` holds this task's key.
+      meta_grad: ``meta_grad(meta_params, tasks, context=None) -> (direction, metrics, model_state)``
+        averaged over a task batch (leading task axis); ``model_state`` is the task-averaged model state after
+        the inner loops (``None`` without one).
+      query_loss: ``query_loss(params, query, support, state=None, step=None, key=None) -> (loss, aux)`` used
+        to score adapted parameters (``state`` the model state after adapting; ``step`` the last inner step).
       name: the algorithm's name.
       num_inner_steps: the inner steps used in training (and, by default, in
         evaluation).
-      stateful: ``False`` for the learners above. ``True`` for learners whose meta-gradient depends on the outer
-        step, a model state or random keys (:func:`~metajax.maml_plus_plus`): then ``meta_grad(meta_params,
-        tasks, context) -> (direction, metrics, model_state)`` and ``task_direction(meta_params, task, context)``
-        take a :class:`MetaContext`, ``adapt`` takes ``model_state=`` and ``key=`` and ``query_loss(params, query,
-        support, state=None, step=None)``.
     """
 
     init: Callable[[Params], MetaParams]
     model_params: Callable[[MetaParams], Params]
     adapt: Callable[..., InnerResult]
-    task_direction: Callable[[MetaParams, Task], tuple[Any, Metrics]]
-    meta_grad: Callable[[MetaParams, Task], tuple[Any, Metrics]]
-    query_loss: QueryLossFn
+    task_direction: Callable[..., tuple[Any, Metrics, Any]]
+    meta_grad: Callable[..., tuple[Any, Metrics, Any]]
+    query_loss: Callable[..., tuple[jax.Array, Aux]]
     name: str
     num_inner_steps: int
-    stateful: bool = False
 
 
 class MetaState(NamedTuple):
-    """Outer-loop state: the outer optimiser's state and the step count."""
-
-    opt_state: optax.OptState
-    step: jax.Array
-
-
-class StatefulMetaState(NamedTuple):
-    """Outer-loop state of a stateful learner (:func:`~metajax.maml_plus_plus`): :class:`MetaState` and the rest.
+    """Outer-loop state: the outer optimiser's state, the step count, the model state and the run's key.
 
     Attributes:
       opt_state: the outer optimiser's state.

@@ -248,10 +248,10 @@ def cache_entries(path: str | os.PathLike) -> int:
 
 
 @contextlib.contextmanager
-def cache_events() -> Iterator[dict[str, int]]:
+def compilation_cache_events() -> Iterator[dict[str, int]]:
     """Count the persistent cache's hits and misses inside a ``with`` block.
 
-    >>> with cache_events() as seen:  # doctest: +SKIP
+    >>> with compilation_cache_events() as seen:  # doctest: +SKIP
     ...     compiled = jax.jit(step).lower(*args).compile()
     >>> seen  # doctest: +SKIP
     {'hits': 1, 'misses': 0}

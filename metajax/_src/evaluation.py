@@ -21,7 +21,7 @@ import optax
 from jax.typing import ArrayLike
 
 from metajax._src.base import MetaLearner, Params, Task, check_positive_int, pad_leading, take_leading
-from metajax._src.inner import Exact, normalize_loss
+from metajax._src.inner import Exact, support_loss
 from metajax._src.sharding import shard_task_map
 
 
@@ -73,7 +73,7 @@ def adaptation_curves(
 
 def plain_adapter(loss_fn: Callable, inner_opt: optax.GradientTransformation, has_aux: bool = False) -> Callable:
     """An ``adapt`` for plain parameters (baselines: random or pretrained init)."""
-    loss = normalize_loss(loss_fn, has_aux)
+    loss = support_loss(loss_fn, has_aux, stateful=False)
     loop = Exact()
 
     def adapt(params, support, *, num_steps, eval_fn=None, batch_size=None):
@@ -175,10 +175,10 @@ def joint_training(
     """
     num_steps = check_positive_int("num_steps", num_steps)
     opt = optax.adam(1e-3) if opt is None else opt
-    loss = normalize_loss(loss_fn, has_aux)
+    loss = support_loss(loss_fn, has_aux, stateful=False)
 
     def pooled(p, tasks):
-        per_task = jax.vmap(lambda t: loss(p, t.support)[0] + loss(p, t.query)[0])(tasks)
+        per_task = jax.vmap(lambda t: loss(p, None, t.support, 0, None)[0] + loss(p, None, t.query, 0, None)[0])(tasks)
         return 0.5 * jnp.mean(per_task)
 
     def make(n):
@@ -235,11 +235,13 @@ def adaptation_scorer(
     mesh: Any = None,
     tasks_per_call: int | None = None,
 ) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """A compiled ``score(meta_params, tasks, on_chunk=None) -> (loss, accuracy)`` per task after ``num_steps`` steps.
+    """A compiled ``score(meta_params, tasks, on_chunk=None, model_state=None) -> (loss, accuracy)`` per task.
 
-    Build it once and call it for every evaluation: it compiles on the first call for a task-batch shape. For a
-    stateful learner (:func:`metajax.maml_plus_plus`) ``meta_params`` is the pair ``(meta_params, model_state)`` and
-    ``query_loss(params, query, support, state)`` receives the model state after the task's inner loop.
+    Every task is adapted for ``num_steps`` steps from ``meta_params`` (and ``model_state``, the model state a
+    model with state starts from, e.g. running statistics) and scored by ``query_loss(params, query, support,
+    state) -> (loss, aux)`` with the model state after the task's inner loop (a model without state: called as
+    ``query_loss(params, query, support)``). Build it once and call it for every evaluation: it compiles on the
+    first call for a task-batch shape.
     With a ``mesh`` of several devices (CPU task streams, GPUs) the tasks are split over its devices
     (:func:`metajax.shard_task_map`); every task's numbers come from the same per-task program as on one
     device. With ``tasks_per_call`` a batch of more tasks runs as calls of that many (the last one padded by
@@ -251,13 +253,11 @@ def adaptation_scorer(
 
     def run(mp, tasks):
         def one(task):
-            if learner.stateful:  # mp = (meta_params, model_state); the query loss reads the adapted state
-                meta, model_state = mp
-                res = learner.adapt(meta, task.support, model_state=model_state, num_steps=num_steps)
-                loss, aux = query_loss(res.params, task.query, task.support, res.state)
-            else:
-                res = learner.adapt(mp, task.support, num_steps=num_steps, batch_size=batch_size)
-                loss, aux = query_loss(res.params, task.query, task.support)
+            meta, model_state = mp  # the query loss reads the model state after adapting (None without one)
+            res = learner.adapt(meta, task.support, model_state=model_state, num_steps=num_steps, batch_size=batch_size)
+            # a model without state is scored by a query loss that may not take one
+            extra = () if res.state is None else (res.state,)
+            loss, aux = query_loss(res.params, task.query, task.support, *extra)
             return loss, aux["accuracy"]
 
         if task_chunk is None:
@@ -266,7 +266,7 @@ def adaptation_scorer(
 
     score = shard_task_map(run, mesh)
 
-    def in_calls(meta_params, tasks, on_chunk: Callable[[int, int], None] | None = None):
+    def in_calls(meta_params, tasks, on_chunk: Callable[[int, int], None] | None = None, model_state: Any = None):
         leaves = jax.tree_util.tree_leaves(tasks)
         total = leaves[0].shape[0] if leaves and leaves[0].ndim else 0
         if total == 0:
@@ -275,7 +275,7 @@ def adaptation_scorer(
         outs = []
         for start in range(0, total, size):
             num = min(size, total - start)
-            out = score(meta_params, pad_leading(take_leading(tasks, start, num), size))
+            out = score((meta_params, model_state), pad_leading(take_leading(tasks, start, num), size))
             outs.append(out if num == size else take_leading(out, 0, num))
             if on_chunk is not None:
                 jax.block_until_ready(outs[-1])
@@ -306,10 +306,11 @@ def accuracy_after_adaptation(
     batch_size: Any = None,
     mesh: Any = None,
     tasks_per_call: int | None = None,
+    model_state: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-task query (loss, accuracy) after ``num_steps`` inner steps (one-off: see :func:`adaptation_scorer`)."""
     score = adaptation_scorer(learner, query_loss, num_steps, task_chunk, batch_size, mesh, tasks_per_call)
-    loss, acc = jax.device_get(score(meta_params, tasks))
+    loss, acc = jax.device_get(score(meta_params, tasks, model_state=model_state))
     return np.asarray(loss), np.asarray(acc)
 
 

@@ -1,6 +1,6 @@
 """Meta-train, then fine-tune: ordinary supervised training from a meta-learned init.
 
-Seed 002's question: is a meta-learned initialisation a better starting point
+The question: is a meta-learned initialisation a better starting point
 for plain fine-tuning (many steps of an ordinary optimiser on a target task's
 few labelled examples) than a random or a jointly trained one? For each of a
 set of held-out target tasks, every initialisation is fine-tuned on the
@@ -16,18 +16,9 @@ from typing import Any
 import numpy as np
 import optax
 
-from metajax._src.base import Params, Task, check_learning_rate, check_positive_int
+from metajax._src.base import Params, Task, check_positive_int
 from metajax._src.evaluation import adaptation_curves, ci95, plain_adapter
 from metajax._src.files import strict_json
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"--opt must be one of {OPTIMIZERS}, got {name!r}.")
-    check_learning_rate("--lr", lr)
-    return {"sgd": optax.sgd(lr), "momentum": optax.sgd(lr, momentum=0.9), "adam": optax.adam(lr)}[name]
 
 
 def fine_tune(

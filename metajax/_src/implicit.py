@@ -101,6 +101,7 @@ class Implicit(AbstractMetaGradient):
     cg_steps: int = 5
     cg_tol: float = 0.0
     name = "implicit"
+    supports_state = False
 
     def __post_init__(self):
         check_learning_rate("lam", self.lam)
@@ -110,15 +111,6 @@ class Implicit(AbstractMetaGradient):
         if not (isinstance(self.cg_tol, (int, float)) and 0 <= self.cg_tol < 1):
             raise ValueError(f"cg_tol must be a number in [0, 1), got {self.cg_tol!r}.")
 
-    def stateful_inner_loop(self, *args: Any, **kwargs: Any) -> InnerResult:
-        """Not available: the implicit gradient assumes a stationary point of a loss without state."""
-        del args, kwargs
-        raise ValueError(
-            "gradient=Implicit() (iMAML) does not support models with state or per-step options: its meta-gradient "
-            "assumes the inner problem is a fixed loss of the parameters. Use gradient='exact', 'exact_remat' or "
-            "'first_order'."
-        )
-
     def inner_loop(
         self,
         loss_fn: Callable,
@@ -127,8 +119,11 @@ class Implicit(AbstractMetaGradient):
         batch: Batch,
         num_steps: int,
         *,
+        state: Any = None,
+        key: Any = None,
         mask: Any = None,
         eval_fn: Callable[[Params], Any] | None = None,
+        after_step: Callable | None = None,
         batch_size: int | None = None,
     ) -> InnerResult:
         """As :meth:`AbstractMetaGradient.inner_loop`, on the proximal objective, differentiated implicitly.
@@ -137,7 +132,22 @@ class Implicit(AbstractMetaGradient):
         before each step, like the other inner loops. The stationarity
         condition uses the whole support batch even when ``batch_size`` sets
         inner minibatches.
+
+        Raises:
+          ValueError: a model state or ``after_step`` was given: the implicit gradient assumes a stationary
+            point of a loss without state.
         """
+        if state is not None or after_step is not None:
+            raise ValueError(
+                "gradient=Implicit() (iMAML) does not support models with state or per-step objectives: its "
+                "meta-gradient assumes the inner problem is a fixed loss of the parameters. Use gradient='exact', "
+                "'exact_remat' or 'first_order'."
+            )
+
+        def plain_loss(p, data):  # the (params, batch) view of the unified loss
+            loss, (_, aux) = loss_fn(p, None, data, 0, key)
+            return loss, aux
+
         num_steps = check_positive_int("num_inner_steps", num_steps)
         if batch_size is not None:
             batch_size = check_positive_int("inner_batch_size", batch_size)
@@ -149,12 +159,12 @@ class Implicit(AbstractMetaGradient):
 
         def stationarity(phi, th, fr, data):
             # gradient of the proximal objective; its root is phi*(theta)
-            g = jax.grad(lambda p: loss_fn(with_frozen(p, fr), data)[0])(phi)
+            g = jax.grad(lambda p: plain_loss(with_frozen(p, fr), data)[0])(phi)
             return jax.tree_util.tree_map(lambda gi, x, t: gi + lam * (x - t), g, phi, th)
 
         def run_solver(th, fr, data_all):
             def reg_loss(p, t):
-                plain = loss_fn(with_frozen(p, fr), minibatch(data_all, t, batch_size))[0]
+                plain = plain_loss(with_frozen(p, fr), minibatch(data_all, t, batch_size))[0]
                 sq = [
                     jnp.sum(jnp.square(a - b))
                     for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(th), strict=True)

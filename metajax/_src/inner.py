@@ -68,7 +68,70 @@ def adam(
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
 
-INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+INNER_OPTIMIZERS = OPTIMIZERS
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: Any,
+    *,
+    momentum: float = 0.9,
+    inner_loop: bool = False,
+    argnames: tuple[str, str] = ("name", "learning_rate"),
+) -> optax.GradientTransformation:
+    """The Optax optimiser a name stands for: the one factory behind the inner, outer, pre-training and fine-tuning
+    optimisers of metajax.
+
+    Args:
+      name: ``"sgd"``, ``"momentum"`` (SGD with ``momentum``) or ``"adam"``.
+      learning_rate: a number >= 0 or an Optax schedule.
+      momentum: the momentum coefficient of ``"momentum"``.
+      inner_loop: the optimiser of a differentiated inner loop: ``"adam"`` is then :func:`adam`, with a
+        non-zero ``eps_root`` (exact meta-gradients through ``optax.adam`` are NaN at zero gradients).
+      argnames: the names of the two arguments in error messages (e.g. ``("outer.opt", "outer.lr")`` for a
+        config section).
+
+    Raises:
+      ValueError: an unknown name, or a negative or non-finite learning rate.
+
+    >>> make_optimizer("momentum", 0.1)  # doctest: +ELLIPSIS
+    GradientTransformationExtraArgs(...)
+    """
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(f"{argnames[0]} must be one of {OPTIMIZERS}, got {name!r}.")
+    check_learning_rate(argnames[1], learning_rate)
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=momentum)
+    return adam(learning_rate) if inner_loop else optax.adam(learning_rate)
+
+
+def make_inner_opt(
+    inner_opt: str | optax.GradientTransformation | None, inner_lr: Any, momentum: float = 0.9
+) -> optax.GradientTransformation:
+    """Build an inner optimiser from a name (:func:`make_optimizer`), or pass a transformation through.
+
+    Args:
+      inner_opt: ``None`` or ``"sgd"`` (plain gradient steps), ``"momentum"``,
+        ``"adam"`` (with the safe ``eps_root``), or any
+        ``optax.GradientTransformation`` (then ``inner_lr`` is ignored).
+      inner_lr: learning rate for the named optimisers.
+      momentum: momentum coefficient for ``"momentum"``.
+
+    Raises:
+      ValueError: unknown name, or a negative / non-finite ``inner_lr``.
+    """
+    if isinstance(inner_opt, optax.GradientTransformation):
+        return inner_opt
+    if inner_opt is not None and (not isinstance(inner_opt, str) or inner_opt not in OPTIMIZERS):
+        raise ValueError(
+            f"inner_opt must be one of {OPTIMIZERS} or an optax.GradientTransformation, got {inner_opt!r}."
+        )
+    return make_optimizer(
+        inner_opt or "sgd", inner_lr, momentum=momentum, inner_loop=True, argnames=("inner_opt", "inner_lr")
+    )
 
 
 def has_nan_derivative_at_zero_gradient(opt: optax.GradientTransformation) -> bool:
@@ -105,37 +168,6 @@ def warn_if_unsafe_for_exact(opt: optax.GradientTransformation, stacklevel: int 
             UserWarning,
             stacklevel=stacklevel,
         )
-
-
-def make_inner_opt(
-    inner_opt: str | optax.GradientTransformation | None, inner_lr: Any, momentum: float = 0.9
-) -> optax.GradientTransformation:
-    """Build an inner optimiser from a name, or pass a transformation through.
-
-    Args:
-      inner_opt: ``None`` or ``"sgd"`` (plain gradient steps), ``"momentum"``,
-        ``"adam"`` (with the safe ``eps_root``), or any
-        ``optax.GradientTransformation`` (then ``inner_lr`` is ignored).
-      inner_lr: learning rate for the named optimisers.
-      momentum: momentum coefficient for ``"momentum"``.
-
-    Raises:
-      ValueError: unknown name, or a negative / non-finite ``inner_lr``.
-    """
-    if isinstance(inner_opt, optax.GradientTransformation):
-        return inner_opt
-    if inner_opt is None:
-        inner_opt = "sgd"
-    if not isinstance(inner_opt, str) or inner_opt not in INNER_OPTIMIZERS:
-        raise ValueError(
-            f"inner_opt must be one of {INNER_OPTIMIZERS} or an optax.GradientTransformation, got {inner_opt!r}."
-        )
-    check_learning_rate("inner_lr", inner_lr)
-    if inner_opt == "sgd":
-        return optax.sgd(inner_lr)
-    if inner_opt == "momentum":
-        return optax.sgd(inner_lr, momentum=momentum)
-    return adam(inner_lr)
 
 
 # ---------------------------------------------------------------------------
@@ -210,26 +242,50 @@ def combine(a: Params, b: Params) -> Params:
 # ---------------------------------------------------------------------------
 
 
-def normalize_loss(loss_fn: Callable, has_aux: bool) -> Callable[[Params, Batch], tuple[jax.Array, Any]]:
-    """Return a loss that always yields ``(loss, aux)``."""
-    if has_aux:
+def support_loss(loss_fn: Callable, has_aux: bool, stateful: bool) -> Callable:
+    """The support loss in the one signature of the inner scan.
 
-        def checked(params, batch):
+    That signature is ``(params, state, batch, step, key) -> (loss, (state, aux))``.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch)`` (``stateful=False``) or ``loss_fn(params, state, batch, step, key)``
+        (``stateful=True``), returning the loss, or ``(loss, aux)`` / ``(loss, (new_state, aux))`` with
+        ``has_aux``; a loss with state returns ``(loss, new_state)`` without ``has_aux``.
+      has_aux: whether ``loss_fn`` returns auxiliary metrics.
+      stateful: which of the two signatures ``loss_fn`` has.
+    """
+    if not stateful:
+
+        def plain(params, state, batch, step, key):
+            del step, key
             out = loss_fn(params, batch)
+            if not has_aux:
+                return out, (state, {})
             if not (isinstance(out, tuple) and len(out) == 2):
                 got = f"a {type(out).__name__}" + (f" of shape {out.shape}" if hasattr(out, "shape") else "")
                 raise ValueError(
                     f"has_aux=True: loss_fn must return a pair (loss, aux), got {got}. Return (loss, {{}}) or pass "
                     "has_aux=False."
                 )
-            return out
+            return out[0], (state, out[1])
 
-        return checked
+        return plain
 
-    def with_aux(params, batch):
-        return loss_fn(params, batch), {}
+    def with_state(params, state, batch, step, key):
+        out = loss_fn(params, state, batch, step, key)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(
+                "a loss_fn with state must return (loss, new_state) (or (loss, (new_state, aux)) with has_aux=True), "
+                f"got a {type(out).__name__}."
+            )
+        loss, rest = out
+        if has_aux:
+            if not (isinstance(rest, tuple) and len(rest) == 2):
+                raise ValueError("has_aux=True: a loss_fn with state must return (loss, (new_state, aux)).")
+            return loss, rest
+        return loss, (rest, {})
 
-    return with_aux
+    return with_state
 
 
 def minibatch(batch: Batch, t: jax.Array, batch_size: int | None) -> Batch:
@@ -259,6 +315,8 @@ class AbstractMetaGradient:
     """
 
     name = "abstract"
+    supports_state = True
+    """Whether the strategy can adapt a loss with model state or per-step keys (:func:`maml_plus_plus`, meta-RL)."""
 
     def grad_hook(self, grads: Params) -> Params:
         """Applied to every inner gradient before the optimiser sees it."""
@@ -276,22 +334,41 @@ class AbstractMetaGradient:
         batch: Batch,
         num_steps: int,
         *,
+        state: Any = None,
+        key: Any = None,
         mask: Any = None,
         eval_fn: Callable[[Params], Any] | None = None,
+        after_step: Callable[[Params, Any, jax.Array, Any], Any] | None = None,
         batch_size: int | None = None,
     ) -> InnerResult:
-        """Run ``num_steps`` steps of ``inner_opt`` on ``loss_fn(., batch)``.
+        """Run ``num_steps`` steps of ``inner_opt`` on ``loss_fn`` over ``batch``: the one inner scan.
+
+        Step ``t`` computes ``loss_fn(params, state, batch_t, t, k)`` with ``k = fold_in(key, 2 t)`` (``None``
+        without a key), takes one ``inner_opt`` step on its gradient (through :meth:`grad_hook`, so first-order
+        strategies stay first order) and carries the returned model state to the next step. A model without
+        state passes ``state=None`` and gets ``None`` back. The state is not differentiated: running statistics
+        are not parameters, so ``stop_gradient`` cuts it from the meta-gradient (what a model *does* with its
+        state, e.g. normalising with running statistics, is still differentiated with respect to the
+        parameters).
 
         Args:
-          loss_fn: ``loss_fn(params, batch) -> (loss, aux)``.
+          loss_fn: ``loss_fn(params, state, batch, step, key) -> (loss, (new_state, aux))``
+            (:func:`support_loss` turns a plain ``loss_fn(params, batch)`` into one).
           inner_opt: any ``optax.GradientTransformation``.
           params: the initial parameters.
           batch: the support batch (leading example axis).
           num_steps: number of inner steps, a Python int >= 1.
+          state: the initial model state, or ``None``.
+          key: the task's PRNG key, or ``None``.
           mask: optional boolean pytree; only ``True`` leaves are adapted.
           eval_fn: optional ``eval_fn(params) -> pytree`` recorded before each
             step and after the last (e.g. the query loss, for adaptation
-            curves).
+            curves): leading axis ``num_steps + 1`` in ``InnerResult.trace``.
+          after_step: optional ``after_step(params, state, t, k) -> pytree`` evaluated after step ``t`` on the
+            updated parameters and state with ``k = fold_in(key, 2 t + 1)``; its values are stacked along a
+            leading axis of length ``num_steps`` into ``InnerResult.trace`` (with ``eval_fn`` as well, the trace
+            is the pair ``(eval_fn records, after_step records)``) and are differentiable (the multi-step loss
+            of MAML++ is the query loss recorded this way).
           batch_size: ``None`` (every step sees the whole batch) or ``b``: step
             ``t`` sees examples ``t*b .. t*b+b-1`` (modulo the batch size),
             i.e. consecutive minibatches cycling through the batch (Reptile's
@@ -309,68 +386,6 @@ class AbstractMetaGradient:
         def full(p):
             return p if mask is None else combine(p, frozen)
 
-        def inner_loss(p, t):
-            loss, _ = loss_fn(full(p), minibatch(batch, t, batch_size))
-            return loss
-
-        def step(carry, t):
-            p, opt_state = carry
-            loss, grads = jax.value_and_grad(inner_loss)(p, t)
-            grads = self.grad_hook(grads)
-            record = eval_fn(full(p)) if eval_fn is not None else None
-            updates, opt_state = inner_opt.update(grads, opt_state, p)
-            p = optax.apply_updates(p, updates)
-            return (p, opt_state), (loss, record)
-
-        carry = (adapted, inner_opt.init(adapted))
-        (p, _), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
-        result = full(p)
-        return InnerResult(result, losses, with_final(records, eval_fn, result))
-
-    def stateful_inner_loop(
-        self,
-        loss_fn: Callable,
-        inner_opt: optax.GradientTransformation,
-        params: Params,
-        state: Any,
-        batch: Batch,
-        num_steps: int,
-        *,
-        key: Any = None,
-        mask: Any = None,
-        after_step: Callable[[Params, Any, jax.Array, Any], Any] | None = None,
-    ) -> InnerResult:
-        """The inner loop of a model with state or randomness (:class:`~metajax._src.base.StatefulLossFn`).
-
-        Step ``t`` computes ``loss_fn(params, state, batch, t, k)`` with ``k = fold_in(key, 2 t)`` (``None``
-        without a key), takes one ``inner_opt`` step on its gradient (through :meth:`grad_hook`, so first-order
-        strategies stay first order) and carries the returned state to the next step. The state is not
-        differentiated: running statistics are not parameters, so ``stop_gradient`` cuts it from the
-        meta-gradient (what a model *does* with its state, e.g. normalising with running statistics, is still
-        differentiated with respect to the parameters).
-
-        Args:
-          loss_fn: ``loss_fn(params, state, batch, step, key) -> (loss, (new_state, aux))``.
-          inner_opt: any ``optax.GradientTransformation``.
-          params, state: the initial parameters and model state.
-          batch: the support batch.
-          num_steps: inner steps, a Python int >= 1.
-          key: the task's PRNG key or ``None``.
-          mask: optional boolean pytree; only ``True`` leaves are adapted.
-          after_step: optional ``after_step(params, state, t, k) -> pytree`` evaluated after step ``t`` on the
-            updated parameters and state with ``k = fold_in(key, 2 t + 1)``; its values are stacked along a
-            leading axis of length ``num_steps`` into ``InnerResult.trace`` and are differentiable (the
-            multi-step loss of MAML++ is the query loss recorded this way).
-
-        Returns:
-          An :class:`InnerResult` with ``state`` set.
-        """
-        num_steps = check_positive_int("num_inner_steps", num_steps)
-        adapted, frozen = (params, None) if mask is None else partition(params, mask)
-
-        def full(p):
-            return p if mask is None else combine(p, frozen)
-
         def key_at(i):
             return None if key is None else jax.random.fold_in(key, i)
 
@@ -378,7 +393,7 @@ class AbstractMetaGradient:
             p, opt_state, s = carry
 
             def inner_loss(q):
-                loss, (new_state, _) = loss_fn(full(q), s, batch, t, key_at(2 * t))
+                loss, (new_state, _) = loss_fn(full(q), s, minibatch(batch, t, batch_size), t, key_at(2 * t))
                 return loss, new_state
 
             (loss, new_state), grads = jax.value_and_grad(inner_loss, has_aux=True)(p)
@@ -386,14 +401,19 @@ class AbstractMetaGradient:
             s = jax.tree_util.tree_map(lambda n, o: jnp.asarray(n).astype(jnp.result_type(o)), new_state, s)
             s = jax.lax.stop_gradient(s)
             grads = self.grad_hook(grads)
+            record = eval_fn(full(p)) if eval_fn is not None else None
             updates, opt_state = inner_opt.update(grads, opt_state, p)
             p = optax.apply_updates(p, updates)
-            record = after_step(full(p), s, t, key_at(2 * t + 1)) if after_step is not None else None
-            return (p, opt_state, s), (loss, record)
+            after = after_step(full(p), s, t, key_at(2 * t + 1)) if after_step is not None else None
+            return (p, opt_state, s), (loss, record, after)
 
         carry = (adapted, inner_opt.init(adapted), state)
-        (p, _, state), (losses, records) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
-        return InnerResult(full(p), losses, records, state)
+        (p, _, state), (losses, records, afters) = jax.lax.scan(self.wrap_step(step), carry, jnp.arange(num_steps))
+        result = full(p)
+        trace = with_final(records, eval_fn, result)
+        if after_step is not None:
+            trace = afters if eval_fn is None else (trace, afters)
+        return InnerResult(result, losses, trace, state)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ def maml(
     task_chunk: int | None = None,
     task_spec: Task | None = None,
     inner_batch_size: int | None = None,
+    stateful: bool = False,
 ) -> MetaLearner:
     r"""Model-Agnostic Meta-Learning.
 
@@ -56,6 +57,11 @@ def maml(
       task_spec: optional per-task shapes checked against every task batch.
       inner_batch_size: ``None`` (each inner step sees the whole support
         batch) or the size of consecutive inner minibatches.
+      stateful: ``False``: ``loss_fn(params, batch)``. ``True``: ``loss_fn(params, state, batch, step, key) ->
+        (loss, new_state)`` (``(loss, (new_state, aux))`` with ``has_aux``) for models with state (running
+        statistics) or randomness (dropout, sampled rollouts): ``step`` is the inner step (a traced int32) and
+        ``key`` the task's key for that step, or ``None`` in a run without keys; ``query_loss_fn`` then is
+        ``fn(params, state, query, support, step, key)``.
 
     Returns:
       A :class:`MetaLearner`.
@@ -82,13 +88,14 @@ def maml(
         query_loss_fn=query_loss_fn,
         num_inner_steps=num_inner_steps,
         gradient=grad,
-        inner_opt_of=lambda mp: opt,
+        inner_opt_of=lambda mp, mask: opt,
         init=identity,
         model_params=identity,
         head=head,
         task_chunk=task_chunk,
         task_spec=task_spec,
         inner_batch_size=inner_batch_size,
+        stateful=stateful,
     )
 
 

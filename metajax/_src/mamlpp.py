@@ -12,13 +12,16 @@ The techniques of Antoniou, Edwards & Storkey, "How to train your MAML" (ICLR 20
   model (:func:`metajax.models.conv4_per_step`), threaded through the inner loop as model state;
 * **CA** (cosine annealing of the outer learning rate) is an Optax schedule (``optax.cosine_decay_schedule``).
 
-The learner is *stateful* (``MetaLearner.stateful``): its meta-gradient reads a :class:`~metajax.MetaContext`
-(outer step, model state, per-task keys) and returns the updated model state; :func:`~metajax.make_meta_step`
-threads both through :class:`~metajax.MetaState`.
+Each technique is a module-level piece (:func:`lslr_init` and :func:`lslr_opt`, :func:`msl_weights`, the
+derivative-order switch of the shared builder) fed into the builder every gradient-based learner uses
+(:func:`~metajax._src.learner.gradient_learner`). Its meta-gradient reads the outer step, the model state and
+the per-task keys from the :class:`~metajax.MetaContext` every learner takes, and returns the updated model
+state; :func:`~metajax.make_meta_step` threads both through :class:`~metajax.MetaState`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -26,12 +29,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax._src.base import MetaContext, MetaLearner, Params, Task, check_learning_rate, check_positive_int
-from metajax._src.implicit import Implicit
-from metajax._src.inner import AbstractMetaGradient, FirstOrder, Selector, make_inner_opt, partition, select_mask
-from metajax._src.learner import AS_TRAINED, batch_over_tasks, check_task_chunk, task_metrics
+from metajax._src.base import MetaLearner, Params, Task, check_learning_rate, check_positive_int
+from metajax._src.inner import AbstractMetaGradient, Selector, make_inner_opt, partition, select_mask
+from metajax._src.learner import gradient_learner
 from metajax._src.strategy import make_meta_gradient
-from metajax._src.validation import check_task
 
 
 class MAMLPlusPlusParams(NamedTuple):
@@ -98,45 +99,38 @@ def msl_weights(num_steps: int, step: Any, anneal_steps: int) -> jax.Array:
     return jnp.where(frac < 1.0, annealing, last_only)
 
 
-def stateless(loss_fn: Callable, has_aux: bool) -> Callable:
-    """A ``loss_fn(params, batch)`` as a stateful loss ``(params, state, batch, step, key) -> (loss, (state, aux))``."""
+def lslr_init(params: Params, mask: Any, num_steps: int, inner_lr: Any) -> MAMLPlusPlusParams:
+    """LSLR's meta-parameters: a vector of ``num_steps`` rates ``inner_lr`` for every adapted leaf (``mask``)."""
+    if mask is None:
+        mask = jax.tree_util.tree_map(lambda _: True, params)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
 
-    def wrapped(params, state, batch, step, key):
-        del step, key
-        out = loss_fn(params, batch)
-        loss, aux = out if has_aux else (out, {})
-        return loss, (state, aux)
+    def rates(m, p):
+        del p
+        return jnp.full((num_steps,), inner_lr, dtype) if m else None
 
-    return wrapped
-
-
-def normalize_stateful(loss_fn: Callable, has_aux: bool) -> Callable:
-    """A stateful loss that always returns ``(loss, (new_state, aux))``."""
-
-    def checked(params, state, batch, step, key):
-        out = loss_fn(params, state, batch, step, key)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise ValueError(
-                "a stateful loss_fn must return (loss, new_state) (or (loss, (new_state, aux)) with has_aux=True), "
-                f"got a {type(out).__name__}."
-            )
-        loss, rest = out
-        if has_aux:
-            if not (isinstance(rest, tuple) and len(rest) == 2):
-                raise ValueError("has_aux=True: a stateful loss_fn must return (loss, (new_state, aux)).")
-            return loss, rest
-        return loss, (rest, {})
-
-    return checked
+    return MAMLPlusPlusParams(params, jax.tree_util.tree_map(rates, mask, params))
 
 
-def mean_state(new_state: Any, old_state: Any) -> Any:
-    """The task-averaged state in the old state's dtypes (averaging promotes integer leaves)."""
-    return jax.tree_util.tree_map(lambda n, o: jnp.asarray(n).astype(jnp.result_type(o)), new_state, old_state)
+def lslr_opt(meta_params: MAMLPlusPlusParams, mask: Any) -> optax.GradientTransformation:
+    """The inner optimiser of LSLR: :func:`per_step_sgd` with the learned rates of the adapted leaves."""
+    lrs = meta_params.lrs
+    if mask is not None:
+        lrs, _ = partition(lrs, mask)
+    return per_step_sgd(lrs)
+
+
+def check_mamlpp_params(meta_params: Any) -> None:
+    """Raise ``ValueError`` unless ``meta_params`` is what :func:`maml_plus_plus`'s ``init`` returns."""
+    if not isinstance(meta_params, MAMLPlusPlusParams):
+        raise ValueError(
+            f"meta_params must be the MAMLPlusPlusParams that learner.init returns, got {type(meta_params).__name__}."
+        )
 
 
 def maml_plus_plus(
     loss_fn: Callable,
+    inner_opt: str | optax.GradientTransformation | None = None,
     num_inner_steps: int = 5,
     *,
     inner_lr: float = 0.1,
@@ -145,7 +139,6 @@ def maml_plus_plus(
     msl_weights_fn: Callable[[jax.Array], jax.Array] | None = None,
     first_order_steps: int = 0,
     gradient: str | AbstractMetaGradient = "exact",
-    inner_opt: str | optax.GradientTransformation | None = None,
     stateful: bool = True,
     has_aux: bool = False,
     query_loss_fn: Callable | None = None,
@@ -165,6 +158,8 @@ def maml_plus_plus(
         per-step running statistics), ``step`` the inner step (a traced int32; per-step batch-norm weights
         and statistics are indexed by it) and ``key`` a PRNG key or ``None``. With ``stateful=False`` a
         plain ``loss_fn(params, batch)``.
+      inner_opt: without LSLR, the inner optimiser (``"sgd"``, ``"momentum"``, ``"adam"`` or an Optax
+        transformation); with LSLR it must be ``None`` or ``"sgd"``.
       num_inner_steps: inner steps K.
       inner_lr: the initial value of every learned rate (LSLR) or the fixed rate (``lslr=False``).
       lslr: learned per-layer, per-step inner rates: every adapted parameter array gets a vector of K rates,
@@ -179,8 +174,6 @@ def maml_plus_plus(
         ``lax.cond`` on the outer step, so the switch never recompiles.
       gradient: ``"exact"`` (default), ``"exact_remat"``, ``"first_order"`` or an ``AbstractMetaGradient``
         (``Implicit`` is refused: it assumes a loss without state).
-      inner_opt: without LSLR, the inner optimiser (``"sgd"``, ``"momentum"``, ``"adam"`` or an Optax
-        transformation); with LSLR it must be ``None`` or ``"sgd"``.
       stateful: which loss signature ``loss_fn`` has (above).
       has_aux: whether losses return auxiliary metrics (reported as ``query_<name>``).
       query_loss_fn: scores adapted parameters: ``fn(params, state, query, support, step, key) -> loss`` (or
@@ -194,11 +187,10 @@ def maml_plus_plus(
       task_chunk, task_spec: as in :func:`maml`.
 
     Returns:
-      A stateful :class:`MetaLearner`: ``init(params) -> MAMLPlusPlusParams``; ``meta_grad(meta_params, tasks,
-      context) -> (direction, metrics, model_state)`` with the task-averaged model state after the inner loops;
-      ``adapt(meta_params, support, *, model_state, key=None)`` and ``query_loss(params, query, support,
-      state=None, step=None, key=None)`` for evaluation. Metrics include ``msl_weight_last`` (the last step's
-      weight) and ``first_order`` (1 while derivative-order annealing uses first order).
+      A :class:`MetaLearner`: ``init(params) -> MAMLPlusPlusParams``; ``meta_grad(meta_params, tasks,
+      context) -> (direction, metrics, model_state)`` with the task-averaged model state after the inner loops.
+      Metrics include ``msl_weight_last`` (the last step's weight) and ``first_order`` (1 while
+      derivative-order annealing uses first order).
 
     Raises:
       ValueError: a non-positive step count, ``model_steps`` different from ``num_inner_steps``, LSLR with an
@@ -207,11 +199,11 @@ def maml_plus_plus(
 
     >>> import jax, jax.numpy as jnp
     >>> loss = lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2)
-    >>> learner = maml_plus_plus(loss, 3, inner_lr=0.1, stateful=False, msl_anneal_steps=100)
+    >>> learner = maml_plus_plus(loss, None, 3, inner_lr=0.1, stateful=False, msl_anneal_steps=100)
     >>> learner.init(jnp.zeros(2)).lrs.shape  # one rate per parameter array and inner step
     (3,)
     >>> tasks = Task((jnp.ones((2, 4, 2)), jnp.ones((2, 4, 2))), (jnp.ones((2, 4, 2)), jnp.ones((2, 4, 2))))
-    >>> g, metrics, _ = learner.meta_grad(learner.init(jnp.zeros(2)), tasks, MetaContext(jnp.int32(0)))
+    >>> g, metrics, _ = learner.meta_grad(learner.init(jnp.zeros(2)), tasks)  # outer step 0
     >>> round(float(metrics["msl_weight_last"]), 6)  # uniform weights at the start: 1/3 each
     0.333333
 
@@ -231,13 +223,15 @@ def maml_plus_plus(
         check_positive_int("msl_anneal_steps", msl_anneal_steps)
         if msl_weights_fn is not None:
             raise ValueError("pass msl_anneal_steps (the MAML++ schedule) or msl_weights_fn, not both.")
+        msl_weights_fn = functools.partial(msl_weights, num_inner_steps, anneal_steps=msl_anneal_steps)
     if msl_weights_fn is not None and not callable(msl_weights_fn):
         raise ValueError(f"msl_weights_fn must be a callable fn(outer_step) -> weights, got {msl_weights_fn!r}.")
     grad = make_meta_gradient(gradient)
-    if isinstance(grad, Implicit):
+    if not grad.supports_state:
         raise ValueError(
             "maml_plus_plus takes gradient='exact', 'exact_remat', 'first_order' or Exact(...)/FirstOrder(), "
-            "got Implicit(): iMAML's meta-gradient assumes the inner problem is a fixed loss without state."
+            f"got {type(grad).__name__}(): iMAML's meta-gradient assumes the inner problem is a fixed loss without "
+            "state."
         )
     if lslr:
         if inner_opt not in (None, "sgd"):
@@ -245,187 +239,34 @@ def maml_plus_plus(
                 "lslr=True learns the rates of plain gradient steps: inner_opt must be None or 'sgd', "
                 f"got {inner_opt!r}."
             )
-        fixed_opt = None
+        init = lambda params: lslr_init(params, mask_of(params), num_inner_steps, inner_lr)  # noqa: E731
+        inner_opt_of = lslr_opt
     else:
         fixed_opt = make_inner_opt(inner_opt, inner_lr)
-    task_chunk = check_task_chunk(task_chunk)
-    first_order = FirstOrder()
-    use_msl = msl_anneal_steps is not None or msl_weights_fn is not None
-
-    support_loss = normalize_stateful(loss_fn, has_aux) if stateful else stateless(loss_fn, has_aux)
-    if query_loss_fn is None:
-
-        def qloss(params, state, query, support, step, key):
-            del support
-            loss, (_, aux) = support_loss(params, state, query, step, key)
-            return loss, aux
-    elif stateful:
-
-        def qloss(params, state, query, support, step, key):
-            out = query_loss_fn(params, state, query, support, step, key)
-            return out if has_aux else (out, {})
-    else:
-
-        def qloss(params, state, query, support, step, key):
-            del state, step, key
-            out = query_loss_fn(params, query, support)
-            return out if has_aux else (out, {})
+        init = lambda params: MAMLPlusPlusParams(params, None)  # noqa: E731
+        inner_opt_of = lambda meta_params, mask: fixed_opt  # noqa: E731
 
     def mask_of(params):
         return None if adapt is None else select_mask(params, adapt, "adapt")
 
-    def init(params):
-        if not lslr:
-            return MAMLPlusPlusParams(params, None)
-        mask = mask_of(params)
-        if mask is None:
-            mask = jax.tree_util.tree_map(lambda _: True, params)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-
-        def rates(m, p):
-            del p
-            return jnp.full((num_inner_steps,), inner_lr, dtype) if m else None
-
-        return MAMLPlusPlusParams(params, jax.tree_util.tree_map(rates, mask, params))
-
-    def inner_opt_of(meta_params, mask):
-        if not lslr:
-            return fixed_opt
-        lrs = meta_params.lrs
-        if mask is not None:
-            lrs, _ = partition(lrs, mask)
-        return per_step_sgd(lrs)
-
-    def check_steps(num_steps):
-        if num_steps is None:
-            return num_inner_steps
-        num_steps = check_positive_int("num_steps", num_steps)
-        if num_steps != num_inner_steps and (lslr or model_steps is not None):
-            raise ValueError(
-                f"num_steps must be {num_inner_steps} for this learner (its learned rates or the model's per-step "
-                f"parameters exist for {num_inner_steps} inner steps), got {num_steps}."
-            )
-        return num_steps
-
-    def run_inner(strategy, meta_params, support, model_state, key, num_steps, after_step=None):
-        if not isinstance(meta_params, MAMLPlusPlusParams):
-            raise ValueError(
-                "meta_params must be the MAMLPlusPlusParams that learner.init returns, "
-                f"got {type(meta_params).__name__}."
-            )
-        params = meta_params.params
-        mask = mask_of(params)
-        return strategy.stateful_inner_loop(
-            support_loss,
-            inner_opt_of(meta_params, mask),
-            params,
-            model_state,
-            support,
-            num_steps,
-            key=key,
-            mask=mask,
-            after_step=after_step,
-        )
-
-    def adapt_fn(
-        meta_params, support, *, model_state=None, key=None, num_steps=None, eval_fn=None, batch_size=AS_TRAINED
-    ):
-        """Adapt to one support batch; ``eval_fn(params)`` is recorded after every step when given."""
-        del batch_size
-        steps = check_steps(num_steps)
-        after = None if eval_fn is None else (lambda p, s, t, k: eval_fn(p))
-        res = run_inner(grad, meta_params, support, model_state, key, steps, after)
-        return res
-
-    def query_loss(params, query, support, state=None, step=None, key=None):
-        step = jnp.int32(num_inner_steps - 1) if step is None else step
-        return qloss(params, state, query, support, step, key)
-
-    def objective(strategy, weighted, meta_params, task, context):
-        model_state, key = context.model_state, context.task_keys
-        after = None
-        if weighted:
-
-            def after(p, s, t, k):
-                return qloss(p, s, task.query, task.support, t, k)
-
-        res = run_inner(strategy, meta_params, task.support, model_state, key, num_inner_steps, after)
-        last = jnp.int32(num_inner_steps - 1)
-        if weighted:
-            per_step, auxes = res.trace
-            weights = jnp.asarray(weights_at(context.step), per_step.dtype)
-            value = jnp.sum(weights * per_step)
-            qval, aux = per_step[-1], jax.tree_util.tree_map(lambda a: a[-1], auxes)
-        else:
-            k = None if key is None else jax.random.fold_in(key, 2 * last + 1)
-            qval, aux = qloss(res.params, res.state, task.query, task.support, last, k)
-            value = qval
-        return value, (qval, aux, res.losses, res.state)
-
-    def weights_at(step):
-        if msl_weights_fn is not None:
-            return msl_weights_fn(step)
-        return msl_weights(num_inner_steps, step, msl_anneal_steps)
-
-    def direction(strategy, weighted, meta_params, task, context):
-        (_, (qval, aux, losses, state)), grads = jax.value_and_grad(
-            lambda mp: objective(strategy, weighted, mp, task, context), has_aux=True
-        )(meta_params)
-        return grads, task_metrics(qval, losses, aux), state
-
-    def task_direction(meta_params, task, context):
-        check_task(task, "task", spec=task_spec)
-        return choose(context, lambda strategy, weighted: direction(strategy, weighted, meta_params, task, context))
-
-    def choose(context, run):
-        """Run the (strategy, weighted) variant the outer step calls for, with ``lax.cond`` where it varies."""
-        step = jnp.asarray(context.step, jnp.int32)
-
-        def by_msl(strategy):
-            if msl_anneal_steps is None:
-                return run(strategy, use_msl)
-            return jax.lax.cond(step < msl_anneal_steps, lambda: run(strategy, True), lambda: run(strategy, False))
-
-        if first_order_steps == 0:
-            return by_msl(grad)
-        return jax.lax.cond(step < first_order_steps, lambda: by_msl(first_order), lambda: by_msl(grad))
-
-    def meta_grad(meta_params, tasks, context):
-        check_task(tasks, "tasks", batched=True, spec=task_spec)
-        if not isinstance(context, MetaContext):
-            raise ValueError(
-                f"context must be a metajax.MetaContext(step, model_state, task_keys), got {type(context).__name__}: "
-                "call a stateful learner through make_meta_step, or pass MetaContext(jnp.int32(step), state, keys)."
-            )
-        step = jnp.asarray(context.step, jnp.int32)
-        num = jax.tree_util.tree_leaves(tasks)[0].shape[0]
-        keys = context.task_keys
-        if keys is not None and jnp.shape(keys)[0] != num:
-            raise ValueError(f"context.task_keys must hold one key per task ({num}), got {jnp.shape(keys)[0]}.")
-
-        def batched(strategy, weighted):
-            def one(mp, item):
-                task, key = item
-                return direction(strategy, weighted, mp, task, MetaContext(step, context.model_state, key))
-
-            return batch_over_tasks(one, meta_params, (tasks, keys), task_chunk)
-
-        grads, metrics, state = choose(context, batched)
-        metrics = dict(metrics)
-        if use_msl:
-            metrics["msl_weight_last"] = jnp.asarray(weights_at(step), jnp.float32)[-1]
-        if first_order_steps:
-            metrics["first_order"] = (step < first_order_steps).astype(jnp.int32)
-        return grads, metrics, mean_state(state, context.model_state)
-
-    return MetaLearner(
+    return gradient_learner(
+        name="mamlpp",
+        loss_fn=loss_fn,
+        has_aux=has_aux,
+        query_loss_fn=query_loss_fn,
+        num_inner_steps=num_inner_steps,
+        gradient=grad,
+        inner_opt_of=inner_opt_of,
         init=init,
         model_params=lambda mp: mp.params,
-        adapt=adapt_fn,
-        task_direction=task_direction,
-        meta_grad=meta_grad,
-        query_loss=query_loss,
-        name="mamlpp",
-        num_inner_steps=num_inner_steps,
-        stateful=True,
+        head=adapt,
+        task_chunk=task_chunk,
+        task_spec=task_spec,
+        stateful=stateful,
+        msl_weights_fn=msl_weights_fn,
+        msl_until=msl_anneal_steps,
+        first_order_steps=first_order_steps,
+        fixed_steps=lslr or model_steps is not None,
+        check_meta_params=check_mamlpp_params,
+        head_name="adapt",
     )

@@ -53,7 +53,7 @@ class MemoryEstimate:
         )
 
 
-def estimate(compiled: Any) -> MemoryEstimate | None:
+def compiled_memory(compiled: Any) -> MemoryEstimate | None:
     """The memory analysis of a ``jax.stages.Compiled`` (``jax.jit(f).lower(*args).compile()``).
 
     Returns ``None`` when the backend does not report one.
@@ -70,16 +70,16 @@ def estimate(compiled: Any) -> MemoryEstimate | None:
     )
 
 
-def estimate_fn(fn: Any, *args: Any, **kwargs: Any) -> MemoryEstimate | None:
+def estimate_memory(fn: Any, *args: Any, **kwargs: Any) -> MemoryEstimate | None:
     """Compile ``jax.jit(fn)`` for ``args`` (without running it) and return its estimate.
 
     >>> import jax.numpy as jnp
-    >>> est = estimate_fn(lambda x: (x @ x.T).sum(), jnp.ones((256, 64)))
+    >>> est = estimate_memory(lambda x: (x @ x.T).sum(), jnp.ones((256, 64)))
     >>> est.temp_bytes >= 0
     True
     """
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
-    return estimate(jitted.lower(*args, **kwargs).compile())
+    return compiled_memory(jitted.lower(*args, **kwargs).compile())
 
 
 def available_bytes(device: Any = None) -> int | None:

@@ -46,9 +46,10 @@ def scale_by_learned_rates(lrs: Any, granularity: str) -> optax.GradientTransfor
 
 def meta_sgd(
     loss_fn: LossFn,
+    inner_opt: str | optax.GradientTransformation | None = None,
     num_inner_steps: int = 1,
     *,
-    init_lr: float = 0.01,
+    inner_lr: float = 0.01,
     granularity: str = "parameter",
     gradient: str | AbstractMetaGradient = "exact",
     has_aux: bool = False,
@@ -56,6 +57,8 @@ def meta_sgd(
     head: Selector | None = None,
     task_chunk: int | None = None,
     task_spec: Task | None = None,
+    inner_batch_size: int | None = None,
+    stateful: bool = False,
 ) -> MetaLearner:
     r"""Meta-SGD: the inner update is :math:`\theta' = \theta - a \circ \nabla f^s(\theta)`.
 
@@ -66,16 +69,23 @@ def meta_sgd(
 
     Args:
       loss_fn: as in :func:`maml`.
+      inner_opt: ``None`` or ``"sgd"``: Meta-SGD's inner update is a gradient step scaled by the learned
+        rates, so no other optimiser applies (the argument is there so that every factory starts
+        ``(loss_fn, inner_opt, num_inner_steps)``).
       num_inner_steps: inner steps (the paper uses 1).
-      init_lr: initial value of every learning rate.
+      inner_lr: initial value of every learning rate.
       granularity: ``"parameter"`` (one rate per parameter entry, the paper),
         ``"tensor"`` (one per parameter array) or ``"scalar"`` (one rate: MAML
         with a learned alpha).
-      gradient, has_aux, query_loss_fn, head, task_chunk, task_spec: as in
+      gradient, has_aux, query_loss_fn, head, task_chunk, task_spec, inner_batch_size, stateful: as in
         :func:`maml`.
 
+    Raises:
+      ValueError: ``inner_opt`` other than ``None``/``"sgd"``, an unknown ``granularity`` or a negative
+        ``inner_lr``.
+
     >>> import jax.numpy as jnp
-    >>> learner = meta_sgd(lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2), init_lr=0.1)
+    >>> learner = meta_sgd(lambda w, b: jnp.mean((b[0] * w - b[1]) ** 2), "sgd", 1, inner_lr=0.1)
     >>> learner.init(jnp.zeros(2)).lrs
     Array([0.1, 0.1], dtype=float32)
 
@@ -83,7 +93,11 @@ def meta_sgd(
       Li, Zhou, Chen, Li (2017). Meta-SGD: Learning to Learn Quickly for
       Few-Shot Learning. arXiv:1707.09835.
     """
-    check_learning_rate("init_lr", init_lr)
+    if inner_opt not in (None, "sgd"):
+        raise ValueError(
+            f"meta_sgd learns the rates of plain gradient steps: inner_opt must be None or 'sgd', got {inner_opt!r}."
+        )
+    check_learning_rate("inner_lr", inner_lr)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}.")
 
@@ -91,18 +105,18 @@ def meta_sgd(
         if head is not None:
             select_mask(params, head)
         if granularity == "parameter":
-            lrs = jax.tree_util.tree_map(lambda p: jnp.full(jnp.shape(p), init_lr, jnp.result_type(p)), params)
+            lrs = jax.tree_util.tree_map(lambda p: jnp.full(jnp.shape(p), inner_lr, jnp.result_type(p)), params)
         elif granularity == "tensor":
-            lrs = jax.tree_util.tree_map(lambda p: jnp.asarray(init_lr, jnp.result_type(p)), params)
+            lrs = jax.tree_util.tree_map(lambda p: jnp.asarray(inner_lr, jnp.result_type(p)), params)
         else:
             dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-            lrs = jnp.asarray(init_lr, dtype)
+            lrs = jnp.asarray(inner_lr, dtype)
         return MetaSGDParams(params, lrs)
 
-    def inner_opt_of(meta_params):
+    def inner_opt_of(meta_params, mask):
         lrs = meta_params.lrs
-        if head is not None and granularity != "scalar":
-            lrs, _ = partition(lrs, select_mask(meta_params.params, head))
+        if mask is not None and granularity != "scalar":
+            lrs, _ = partition(lrs, mask)
         return scale_by_learned_rates(lrs, granularity)
 
     return gradient_learner(
@@ -118,4 +132,6 @@ def meta_sgd(
         head=head,
         task_chunk=task_chunk,
         task_spec=task_spec,
+        inner_batch_size=inner_batch_size,
+        stateful=stateful,
     )

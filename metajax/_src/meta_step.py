@@ -9,27 +9,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax._src.base import (
-    MetaContext,
-    MetaLearner,
-    MetaParams,
-    MetaState,
-    Metrics,
-    StatefulMetaState,
-    Task,
-    check_positive_int,
-)
+from metajax._src.base import MetaContext, MetaLearner, MetaParams, MetaState, Metrics, Task, check_positive_int
 
 
 class MetaStep(NamedTuple):
     """``init(meta_params, model_state=None, key=None) -> MetaState`` and
     ``step(meta_params, state, tasks) -> (meta_params, state, metrics)``.
 
-    ``model_state`` and ``key`` are for stateful learners (:func:`~metajax.maml_plus_plus`): the model state
-    (running statistics) every task starts from, and the run's PRNG key (meta-step ``s`` gives task ``i`` the
-    key ``split(fold_in(key, s), num_tasks)[i]``). Both live in the :class:`StatefulMetaState`, so a checkpoint of the
-    state resumes them exactly; the step replaces the model state by the task average of the states the inner
-    loops end with.
+    ``model_state`` is the model state (running statistics) every task starts from, ``None`` for a model
+    without one; ``key`` the run's PRNG key for learners whose losses draw randomness (dropout, sampled
+    rollouts): meta-step ``s`` gives task ``i`` the key ``split(fold_in(key, s), num_tasks)[i]``. Both live in
+    the :class:`MetaState`, so a checkpoint of the state resumes them exactly; the step replaces the model
+    state by the task average of the states the inner loops end with.
 
     Both are pure and unjitted; wrap ``step`` in ``jax.jit`` (donating the
     first two arguments) in scripts. The step's metrics are the batch means of
@@ -50,12 +41,12 @@ def make_meta_step(
 
     Args:
       learner: a :class:`MetaLearner` (``maml``, ``fomaml``, ``reptile``,
-        ``meta_sgd``, ``anil``).
+        ``meta_sgd``, ``anil``, ``imaml``, ``maml_plus_plus``).
       outer_opt: any ``optax.GradientTransformation`` (for Reptile,
         ``optax.sgd(epsilon)`` gives the paper's update).
       skip_nonfinite: when the direction has a NaN or infinity, leave the
-        meta-parameters and optimiser state unchanged (the step count still
-        advances) and report ``skipped = 1`` in the metrics.
+        meta-parameters, optimiser state and model state unchanged (the step
+        count still advances) and report ``skipped = 1`` in the metrics.
       mesh: optional ``jax.sharding.Mesh`` with a ``"tasks"`` axis
         (:func:`metajax.make_mesh`): each device computes the meta-gradient
         of its share of the task batch and one all-reduce averages them; the
@@ -82,54 +73,34 @@ def make_meta_step(
 
     meta_grad = learner.meta_grad
     if mesh is not None:
-        from metajax._src.sharding import shard_meta_grad, shard_stateful_meta_grad
+        from metajax._src.sharding import shard_meta_grad
 
-        meta_grad = (shard_stateful_meta_grad if learner.stateful else shard_meta_grad)(learner.meta_grad, mesh)
+        meta_grad = shard_meta_grad(learner.meta_grad, mesh)
 
     def init(meta_params, model_state=None, key=None):
-        if not learner.stateful:
-            if model_state is not None:
-                raise ValueError(
-                    f"model_state was given but learner {learner.name!r} has no model state: its loss is "
-                    "loss_fn(params, batch). Models with state (running statistics, per-step parameters) train "
-                    "with metajax.maml_plus_plus."
-                )
-            if key is not None:
-                raise ValueError(
-                    f"key was given but learner {learner.name!r} draws no randomness; use metajax.maml_plus_plus "
-                    "for losses that take a key (dropout)."
-                )
-            return MetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32))
         if key is not None and not (hasattr(key, "shape") and hasattr(key, "dtype")):
             raise ValueError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {key!r}.")
-        return StatefulMetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32), model_state, key)
+        return MetaState(outer_opt.init(meta_params), jnp.zeros((), jnp.int32), model_state, key)
 
-    def stateful_grad(meta_params, state, tasks):
+    def step(meta_params, state, tasks):
         keys = None
         if state.key is not None:
             num = jax.tree_util.tree_leaves(tasks)[0].shape[0]
             keys = jax.random.split(jax.random.fold_in(state.key, state.step), num)
-        return meta_grad(meta_params, tasks, MetaContext(state.step, state.model_state, keys))
-
-    def step(meta_params, state, tasks):
-        if learner.stateful:
-            direction, metrics, model_state = stateful_grad(meta_params, state, tasks)
-        else:
-            direction, metrics = meta_grad(meta_params, tasks)
+        direction, metrics, model_state = meta_grad(
+            meta_params, tasks, MetaContext(state.step, state.model_state, keys)
+        )
         updates, opt_state = outer_opt.update(direction, state.opt_state, meta_params)
         new_params = optax.apply_updates(meta_params, updates)
-        norm = global_norm(direction)
+        norm = optax.tree.norm(direction)
         metrics = dict(metrics, grad_norm=norm)
         if skip_nonfinite:
             ok = jnp.isfinite(norm)
             keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
             new_params, opt_state = keep(new_params, meta_params), keep(opt_state, state.opt_state)
-            if learner.stateful:
-                model_state = keep(model_state, state.model_state)
+            model_state = keep(model_state, state.model_state)
             metrics["skipped"] = (~ok).astype(jnp.int32)
-        if learner.stateful:
-            return new_params, StatefulMetaState(opt_state, state.step + 1, model_state, state.key), metrics
-        return new_params, MetaState(opt_state, state.step + 1), metrics
+        return new_params, MetaState(opt_state, state.step + 1, model_state, state.key), metrics
 
     return MetaStep(init, step)
 
@@ -169,8 +140,3 @@ def make_train_loop(
         return meta_params, state, metrics
 
     return run
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """L2 norm of all leaves together."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))

@@ -101,26 +101,48 @@ def with_compute_dtype(model: Model, compute_dtype: str = "float32") -> Model:
     return Model(model.init, apply, model.input_shape, model.module)
 
 
-def from_linen(module: nn.Module, input_shape: tuple[int, ...]) -> Model:
-    """Wrap any Flax Linen module: ``init(key)``, ``apply(params, x)``.
+def from_linen(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    reference_norm: bool = False,
+    init_batch: int = 1,
+    name: str | None = None,
+) -> Model:
+    """Wrap any Flax Linen module: ``init(key)``, ``apply(params, x, reference=None)``.
+
+    The one adapter from a Linen module to a :class:`Model` (the built-in MLP, Conv4 and ResNet-12 use it).
 
     Args:
       module: a Linen module called as ``module(x)``.
       input_shape: the per-example input shape (used by ``init``).
+      reference_norm: the module takes ``num_ref=n``: its first ``n`` examples are a reference batch whose
+        statistics normalise the rest (non-transductive batch norm); ``apply(params, x, reference)`` prepends
+        ``reference`` and returns the outputs of ``x``. Otherwise ``reference`` is ignored.
+      init_batch: examples in the dummy batch ``init`` traces with.
+      name: the model's name in error messages; with it, ``x`` and ``reference`` must be floating-point
+        arrays (an integer image is refused with a clear error).
 
     >>> m = from_linen(nn.Dense(3), (2,))
     >>> m.apply(m.init(jax.random.PRNGKey(0)), jnp.ones((4, 2))).shape
     (4, 3)
     """
+    shape = tuple(input_shape)
 
     def init(key):
-        return module.init(key, jnp.zeros((1, *input_shape)))
+        return module.init(key, jnp.zeros((init_batch, *shape)))
 
     def apply(params, x, reference=None):
-        del reference
-        return module.apply(params, x)
+        if name is not None:
+            check_float_input(x, "x", name)
+        if reference is None or not reference_norm:
+            return module.apply(params, x)
+        if name is not None:
+            check_float_input(reference, "reference", name)
+        n = reference.shape[0]
+        return module.apply(params, jnp.concatenate([reference, x], axis=0), num_ref=n)[n:]
 
-    return Model(init, apply, tuple(input_shape), module)
+    return Model(init, apply, shape, module)
 
 
 def from_nnx(factory: Callable[[Any], Any], input_shape: tuple[int, ...]) -> Model:
@@ -185,14 +207,8 @@ def mlp(in_features: int = 1, hidden: Sequence[int] = (40, 40), out: int = 1, co
     """
     module = MLPModule(hidden=tuple(hidden), out=out)
 
-    def init(key):
-        return module.init(key, jnp.zeros((1, in_features)))
-
-    def apply(params, x, reference=None):
-        del reference  # no batch statistics: the policy does not matter
-        return module.apply(params, x)
-
-    return with_compute_dtype(Model(init, apply, (in_features,), module), compute_dtype)
+    # no batch statistics: the batch-norm policy (reference) does not matter
+    return with_compute_dtype(from_linen(module, (in_features,)), compute_dtype)
 
 
 class RefBatchNorm(nn.Module):
@@ -428,19 +444,8 @@ def conv4(
         ways=ways, filters=filters, conv=resolve_conv_impl(conv), closed_form=closed_form, downsample=downsample
     )
     shape = (image_size, image_size, channels)
-
-    def init(key):
-        return module.init(key, jnp.zeros((2, *shape)))
-
-    def apply(params, x, reference=None):
-        check_float_input(x, "x", "conv4")
-        if reference is None:
-            return module.apply(params, x)
-        check_float_input(reference, "reference", "conv4")
-        n = reference.shape[0]
-        return module.apply(params, jnp.concatenate([reference, x], axis=0), num_ref=n)[n:]
-
-    return with_compute_dtype(Model(init, apply, shape, module), compute_dtype)
+    model = from_linen(module, shape, reference_norm=True, init_batch=2, name="conv4")
+    return with_compute_dtype(model, compute_dtype)
 
 
 # ---------------------------------------------------------------------------

@@ -8,13 +8,15 @@ import jax
 import optax
 
 from metajax._src.base import LossFn, MetaLearner, QueryLossFn, Task, check_positive_int
-from metajax._src.inner import Exact, Selector, make_inner_opt, normalize_loss, select_mask
+from metajax._src.inner import Exact, Selector, make_inner_opt, select_mask
 from metajax._src.learner import (
     check_task_chunk,
     identity,
     make_adapt,
     make_meta_grad,
-    query_loss_from,
+    public_query_loss,
+    query_loss,
+    support_loss,
     task_metrics,
 )
 from metajax._src.validation import check_task
@@ -73,20 +75,21 @@ def reptile(
     if not isinstance(score_query, bool):
         raise TypeError(f"score_query must be a bool, got {score_query!r}.")
     opt = make_inner_opt(inner_opt, inner_lr)
-    loss = normalize_loss(loss_fn, has_aux)
-    qloss = query_loss_from(loss_fn, query_loss_fn, has_aux)
+    loss = support_loss(loss_fn, has_aux, stateful=False)
+    qloss = public_query_loss(query_loss(loss_fn, query_loss_fn, has_aux, stateful=False), num_inner_steps)
     # nothing is differentiated through the inner loop: any unrolled loop will do
-    adapt = make_adapt(loss, lambda _: opt, identity, head, num_inner_steps, inner_batch_size, Exact())
+    adapt = make_adapt(loss, lambda mp, mask: opt, identity, head, num_inner_steps, inner_batch_size, Exact())
 
-    def task_direction(params, task):
+    def task_direction(params, task, context=None):
+        del context  # Reptile's models have no state and its inner loop draws no randomness
         check_task(task, "task", spec=task_spec)
         params = jax.lax.stop_gradient(params)
         res = adapt(params, task.support)
         direction = jax.tree_util.tree_map(lambda p, a: p - a, params, res.params)
         if not score_query:
-            return direction, {"support_loss": res.losses[0]}
+            return direction, {"support_loss": res.losses[0]}, None
         qval, aux = qloss(res.params, task.query, task.support)
-        return direction, task_metrics(qval, res.losses, aux)
+        return direction, task_metrics(qval, res.losses, aux), None
 
     def init(params):
         if head is not None:

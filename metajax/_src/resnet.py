@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metajax._src.kernels import check_float_input, leaky_relu_max_pool_2x2, max_pool_2x2
+from metajax._src.kernels import leaky_relu_max_pool_2x2, max_pool_2x2
 from metajax._src.models import (
     Model,
     PerStepBatchNorm,
@@ -26,6 +26,7 @@ from metajax._src.models import (
     StatefulModel,
     check_compute_dtype,
     conv3x3_layer,
+    from_linen,
     resolve_conv_impl,
     stateful_model,
     with_compute_dtype,
@@ -184,19 +185,8 @@ def resnet12(
         closed_form=closed_form,
     )
     shape = (image_size, image_size, channels)
-
-    def init(key):
-        return module.init(key, jnp.zeros((2, *shape)))
-
-    def apply(params, x, reference=None):
-        check_float_input(x, "x", "resnet12")
-        if reference is None:
-            return module.apply(params, x)
-        check_float_input(reference, "reference", "resnet12")
-        n = reference.shape[0]
-        return module.apply(params, jnp.concatenate([reference, x], axis=0), num_ref=n)[n:]
-
-    return with_compute_dtype(Model(init, apply, shape, module), compute_dtype)
+    model = from_linen(module, shape, reference_norm=True, init_batch=2, name="resnet12")
+    return with_compute_dtype(model, compute_dtype)
 
 
 def resnet12_stateful(

@@ -137,35 +137,12 @@ def shard_tasks(tasks: Any, mesh: Mesh, axis_name: str = TASK_AXIS) -> Any:
 
 
 def shard_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS) -> Callable:
-    """``meta_grad(meta_params, tasks)`` computed per device on its tasks, then averaged across devices.
-
-    Equal shards make the mean of the per-device means the mean over the
-    whole batch, so the result equals the unsharded ``meta_grad`` up to
-    floating-point summation order.
-    """
-
-    def local(meta_params, tasks):
-        direction, metrics = meta_grad(meta_params, tasks)
-        return jax.lax.pmean((direction, metrics), axis_name)
-
-    # check_vma=False: inside, jax.grad w.r.t. the replicated meta-parameters must stay per-device
-    # (with varying-axis typing it would be summed over devices implicitly, before our mean).
-    sharded = _shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name)), out_specs=P())
-
-    def run(meta_params, tasks):
-        leaves = jax.tree_util.tree_leaves(tasks)
-        if leaves:
-            check_divisible(leaves[0].shape[0], mesh, axis_name)
-        return sharded(meta_params, tasks)
-
-    return run
-
-
-def shard_stateful_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = TASK_AXIS) -> Callable:
-    """:func:`shard_meta_grad` for stateful learners: ``meta_grad(meta_params, tasks, context)``.
+    """``meta_grad(meta_params, tasks, context=None)`` computed per device on its tasks, then averaged across devices.
 
     The per-task keys are split with the tasks; the outer step and the model state are replicated; the
-    direction, the metrics and the task-averaged model state are averaged across devices.
+    direction, the metrics and the task-averaged model state are averaged across devices. Equal shards make the
+    mean of the per-device means the mean over the whole batch, so the result equals the unsharded
+    ``meta_grad`` up to floating-point summation order.
     """
     from metajax._src.base import MetaContext
 
@@ -173,11 +150,14 @@ def shard_stateful_meta_grad(meta_grad: Callable, mesh: Mesh, axis_name: str = T
         out = meta_grad(meta_params, tasks, MetaContext(step, model_state, keys))
         return jax.lax.pmean(out, axis_name)
 
-    def run(meta_params, tasks, context):
+    def run(meta_params, tasks, context=None):
+        context = MetaContext() if context is None else context
         leaves = jax.tree_util.tree_leaves(tasks)
         if leaves:
             check_divisible(leaves[0].shape[0], mesh, axis_name)
         key_spec = P() if context.task_keys is None else P(axis_name)
+        # check_vma=False: inside, jax.grad w.r.t. the replicated meta-parameters must stay per-device
+        # (with varying-axis typing it would be summed over devices implicitly, before our mean).
         sharded = _shard_map(local, mesh=mesh, in_specs=(P(), P(axis_name), P(), P(), key_spec), out_specs=P())
         return sharded(meta_params, tasks, context.step, context.model_state, context.task_keys)
 

@@ -18,7 +18,7 @@ import optax
 
 from metajax._src.base import Batch, InnerResult, LossFn, Params
 from metajax._src.implicit import Implicit
-from metajax._src.inner import AbstractMetaGradient, Exact, FirstOrder, normalize_loss
+from metajax._src.inner import AbstractMetaGradient, Exact, FirstOrder, support_loss
 
 META_GRADIENTS: dict[str, Callable[[], AbstractMetaGradient]] = {
     "exact": Exact,
@@ -82,5 +82,5 @@ def inner_loop(
     (3,)
     """
     return make_meta_gradient(gradient).inner_loop(
-        normalize_loss(loss_fn, has_aux), inner_opt, params, batch, num_steps, mask=mask, eval_fn=eval_fn
+        support_loss(loss_fn, has_aux, stateful=False), inner_opt, params, batch, num_steps, mask=mask, eval_fn=eval_fn
     )

@@ -17,15 +17,20 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import shutil
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+
+from metajax._src.app.progress import say
+from metajax._src.app.rundir import RunDirectoryError, digest_path, load_params, save_params
+from metajax._src.base import MetaState
 
 
 def tree_digest(tree: Any) -> str:
@@ -244,6 +249,117 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+# ---------------------------------------------------------------------------
+# The best parameters so far: kept in every checkpoint beside best.msgpack.
+# ---------------------------------------------------------------------------
+
+BEST_ITEM = "best_params"  # the checkpoint item holding the best parameters so far
+
+
+def repair_best_file(run_dir: Path, params: Any, best_step: int, source: str) -> None:
+    """Rewrite ``best.msgpack`` from ``params`` when it is missing or damaged; a damaged file is set aside
+    (``best.msgpack.damaged``, never deleted). An intact file is left alone."""
+    path = Path(run_dir) / "best.msgpack"
+    try:
+        load_params(path, params)
+        return
+    except RunDirectoryError as err:
+        problem = str(err)
+    aside = None
+    if path.exists():
+        aside = path.with_name(path.name + ".damaged")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = path.with_name(f"{path.name}.damaged.{n}")
+        path.rename(aside)
+        sidecar = digest_path(path)
+        if sidecar.exists():
+            sidecar.rename(aside.with_name(aside.name + ".sha256"))
+    save_params(path, params)
+    say(
+        f"metajax: {problem} It was rewritten with the best parameters (step {best_step}) kept in {source}"
+        + (f"; the damaged file was set aside as {aside}." if aside else ".")
+    )
+
+
+def load_best(run_dir: Path, template: Any, repair: bool = False) -> Any:
+    """The best parameters of a run: ``best.msgpack``, or, when it is missing or damaged, the copy kept in the
+    newest checkpoint that holds one (and verifies). With ``repair`` (the caller holds the run's lock)
+    ``best.msgpack`` is then rewritten from that copy.
+
+    Raises:
+      RunDirectoryError: ``best.msgpack`` cannot be used and no checkpoint holds the best parameters.
+    """
+    run_dir = Path(run_dir)
+    try:
+        return load_params(run_dir / "best.msgpack", template)
+    except RunDirectoryError as err:
+        problem = err
+    kept = None
+    if (run_dir / "checkpoints").is_dir():
+        ckpt = Checkpointer(run_dir / "checkpoints")
+        try:
+            kept = ckpt.restore_extra(BEST_ITEM, template)
+        finally:
+            ckpt.close()
+    if kept is None:
+        raise RunDirectoryError(f"{problem} No checkpoint of this run holds the best parameters either.") from None
+    params, record = kept
+    step, source = (record.get("best") or {}).get("step"), f"the checkpoint at step {record['step']}"
+    if repair:
+        repair_best_file(run_dir, params, step, source)
+    else:
+        say(f"metajax: {problem} Using the best parameters (step {step}) kept in {source} instead.")
+    return params
+
+
+def restore_best(ckpt: Checkpointer, record: dict[str, Any], template: Any, run_dir: Path) -> tuple[dict, Any]:
+    """The best-so-far bookkeeping of a restored checkpoint: ``(best, best_host)``, where ``best`` is
+    ``{"score", "step"}`` and ``best_host`` the best parameters kept in the checkpoint (``None`` if it keeps none);
+    ``best.msgpack`` is rewritten from them when it is missing or damaged."""
+    best = record["best"]
+    best["score"] = -math.inf if best["score"] is None else best["score"]
+    best_host = None
+    if best["step"] is not None:
+        kept = ckpt.restore_extra(BEST_ITEM, template, step=record["step"])
+        if kept is not None:  # checkpoints written before 0.2 do not keep them
+            best_host = jax.device_get(kept[0])
+            repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {record['step']}")
+    return best, best_host
+
+
+def save_checkpoint(ckpt: Checkpointer, step: int, tree: Any, best: dict, best_host: Any) -> None:
+    """Checkpoint ``tree`` at ``step`` with the best score so far and, when there are any, the best parameters."""
+    record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
+    extras = {BEST_ITEM: best_host} if best_host is not None else None
+    ckpt.save(step, tree, {"best": record_best}, extras)
+
+
+class StoredMetaState(NamedTuple):
+    """The meta-state of a run without model state or key, as checkpoints store it: ``(opt_state, step)``."""
+
+    opt_state: Any
+    step: Any
+
+
+def stored_meta_state(state: MetaState) -> Any:
+    """``state`` as a checkpoint stores it.
+
+    A run whose model has no state and draws no keys stores ``(opt_state, step)`` only, the layout of every
+    checkpoint written before :class:`~metajax.MetaState` gained its ``model_state`` and ``key`` fields, so those
+    checkpoints still restore (and new ones restore in older versions).
+    """
+    if state.model_state is None and state.key is None:
+        return StoredMetaState(state.opt_state, state.step)
+    return state
+
+
+def loaded_meta_state(stored: Any) -> MetaState:
+    """The inverse of :func:`stored_meta_state`."""
+    return stored if isinstance(stored, MetaState) else MetaState(stored.opt_state, stored.step)
 
 
 def _shapes(tree: Any) -> list[tuple[int, ...]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from metajax._src.app.configs import DEFAULT_CONFIG, apply_overrides, available_configs, load_config
 from metajax._src.app.launch import pin_cpu_threads, split_cpu_streams, use_compile_cache
+from metajax._src.app.progress import say
 from metajax._src.files import check_writable, strict_json
 
 
@@ -87,22 +88,21 @@ def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     if devices != 1:
         where += f", {'all' if devices in (None, -1) else devices} devices"
     exp_summary = f"{config.algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
-    print(f"metajax train: {exp_summary} -> {run_dir}", file=sys.stderr, flush=True)
+    say(f"metajax train: {exp_summary} -> {run_dir}")
     progress = False if args.no_progress else None
     try:
         train.run(config, run_dir, progress=progress)
     except FloatingPointError as err:
-        print(
+        say(
             f"metajax train: {err}. Lower outer.lr or inner.lr; the metrics up to this point are in "
-            f"{run_dir / 'metrics.jsonl'}.",
-            file=sys.stderr,
+            f"{run_dir / 'metrics.jsonl'}."
         )
         return 1
     except train.Interrupted as err:
-        print(f"metajax train: {err}. Run the same command again to resume from step {err.step}.", file=sys.stderr)
+        say(f"metajax train: {err}. Run the same command again to resume from step {err.step}.")
         return 128 + err.signum
     shown = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-    print(f"wrote {run_dir}/: {', '.join(shown)}", file=sys.stderr)
+    say(f"wrote {run_dir}/: {', '.join(shown)}")
     return 0
 
 
@@ -123,26 +123,23 @@ def _pretrain(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     from metajax._src.app import pretrain, train
 
     p = config.pretrain
-    print(
+    say(
         f"metajax pretrain: the {config.model.get('name', 'conv4')} backbone of {args.config} on every {config.task} "
-        f"training class, {p.steps} steps, {where} -> {run_dir}",
-        file=sys.stderr,
-        flush=True,
+        f"training class, {p.steps} steps, {where} -> {run_dir}"
     )
     try:
         summary = pretrain.run(config, run_dir, progress=False if args.no_progress else None)
     except FloatingPointError as err:
-        print(f"metajax pretrain: {err}; the metrics are in {run_dir / 'metrics.jsonl'}.", file=sys.stderr)
+        say(f"metajax pretrain: {err}; the metrics are in {run_dir / 'metrics.jsonl'}.")
         return 1
     except train.Interrupted as err:
-        print(f"metajax pretrain: {err}. Run the same command again to resume from step {err.step}.", file=sys.stderr)
+        say(f"metajax pretrain: {err}. Run the same command again to resume from step {err.step}.")
         return 128 + err.signum
     best = summary["best_val_accuracy"]
     chosen = f"step {summary['backbone_step']}" + ("" if best is None else f", validation accuracy {best:.4f}")
-    print(
+    say(
         f"wrote {run_dir}/backbone.msgpack ({chosen}); meta-train from it with: metajax train --config "
-        f"{args.config} --init {run_dir}",
-        file=sys.stderr,
+        f"{args.config} --init {run_dir}"
     )
     return 0
 
@@ -152,18 +149,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config, exp, meta_params, name, ckpt, where = _load_run(
         run_dir, args.checkpoint, args.set or [], args.data_dir, args.compile_cache
     )
-    print(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}", file=sys.stderr, flush=True)
-    print(
+    say(f"metajax eval: {ckpt} ({config.algorithm} on {config.task}), {where}")
+    say(
         f"metajax eval: {config.eval.num_tasks} held-out tasks (the run's eval.num_tasks; "
-        "--set eval.num_tasks=N to change it)",
-        file=sys.stderr,
-        flush=True,
+        "--set eval.num_tasks=N to change it)"
     )
     out = run_dir / "eval" if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ev = exp.evaluate(meta_params, out, name, progress=False if args.no_progress else None)
     print(ev["table"])
-    print(f"wrote {out}/", file=sys.stderr)
+    say(f"wrote {out}/")
     return 0
 
 
@@ -212,7 +207,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     from metajax._src.data.prepare import prepare_omniglot
 
     out = args.data_dir or str(omniglot.default_data_dir())
-    res = prepare_omniglot(args.zips, out, args.format, log=lambda m: print(m, file=sys.stderr))
+    res = prepare_omniglot(args.zips, out, args.format, log=lambda m: say(m))
     if args.format == "array_record":  # read it back the way training does
         return cmd_data_check(argparse.Namespace(dataset="omniglot", data_dir=out, allow_pickle=False))
     print(f"prepared {res['path']} ({args.format}; metajax reads array_record)")
@@ -299,7 +294,7 @@ def cmd_grads(args: argparse.Namespace) -> int:
         plt.close(fig)
     (out / "report.json").write_text(strict_json(result))
     (out / "report.md").write_text(table)
-    print(f"wrote {out}/", file=sys.stderr)
+    say(f"wrote {out}/")
     return 0
 
 
@@ -340,12 +335,12 @@ def _load_run(
     where += ", " + use_compile_cache(compile_cache)
     import jax
 
+    from metajax._src.app.checkpoint import load_best
     from metajax._src.app.experiment import build, initial_run_params
     from metajax._src.app.rundir import load_params
-    from metajax._src.app.train import load_best
 
     exp = build(config)
-    template = initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0))
+    template = initial_run_params(exp, jax.random.PRNGKey(0))
     try:
         meta_params = load_best(run_dir, template) if name == "best" else load_params(ckpt, template)
     except ValueError as err:
@@ -359,19 +354,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from metajax._src import finetune as ft
     from metajax._src.base import check_positive_int
     from metajax._src.evaluation import joint_training
+    from metajax._src.inner import make_optimizer
 
     check_positive_int("--steps", args.steps)
     check_positive_int("--num-tasks", args.num_tasks)
     check_positive_int("--joint-steps", args.joint_steps)
-    opt = ft.make_optimizer(args.opt, args.lr)
+    opt = make_optimizer(args.opt, args.lr, argnames=("--opt", "--lr"))
     run_dir = Path(args.run_dir)
     config, exp, meta_params, name, ckpt, where = _load_run(
         run_dir, args.checkpoint, args.set or [], args.data_dir, args.compile_cache
     )
-    print(f"metajax finetune: {ckpt}, {where}", file=sys.stderr, flush=True)
-    if exp.learner.stateful:
+    say(f"metajax finetune: {ckpt}, {where}")
+    if exp.stateful:
         raise ValueError(
-            f"metajax finetune compares plain fine-tuning inits of a stateless model; {run_dir} is a "
+            f"metajax finetune compares plain fine-tuning inits of a model without state; {run_dir} is a "
             f"{config.algorithm!r} run (a model with running statistics). Use metajax eval for it."
         )
     key = jax.random.PRNGKey(args.seed)
@@ -379,7 +375,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     random_init = exp.model.init(kr)
     from metajax._src.app.progress import Progress
 
-    bar = Progress(args.joint_steps, desc="joint-training baseline", every=1)
+    bar = Progress(args.joint_steps, False if args.no_progress else None, desc="joint-training baseline", every=1)
     joint = joint_training(
         exp.loss_fn,
         random_init,
@@ -415,7 +411,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else run_dir / "finetune"
     print(ft.write_report(out, title, results, steps))
-    print(f"wrote {out}/ (finetune.md, finetune.json, finetune.png)", file=sys.stderr)
+    say(f"wrote {out}/ (finetune.md, finetune.json, finetune.png)")
     return 0
 
 
@@ -425,9 +421,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.jsonl").is_file():
         raise ValueError(f"RUN_DIR: {str(run_dir)!r} has no metrics.jsonl; pass a directory written by metajax train.")
-    print(f"wrote {plot_learning_curves(run_dir)}", file=sys.stderr)
+    say(f"wrote {plot_learning_curves(run_dir)}")
     if (run_dir / "curves.npz").is_file():
-        print(f"wrote {plot_curves_file(run_dir / 'curves.npz')}", file=sys.stderr)
+        say(f"wrote {plot_curves_file(run_dir / 'curves.npz')}")
     return 0
 
 
@@ -438,7 +434,29 @@ CACHE_HELP = (
 )
 
 
+def run_options() -> argparse.ArgumentParser:
+    """The options every subcommand that builds an experiment takes (train, pretrain, eval, finetune)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set inner.lr=0.1 --set train.num_steps=1000 (repeatable)",
+    )
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: the config's or run's data.data_dir, then $METAJAX_DATA_DIR, then "
+        "~/tensorflow_datasets; $METAJAX_MINIIMAGENET_DIR and $METAJAX_TIEREDIMAGENET_DIR for those sets). "
+        "Omniglot: a TFDS copy (omniglot/3.0.0) or the original zips; see `metajax data check --help`",
+    )
+    common.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    common.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = run_options()
     parser = argparse.ArgumentParser(
         prog="metajax",
         description="Gradient-based meta-learning (MAML, FOMAML, Reptile, Meta-SGD, ANIL, iMAML) from configs. "
@@ -449,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser(
         "train",
+        parents=[common],
         help="meta-train from a config, then evaluate and plot",
         description="Meta-train from a config, evaluate on held-out tasks, write metrics.jsonl, "
         "eval.md/eval.json, adaptation.png and the meta-parameters into the run "
@@ -462,25 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a config name (default {DEFAULT_CONFIG}; one of: {', '.join(available_configs())}), a path to a "
         ".py file with get_config(smoke), or a run's config.json (reruns that run's resolved configuration)",
     )
-    t.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set inner.lr=0.1 --set train.num_steps=1000 (repeatable)",
-    )
-    t.add_argument(
-        "--data-dir",
-        help="TFDS data directory holding omniglot/3.0.0 (default: $METAJAX_DATA_DIR, then ~/tensorflow_datasets)",
-    )
     t.add_argument("--smoke", action="store_true", help="the config's tiny version (seconds; for CI)")
     t.add_argument("--run-dir", help="output directory (default runs/CONFIG-TIMESTAMP)")
-    t.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     t.add_argument(
         "--debug-nans",
         action="store_true",
         help="run with jax_debug_nans: stop at the first operation that makes a NaN (slow; for diagnosis)",
     )
-    t.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
     t.add_argument(
         "--init",
         metavar="RUN",
@@ -490,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     pt = sub.add_parser(
         "pretrain",
+        parents=[common],
         help="pre-train a few-shot config's backbone on all its training classes (for train --init)",
         description="Train the backbone of a few-shot config (its model section) with a linear classifier over "
         "every meta-training class: cross-entropy, batches drawn uniformly from the training split, an Optax "
@@ -501,22 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
         "metajax train --config CONFIG --init RUN_DIR.",
     )
     pt.add_argument("--config", required=True, help="a few-shot config name (e.g. omniglot_5w1s_maml) or .py path")
-    pt.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set pretrain.steps=5000 (repeatable)",
-    )
-    pt.add_argument(
-        "--data-dir", help="data directory (default: the config's, $METAJAX_DATA_DIR, ~/tensorflow_datasets)"
-    )
     pt.add_argument("--smoke", action="store_true", help="the config's tiny version and 20 pre-training steps")
     pt.add_argument("--run-dir", help="output directory (default runs/pretrain-CONFIG-TIMESTAMP)")
-    pt.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
-    pt.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
     pt.set_defaults(func=cmd_pretrain)
     e = sub.add_parser(
         "eval",
+        parents=[common],
         help="evaluate a trained run's meta-parameters on held-out tasks",
         description="Rebuild a run from RUN_DIR/config.json, load a checkpoint and evaluate it with the config's "
         "protocol (override with --set, e.g. --set eval.num_tasks=1000 --set eval.steps=10).",
@@ -526,13 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         help="best (best validation; the default when the run has one) or meta_params (the final parameters)",
     )
-    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
-    e.add_argument(
-        "--data-dir", help="TFDS data directory (default: the run's, $METAJAX_DATA_DIR, ~/tensorflow_datasets)"
-    )
     e.add_argument("--out", help="output directory (default RUN_DIR/eval)")
-    e.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
-    e.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
     e.set_defaults(func=cmd_eval)
     g = sub.add_parser(
         "grads",
@@ -562,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_grads)
     f = sub.add_parser(
         "finetune",
+        parents=[common],
         help="fine-tune a meta-trained init with ordinary training and compare with random and joint inits",
         description="Meta-train, then fine-tune: fine-tune the run's meta-learned initialisation, a "
         "random one and a jointly trained one (multi-task training on the same task distribution, no adaptation) "
@@ -576,10 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--num-tasks", type=int, default=100, help="held-out target tasks (default 100)")
     f.add_argument("--joint-steps", type=int, default=2000, help="training steps of the joint baseline (default 2000)")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
-    f.add_argument("--data-dir", help="data directory (default: the run's)")
     f.add_argument("--out", help="output directory (default RUN_DIR/finetune)")
-    f.add_argument("--compile-cache", metavar="DIR", help=CACHE_HELP)
     f.set_defaults(func=cmd_finetune)
     p = sub.add_parser(
         "plot",
@@ -643,17 +633,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, DataNotFoundError, MemoryError, PermissionError) as err:
-        print(f"metajax {args.command}: error: {err}", file=sys.stderr)
+        say(f"metajax {args.command}: error: {err}")
         return 2
     except OSError as err:  # a full disk, a file that vanished, a permission: one line naming the file
         where = f"{err.filename}: " if err.filename else ""
-        print(f"metajax {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        say(f"metajax {args.command}: error: {where}{err.strerror or err}")
         return 1
     except KeyboardInterrupt:  # before training installed its own handler (start-up, data loading, compiling)
-        print(
+        say(
             f"metajax {args.command}: interrupted (run the same command again; a training run resumes from its "
-            "last checkpoint)",
-            file=sys.stderr,
+            "last checkpoint)"
         )
         return 130
 

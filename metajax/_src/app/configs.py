@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from metajax._src.app.progress import say
+
 DEFAULT_CONFIG = "sinusoid_maml"
 
 
@@ -113,11 +115,9 @@ def distrust_stored_config(config: Any, path: Path) -> Any:
     data = config.get("data", {})
     if data.get("allow_pickle", False):
         data.allow_pickle = False
-        print(
+        say(
             f"metajax: ignoring data.allow_pickle=True stored in {path}: unpickling runs code, so it is only allowed "
-            "from this command line (--set data.allow_pickle=True)",
-            file=sys.stderr,
-            flush=True,
+            "from this command line (--set data.allow_pickle=True)"
         )
     return config
 

@@ -6,62 +6,59 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
 import optax
 
-from metajax._src.anil import anil
+from metajax._src.app.algorithms import algorithm_spec, build_learner
 from metajax._src.app.configs import with_gradient
 from metajax._src.app.fewshot import FewShot
+from metajax._src.app.progress import say
+from metajax._src.app.runparams import join_run_params, split_run_params
 from metajax._src.app.runtime import Runtime, resolve_runtime
 from metajax._src.base import MetaLearner, Task, check_learning_rate, check_positive_int
 from metajax._src.data import sinusoid
 from metajax._src.evaluation import adaptation_curves, joint_training, markdown_table, plain_adapter, summarize
 from metajax._src.files import strict_json
-from metajax._src.inner import adam, make_inner_opt
+from metajax._src.inner import make_inner_opt, make_optimizer
 from metajax._src.losses import mse_loss
-from metajax._src.maml import fomaml, imaml, maml
-from metajax._src.mamlpp import maml_plus_plus
-from metajax._src.meta_sgd import meta_sgd
 from metajax._src.models import Model, check_compute_dtype, mlp
-from metajax._src.reptile import reptile
 
 NULL_NOTE = "null: not finite (a diverged task's loss makes a mean over all tasks infinite); JSON has no infinity"
 
-ALGORITHMS = ("maml", "fomaml", "reptile", "meta_sgd", "anil", "imaml", "mamlpp")
+
+def split_model_init(exp: Experiment, initialised: Any) -> tuple[Any, Any]:
+    """``(params, model_state)`` of what ``exp.model.init`` returned (``model_state`` ``None`` without state)."""
+    return initialised if exp.stateful else (initialised, None)
 
 
-class StatefulRunParams(NamedTuple):
-    """What a run of a stateful learner (``mamlpp``) saves, evaluates and restores as its parameters: the
-    meta-parameters and the model state (running statistics) beside them."""
-
-    meta_params: Any
-    model_state: Any
+def model_init(exp: Experiment, key: jax.Array) -> tuple[Any, Any]:
+    """``(params, model_state)`` of ``exp.model`` (``model_state`` ``None`` for a model without state)."""
+    return split_model_init(exp, exp.model.init(key))
 
 
-def initial_run_params(learner: MetaLearner, model: Any, key: jax.Array, init: str | None = None) -> Any:
-    """The parameters a run starts from: ``learner.init(model.init(key))``, with the model state for a stateful
-    learner (:class:`StatefulRunParams`). ``init``: a ``metajax pretrain`` run directory whose backbone replaces
-    the initial one (the head keeps its fresh initialisation; a per-step model takes it at every inner step, with
-    fresh running statistics)."""
-    if learner.stateful:
-        params, state = model.init(key)
-        if init is not None:  # per-step batch norm starts from the backbone's at every step; fresh running statistics
-            from metajax._src.app.rundir import load_backbone
-
-            params = load_backbone(init, params)
-        return StatefulRunParams(learner.init(params), state)
-    params = model.init(key)
+def initial_run_params(exp: Experiment, key: jax.Array, init: str | None = None, learner: Any = None) -> Any:
+    """The parameters a run starts from: ``learner.init(model.init(key))`` (default: ``exp.learner``), with the
+    model state when the model has one (:class:`StatefulRunParams`). ``init``: a ``metajax pretrain`` run
+    directory whose backbone replaces the initial one (the head keeps its fresh initialisation; a per-step model
+    takes it at every inner step, with fresh running statistics)."""
+    learner = exp.learner if learner is None else learner
+    params, state = model_init(exp, key)
     if init is not None:
         from metajax._src.app.rundir import load_backbone
 
         params = load_backbone(init, params)
-    return learner.init(params)
+    return join_run_params(learner.init(params), state)
+
+
+def initial_meta_state(exp: Experiment, meta_step: Any, run_params: Any, key: jax.Array) -> Any:
+    """The meta-state a run starts from: a model with state also keeps its state and the run's key in it."""
+    meta_params, model_state = split_run_params(run_params)
+    return meta_step.init(meta_params, model_state, key if exp.stateful else None)
 
 
 @dataclasses.dataclass
@@ -98,65 +95,19 @@ class Experiment:
     config's) and task chunk (``None``: vmap over all): the memory planner's candidates."""
 
     @property
+    def spec(self) -> Any:
+        """The registry entry of the config's algorithm."""
+        return algorithm_spec(self.config.algorithm)
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the model has state (its runs keep the model state and a key in the meta-state)."""
+        return self.spec.stateful
+
+    @property
     def eval_mesh(self) -> Any:
         """The mesh evaluation splits its tasks over (``None``: one device)."""
         return None if self.runtime is None else self.runtime.eval_mesh
-
-
-def build_learner(
-    algorithm: str,
-    loss_fn: Callable,
-    inner: Any,
-    task_spec: Task | None = None,
-    has_aux: bool = False,
-    query_loss_fn: Callable | None = None,
-    task_chunk: int | None = None,
-) -> MetaLearner:
-    """Build one of :data:`ALGORITHMS` from an ``inner`` config section."""
-    common = {"has_aux": has_aux, "query_loss_fn": query_loss_fn, "task_spec": task_spec, "task_chunk": task_chunk}
-    batch = {"inner_batch_size": inner.get("batch_size")}
-    opt = inner.opt
-    if opt == "adam" and inner.get("b1", 0.9) != 0.9:  # Reptile's inner Adam uses beta1 = 0
-        check_learning_rate("inner.lr", inner.lr)
-        opt = adam(inner.lr, b1=inner.b1)
-    if algorithm == "maml":
-        return maml(loss_fn, opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common, **batch)
-    if algorithm == "fomaml":
-        return fomaml(loss_fn, opt, inner.steps, inner_lr=inner.lr, **common, **batch)
-    if algorithm == "reptile":
-        return reptile(loss_fn, opt, inner.steps, inner_lr=inner.lr, **common, **batch)
-    if algorithm == "meta_sgd":
-        return meta_sgd(
-            loss_fn, inner.steps, init_lr=inner.lr, granularity=inner.granularity, gradient=inner.gradient, **common
-        )
-    if algorithm == "imaml":
-        return imaml(
-            loss_fn,
-            opt,
-            inner.steps,
-            inner_lr=inner.lr,
-            lam=inner.get("lam", 1.0),
-            cg_steps=inner.get("cg_steps", 5),
-            **common,
-            **batch,
-        )
-    if algorithm == "mamlpp":
-        return maml_plus_plus(
-            loss_fn,
-            inner.steps,
-            inner_lr=inner.lr,
-            lslr=inner.get("lslr", True),
-            msl_anneal_steps=inner.get("msl_anneal_steps"),
-            first_order_steps=inner.get("first_order_steps", 0),
-            gradient=inner.gradient,
-            adapt=inner.get("adapt"),
-            **common,
-        )
-    if algorithm == "anil":
-        return anil(
-            loss_fn, inner.head, opt, inner.steps, inner_lr=inner.lr, gradient=inner.gradient, **common, **batch
-        )
-    raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}.")
 
 
 def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
@@ -172,11 +123,7 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
         min_lr = outer.get("min_lr", 0.0)
         check_learning_rate("outer.min_lr", min_lr)
         lr = optax.cosine_decay_schedule(outer.lr, num_steps, alpha=min_lr / outer.lr if outer.lr else 0.0)
-    if outer.opt == "adam":
-        return optax.adam(lr)
-    if outer.opt == "sgd":
-        return optax.sgd(lr)
-    raise ValueError(f"outer.opt must be 'adam' or 'sgd', got {outer.opt!r}.")
+    return make_optimizer(outer.opt, lr, argnames=("outer.opt", "outer.lr"))
 
 
 TASKS = ("sinusoid", "omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub")
@@ -189,8 +136,7 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
     """
     if config.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {config.task!r}.")
-    if config.algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}.")
+    algorithm_spec(config.algorithm)  # a clear error for an unknown name
     check_positive_int("train.num_steps", config.train.num_steps)
     check_positive_int("train.steps_per_call", config.train.steps_per_call)
     for name in ("checkpoint_every", "eval_every"):
@@ -205,10 +151,11 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
 def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime: Runtime) -> Experiment:
     """Sinusoid regression (Finn et al. 2017, section 5.1): the MLP, its tasks and the adaptation-curve protocol."""
     d = config.data
-    if config.algorithm == "mamlpp":
+    if algorithm_spec(config.algorithm).stateful:
         raise ValueError(
-            "algorithm 'mamlpp' runs on the few-shot tasks (omniglot, miniimagenet, ...) from the command line; for "
-            "the sinusoid use metajax.maml_plus_plus(loss_fn, ..., stateful=False) from Python."
+            f"algorithm {config.algorithm!r} trains a model with state; the sinusoid's MLP has none. It runs on the "
+            "few-shot tasks (omniglot, miniimagenet, ...) from the command line; for the sinusoid use "
+            "metajax.maml_plus_plus(loss_fn, None, num_inner_steps, stateful=False) from Python."
         )
     for name in ("shots", "query_shots"):
         check_positive_int(f"data.{name}", d[name])
@@ -327,5 +274,5 @@ def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path, mesh: An
 
         plot_sinusoid(run_dir / "adaptation.png", exp, inits, tasks, tp, curves, ev.num_examples, ev.diverged_above)
     except ImportError as err:  # matplotlib is a dependency, but do not lose the numbers over a plot
-        print(f"plot skipped: {err}", file=sys.stderr)
+        say(f"plot skipped: {err}")
     return {"results": results, "table": table}

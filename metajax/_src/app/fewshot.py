@@ -21,15 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from metajax._src.app.algorithms import REGISTRY, algorithm_spec
 from metajax._src.app.configs import with_gradient
 from metajax._src.app.progress import Progress
+from metajax._src.app.runparams import split_run_params
 from metajax._src.app.runtime import Runtime
 from metajax._src.base import Task, check_positive_int
 from metajax._src.data import omniglot
 from metajax._src.data.episodes import check_episode_args, episode_spec, sample_episodes
 from metajax._src.data.miniimagenet import load_miniimagenet
 from metajax._src.data.tfds_sets import load_tfds_fewshot
-from metajax._src.data.tieredimagenet import episode_sampler, host_episodes, load_tieredimagenet, to_float
+from metajax._src.data.tieredimagenet import host_episodes, load_tieredimagenet, tiered_episode_sampler, to_float
 from metajax._src.evaluation import adaptation_scorer, mean_ci
 from metajax._src.files import strict_json
 from metajax._src.losses import (
@@ -118,25 +120,27 @@ class FewShot:
                 f"'xla' or 'auto'."
             )
         compute_dtype = check_compute_dtype(c.model.get("compute_dtype", "float32"))
-        self.stateful = c.algorithm == "mamlpp"
+        spec = algorithm_spec(c.algorithm)
+        self.stateful = spec.stateful
         for policy in c.eval.bn:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
             if policy == "running" and not self.stateful:
+                keeping = tuple(name for name, other in REGISTRY.items() if other.stateful)
                 raise ValueError(
-                    f"eval.bn 'running' needs running statistics, which only algorithm 'mamlpp' keeps; got algorithm "
+                    f"eval.bn 'running' needs running statistics, which only algorithms {keeping} keep; got algorithm "
                     f"{c.algorithm!r}. Use 'transductive' and 'support'."
                 )
         if self.stateful:
             if c.eval.steps != c.inner.steps:
                 raise ValueError(
-                    f"eval.steps must equal inner.steps for algorithm 'mamlpp' (its learned rates and per-step batch "
-                    f"norm exist for {c.inner.steps} steps), got eval.steps={c.eval.steps}."
+                    f"eval.steps must equal inner.steps for algorithm {c.algorithm!r} (its learned rates and per-step "
+                    f"batch norm exist for {c.inner.steps} steps), got eval.steps={c.eval.steps}."
                 )
             if c.model.get("downsample", "pool") != "pool" or compute_dtype != "float32":
                 raise ValueError(
-                    "algorithm 'mamlpp' uses conv4_per_step: model.downsample must be 'pool' and model.compute_dtype "
-                    f"'float32', got {c.model.get('downsample', 'pool')!r} and {compute_dtype!r}."
+                    f"algorithm {c.algorithm!r} uses conv4_per_step: model.downsample must be 'pool' and "
+                    f"model.compute_dtype 'float32', got {c.model.get('downsample', 'pool')!r} and {compute_dtype!r}."
                 )
         if d.order not in ("class", "shot"):
             raise ValueError(f"data.order must be 'class' or 'shot', got {d.order!r}.")
@@ -148,7 +152,7 @@ class FewShot:
         self.eval_num_tasks, self.eval_seed, self.bn_policies = c.eval.num_tasks, c.eval.seed, tuple(c.eval.bn)
         self.val_tasks = c.train.get("val_tasks", 0)
         self.inner_description = f"{c.inner.opt} lr={c.inner.lr}"
-        if c.algorithm == "mamlpp" and c.inner.get("lslr", True):
+        if "lslr" in algorithm_spec(c.algorithm).inner_keys and c.inner.get("lslr", True):
             self.inner_description = f"SGD with learned per-layer per-step rates (from {c.inner.lr})"
         self._scorers: dict[str, Callable] = {}
         self.host = None  # tiered-ImageNet: the splits memory-mapped on the host, episodes drawn there
@@ -177,7 +181,9 @@ class FewShot:
             self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
         else:
             e, self.images = self.train_episodes, {}
-            self._host_train = episode_sampler(self.host["train"], self.meta_batch_size, e.ways, e.shots, e.queries)
+            self._host_train = tiered_episode_sampler(
+                self.host["train"], self.meta_batch_size, e.ways, e.shots, e.queries
+            )
         channels = shape[2] if len(shape) == 3 else 1
         self.model, self.loss_fn = build_model(c, d.ways, shape[0], channels, compute_dtype, self.stateful)
         self._learner_factory, self._inner = learner_factory, c.inner
@@ -188,7 +194,7 @@ class FewShot:
         self.eval_learner = self.learner
         eval_lam = c.eval.get("lam")
         if eval_lam is not None:
-            if c.algorithm != "imaml":
+            if "lam" not in algorithm_spec(c.algorithm).inner_keys:
                 raise ValueError(f"eval.lam applies to algorithm 'imaml' only, got algorithm {c.algorithm!r}.")
             if isinstance(eval_lam, bool) or not isinstance(eval_lam, (int, float)) or not eval_lam >= 0:
                 raise ValueError(f"eval.lam must be a number >= 0, got {eval_lam!r}.")
@@ -272,7 +278,8 @@ class FewShot:
         tasks = self.episodes("val", self.val_tasks, self.eval_seed + 1)
         if not self._several_calls(self.val_tasks):
             on_chunk = None  # one call: nothing to report in between
-        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks, on_chunk))
+        meta_params, model_state = split_run_params(meta_params)
+        _, acc = jax.device_get(self.scorer("transductive")(meta_params, tasks, on_chunk, model_state))
         return float(np.mean(acc))
 
     def evaluate(
@@ -296,7 +303,9 @@ class FewShot:
             if self._several_calls(num):
                 bar = Progress(num, progress, desc=f"evaluate {tag} ({policy} BN)", every=1, unit="task")
             on_chunk = None if bar is None else (lambda done, total, bar=bar: bar.update(done, {}))
-            loss, acc = (np.asarray(x) for x in jax.device_get(self.scorer(policy)(meta_params, tasks, on_chunk)))
+            mp, model_state = split_run_params(meta_params)
+            score = self.scorer(policy)(mp, tasks, on_chunk, model_state)
+            loss, acc = (np.asarray(x) for x in jax.device_get(score))
             if bar is not None:
                 bar.close()
             m, ci = mean_ci(acc)

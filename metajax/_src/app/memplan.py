@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from metajax._src.app.algorithms import algorithm_spec
 from metajax._src.memory import GB, REMAT_LADDER, MemoryPlan, available_bytes
 
 MODES = ("off", "chunk", "auto")
-# the algorithms whose inner.gradient chooses how exact meta-gradients are computed
-GRADIENT_ALGORITHMS = ("maml", "meta_sgd", "anil", "mamlpp")
 PLAN_FILE = "memory_plan.json"
 # share of the free memory a plan may use when no budget is given (the memory check's margin)
 FREE_FRACTION = 0.9
@@ -44,7 +43,7 @@ def memory_settings(config: Any) -> tuple[str, float | None]:
 
 def gradient_ladder(config: Any, mode: str) -> tuple[str | None, ...]:
     """The gradient strategies the planner may choose from, in order of preference (``(None,)``: no choice)."""
-    if config.algorithm not in GRADIENT_ALGORITHMS:
+    if not algorithm_spec(config.algorithm).takes_gradient:  # its inner.gradient chooses no strategy
         return (None,)
     configured = config.inner.get("gradient", "exact")
     if mode == "auto" and configured == "exact":

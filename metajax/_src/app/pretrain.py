@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from metajax._src.app.checkpoint import Checkpointer
-from metajax._src.app.experiment import StatefulRunParams, build
+from metajax._src.app.checkpoint import Checkpointer, restore_best, save_checkpoint
+from metajax._src.app.experiment import build, join_run_params, split_model_init
 from metajax._src.app.fewshot import build_model
-from metajax._src.app.progress import Progress
+from metajax._src.app.progress import Progress, say
 from metajax._src.app.rundir import (
     BACKBONE_FILE,
     RunLock,
@@ -43,13 +42,12 @@ from metajax._src.app.train import (
     _chunk,
     catch_stop_signals,
     check_resume,
-    restore_best,
-    save_checkpoint,
 )
 from metajax._src.base import check_positive_int
-from metajax._src.data.tieredimagenet import classification_sampler
+from metajax._src.data.tieredimagenet import tiered_classification_sampler
 from metajax._src.files import strict_json, write_atomic
-from metajax._src.meta_step import global_norm
+from metajax._src.inner import OPTIMIZERS
+from metajax._src.inner import make_optimizer as optimizer
 from metajax._src.models import check_compute_dtype
 from metajax._src.pretrain import (
     AUGMENTATIONS,
@@ -59,7 +57,6 @@ from metajax._src.pretrain import (
     with_backbone,
 )
 
-OPTIMIZERS = ("adam", "sgd", "momentum")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -118,8 +115,9 @@ def check_settings(config: Any) -> None:
 
 
 def make_optimizer(p: Any) -> optax.GradientTransformation:
+    """The pre-training optimiser of a ``pretrain`` section: the named one, cosine-annealed, with weight decay."""
     lr = optax.cosine_decay_schedule(p.lr, p.steps) if p.schedule == "cosine" else p.lr
-    base = {"adam": optax.adam(lr), "sgd": optax.sgd(lr), "momentum": optax.sgd(lr, momentum=0.9)}[p.opt]
+    base = optimizer(p.opt, lr, argnames=("pretrain.opt", "pretrain.lr"))
     return optax.chain(optax.add_decayed_weights(p.weight_decay), base) if p.weight_decay else base
 
 
@@ -144,7 +142,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         images = exp.data[0]  # the training split, on the device: (classes, examples, H, W[, C]) uint8
         classes = int(images.shape[0])
     else:  # kept on the host (tiered-ImageNet): each batch drawn there through a host callback
-        images = classification_sampler(exp.host_data["train"], p.batch_size)
+        images = tiered_classification_sampler(exp.host_data["train"], p.batch_size)
         classes = exp.host_data["train"].num_classes
     size, channels = exp.model.input_shape[0], exp.model.input_shape[-1]
     compute_dtype = check_compute_dtype(config.model.get("compute_dtype", "float32"))
@@ -162,10 +160,9 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     loss_fn = classification_loss(classifier.apply)
 
     def as_meta_params(classifier_params):
-        if exp.learner.stateful:  # MAML++: the backbone at every inner step, fresh running statistics
-            fresh, state = head_params
-            return StatefulRunParams(exp.learner.init(with_backbone(fresh, backbone_of(classifier_params))), state)
-        return exp.learner.init(with_backbone(head_params, backbone_of(classifier_params)))
+        # MAML++: the backbone at every inner step, fresh running statistics
+        fresh, state = split_model_init(exp, head_params)
+        return join_run_params(exp.learner.init(with_backbone(fresh, backbone_of(classifier_params))), state)
 
     def loop(n):
         def body(carry, i):
@@ -177,7 +174,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
             return (params, opt_state), {
                 "loss": loss,
                 "accuracy": aux["accuracy"],
-                "grad_norm": global_norm(grads),
+                "grad_norm": optax.tree.norm(grads),
             }
 
         def run_n(params, opt_state, start):
@@ -195,7 +192,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         tree, record = restored
         params, opt_state, done = tree["params"], tree["opt_state"], record["step"]
         best, best_host = restore_best(ckpt, record, params, run_dir)
-        print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
+        say(f"resuming from the checkpoint at step {done}")
     truncate_metrics(run_dir / "metrics.jsonl", done)
     runners: dict[int, Any] = {}
 
@@ -203,11 +200,9 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         save_checkpoint(ckpt, done, {"params": params, "opt_state": opt_state}, best, best_host)
 
     stop, restore_signals = catch_stop_signals()
-    print(
+    say(
         f"metajax pretrain: {classes} classes, {size}x{size}x{channels}, {p.steps} steps of {p.batch_size} images, "
-        f"{p.opt} lr={p.lr} ({p.schedule}), weight decay {p.weight_decay}, augment {p.augment}",
-        file=sys.stderr,
-        flush=True,
+        f"{p.opt} lr={p.lr} ({p.schedule}), weight decay {p.weight_decay}, augment {p.augment}"
     )
     bar = Progress(total, progress, start=done, desc="pretrain", unit="step")
     sink = JsonLinesSink(run_dir / "metrics.jsonl")

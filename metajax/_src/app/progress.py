@@ -7,6 +7,11 @@ import sys
 import time
 
 
+def say(text: str) -> None:
+    """Report one line to the user: stderr, flushed at once (stdout holds the results tables)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 class Progress:
     """A tqdm bar (rate, ETA, loss) on a terminal; plain log lines otherwise."""
 

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import optax
 
+from metajax._src.app.progress import say
 from metajax._src.files import write_atomic
 from metajax._src.pretrain import with_backbone
 from metajax._src.version import __version__
@@ -181,7 +182,7 @@ def report_damaged_lines(path: Path, bad: list[tuple[int, str]]) -> None:
     """Warn about damaged lines of a metrics file, naming the file and the line numbers."""
     if bad:
         numbers = ", ".join(str(n) for n, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
-        print(f"metajax: {path}: skipped {len(bad)} damaged line(s) (line {numbers})", file=sys.stderr, flush=True)
+        say(f"metajax: {path}: skipped {len(bad)} damaged line(s) (line {numbers})")
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -200,7 +201,7 @@ def truncate_metrics(path: Path, step: int) -> None:
         damaged = path.with_name(path.name + ".damaged")
         with open(damaged, "a") as f:
             f.writelines(f"{line}\n" for _, line in bad)
-        print(f"metajax: the damaged lines were set aside in {damaged}", file=sys.stderr, flush=True)
+        say(f"metajax: the damaged lines were set aside in {damaged}")
     write_atomic(path, "".join(x + "\n" for x in keep))
 
 

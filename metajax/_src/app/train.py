@@ -10,7 +10,6 @@ import json
 import math
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,22 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from metajax._src.app.checkpoint import Checkpointer
-from metajax._src.app.experiment import Experiment, StatefulRunParams, build, initial_run_params
+from metajax._src.app.checkpoint import (
+    Checkpointer,
+    load_best,
+    loaded_meta_state,
+    restore_best,
+    save_checkpoint,
+    stored_meta_state,
+)
+from metajax._src.app.experiment import (
+    Experiment,
+    build,
+    initial_meta_state,
+    initial_run_params,
+    join_run_params,
+    split_run_params,
+)
 from metajax._src.app.memplan import (
     PLAN_FILE,
     budget_bytes,
@@ -30,28 +43,25 @@ from metajax._src.app.memplan import (
     planned_config,
     read_plan,
 )
-from metajax._src.app.progress import Progress
+from metajax._src.app.progress import Progress, say
 from metajax._src.app.rundir import (
     RESUMABLE_PREFIX,
-    RunDirectoryError,
     RunLock,
     check_run_directory,
-    digest_path,
     get_dotted,
-    load_params,
     read_json,
     resume_change,
     save_params,
     truncate_metrics,
     versions,
 )
-from metajax._src.compile_cache import cache_events
+from metajax._src.compile_cache import compilation_cache_events
 from metajax._src.files import strict_json, write_atomic
 from metajax._src.memory import (
     MemoryEstimate,
     MemoryPlan,
     check_fits,
-    estimate,
+    compiled_memory,
     format_bytes,
     plan_memory,
     release_host_memory,
@@ -144,10 +154,8 @@ def training_step_estimate(exp: Experiment, learner: Any, skip_nonfinite: bool =
     ms = make_meta_step(learner, exp.outer_opt, skip_nonfinite=skip_nonfinite, mesh=mesh)
 
     def start(key):
-        p = initial_run_params(learner, exp.model, key)
-        if learner.stateful:
-            return p.meta_params, ms.init(p.meta_params, p.model_state, key)
-        return p, ms.init(p)
+        p = initial_run_params(exp, key, learner=learner)
+        return split_run_params(p)[0], initial_meta_state(exp, ms, p, key)
 
     key = jax.random.PRNGKey(0)
     placed = replicated(mesh)
@@ -157,7 +165,7 @@ def training_step_estimate(exp: Experiment, learner: Any, skip_nonfinite: bool =
     )
     loop = jax.jit(make_train_loop(ms, exp.sample_tasks, 1), donate_argnums=(0, 1))
     compiled = loop.lower(params, state, key, *data).compile()
-    return host_scaled(estimate(compiled), mesh)
+    return host_scaled(compiled_memory(compiled), mesh)
 
 
 def _chunk(done: int, total: int, *periods: int) -> int:
@@ -187,20 +195,19 @@ def meta_train(
     cfg = exp.config
     key = jax.random.PRNGKey(cfg.seed)
     init_key, train_key = jax.random.split(key)
-    start = initial_run_params(exp.learner, exp.model, init_key, cfg.train.get("init"))
-    stateful = exp.learner.stateful
-    meta_params = start.meta_params if stateful else start
+    start = initial_run_params(exp, init_key, cfg.train.get("init"))
+    meta_params = split_run_params(start)[0]
     nan_policy = cfg.train.get("nan_policy", "stop")
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
     mesh = exp.runtime.mesh
     ms = make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
-    # a stateful learner (mamlpp) keeps the model state and a key for per-task randomness in its meta-state
-    state = ms.init(meta_params, start.model_state, jax.random.fold_in(key, 1)) if stateful else ms.init(meta_params)
+    # a model with state (mamlpp) keeps it and a key for per-task randomness in the meta-state
+    state = initial_meta_state(exp, ms, start, jax.random.fold_in(key, 1))
 
     def run_params(mp, st):
         """What is validated, evaluated and saved: the meta-parameters, with the model state when there is one."""
-        return StatefulRunParams(mp, st.model_state) if stateful else mp
+        return join_run_params(mp, st.model_state)
 
     total, chunk = cfg.train.num_steps, min(cfg.train.steps_per_call, cfg.train.num_steps)
     eval_every = cfg.train.get("eval_every", 0) if exp.validate is not None else 0
@@ -209,20 +216,18 @@ def meta_train(
     done, best = 0, {"score": -math.inf, "step": None}
     best_host = None  # the best parameters so far (host copy), kept in every checkpoint beside best.msgpack
     had = ckpt.steps()
-    restored = ckpt.restore_latest({"meta_params": meta_params, "state": state})
+    restored = ckpt.restore_latest({"meta_params": meta_params, "state": stored_meta_state(state)})
     if restored is None and had:
-        print(
+        say(
             f"metajax train: none of the checkpoints in {ckpt.directory} (steps {had}) could be restored; they were "
-            "set aside as corrupt-STEP there. Starting over from step 0.",
-            file=sys.stderr,
-            flush=True,
+            "set aside as corrupt-STEP there. Starting over from step 0."
         )
     if restored is not None:
         tree, record = restored
-        meta_params, state, done = tree["meta_params"], tree["state"], record["step"]
+        meta_params, state, done = tree["meta_params"], loaded_meta_state(tree["state"]), record["step"]
         best, best_host = restore_best(ckpt, record, run_params(meta_params, state), run_dir)
         truncate_metrics(run_dir / "metrics.jsonl", done)
-        print(f"resuming from the checkpoint at step {done}", file=sys.stderr, flush=True)
+        say(f"resuming from the checkpoint at step {done}")
     else:
         truncate_metrics(run_dir / "metrics.jsonl", 0)
     # parameters, optimiser state and the device-resident data on every device of the mesh
@@ -249,24 +254,24 @@ def meta_train(
             jitted = jax.jit(make_train_loop(ms, exp.sample_tasks, n), donate_argnums=(0, 1))
             # compile explicitly: XLA's memory analysis says whether the step fits before it runs
             t = time.perf_counter()
-            with cache_events() as seen:
+            with compilation_cache_events() as seen:
                 compiled = jitted.lower(meta_params, state, train_key, *data).compile()
             how = f"compiled in {time.perf_counter() - t:.1f} s"
             if seen["hits"]:
                 how = "loaded from the compilation cache"
-            print(f"metajax train: the training step ({n} meta-steps per call) {how}", file=sys.stderr, flush=True)
+            say(f"metajax train: the training step ({n} meta-steps per call) {how}")
             if cfg.train.get("memory_check", True):
-                est, what = host_scaled(estimate(compiled), mesh), f"the training step ({n} meta-steps per call)"
+                est, what = host_scaled(compiled_memory(compiled), mesh), f"the training step ({n} meta-steps per call)"
                 if cpu_devices(mesh) > 1:
                     what += f" on {cpu_devices(mesh)} CPU devices"
                 report = check_fits(est, what)
-                print(f"metajax train: {report}", file=sys.stderr, flush=True)
+                say(f"metajax train: {report}")
             runners[n] = compiled
             release_host_memory()  # the compiler's freed heap back to the OS
         return runners[n]
 
     def save():
-        save_checkpoint(ckpt, done, {"meta_params": meta_params, "state": state}, best, best_host)
+        save_checkpoint(ckpt, done, {"meta_params": meta_params, "state": stored_meta_state(state)}, best, best_host)
 
     stop, restore_signals = catch_stop_signals()
     bar = Progress(total, progress, start=done)
@@ -366,96 +371,8 @@ def catch_stop_signals() -> tuple[dict[str, int], Callable[[], None]]:
     return stop, restore
 
 
-def restore_best(ckpt: Checkpointer, record: dict[str, Any], template: Any, run_dir: Path) -> tuple[dict, Any]:
-    """The best-so-far bookkeeping of a restored checkpoint: ``(best, best_host)``, where ``best`` is
-    ``{"score", "step"}`` and ``best_host`` the best parameters kept in the checkpoint (``None`` if it keeps none);
-    ``best.msgpack`` is rewritten from them when it is missing or damaged."""
-    best = record["best"]
-    best["score"] = -math.inf if best["score"] is None else best["score"]
-    best_host = None
-    if best["step"] is not None:
-        kept = ckpt.restore_extra(BEST_ITEM, template, step=record["step"])
-        if kept is not None:  # checkpoints written before 0.2 do not keep them
-            best_host = jax.device_get(kept[0])
-            repair_best_file(run_dir, best_host, best["step"], f"the checkpoint at step {record['step']}")
-    return best, best_host
-
-
-def save_checkpoint(ckpt: Checkpointer, step: int, tree: Any, best: dict, best_host: Any) -> None:
-    """Checkpoint ``tree`` at ``step`` with the best score so far and, when there are any, the best parameters."""
-    record_best = {"score": best["score"] if math.isfinite(best["score"]) else None, "step": best["step"]}
-    extras = {BEST_ITEM: best_host} if best_host is not None else None
-    ckpt.save(step, tree, {"best": record_best}, extras)
-
-
 # a first batch of training tasks larger than this is sampled for its value check only after the memory check
 EAGER_CHECK_BYTES = 256 * 2**20
-
-BEST_ITEM = "best_params"  # the checkpoint item holding the best parameters so far
-
-
-def repair_best_file(run_dir: Path, params: Any, best_step: int, source: str) -> None:
-    """Rewrite ``best.msgpack`` from ``params`` when it is missing or damaged; a damaged file is set aside
-    (``best.msgpack.damaged``, never deleted). An intact file is left alone."""
-    path = Path(run_dir) / "best.msgpack"
-    try:
-        load_params(path, params)
-        return
-    except RunDirectoryError as err:
-        problem = str(err)
-    aside = None
-    if path.exists():
-        aside = path.with_name(path.name + ".damaged")
-        n = 1
-        while aside.exists():
-            n += 1
-            aside = path.with_name(f"{path.name}.damaged.{n}")
-        path.rename(aside)
-        sidecar = digest_path(path)
-        if sidecar.exists():
-            sidecar.rename(aside.with_name(aside.name + ".sha256"))
-    save_params(path, params)
-    print(
-        f"metajax: {problem} It was rewritten with the best parameters (step {best_step}) kept in {source}"
-        + (f"; the damaged file was set aside as {aside}." if aside else "."),
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def load_best(run_dir: Path, template: Any, repair: bool = False) -> Any:
-    """The best parameters of a run: ``best.msgpack``, or, when it is missing or damaged, the copy kept in the
-    newest checkpoint that holds one (and verifies). With ``repair`` (the caller holds the run's lock)
-    ``best.msgpack`` is then rewritten from that copy.
-
-    Raises:
-      RunDirectoryError: ``best.msgpack`` cannot be used and no checkpoint holds the best parameters.
-    """
-    run_dir = Path(run_dir)
-    try:
-        return load_params(run_dir / "best.msgpack", template)
-    except RunDirectoryError as err:
-        problem = err
-    kept = None
-    if (run_dir / "checkpoints").is_dir():
-        ckpt = Checkpointer(run_dir / "checkpoints")
-        try:
-            kept = ckpt.restore_extra(BEST_ITEM, template)
-        finally:
-            ckpt.close()
-    if kept is None:
-        raise RunDirectoryError(f"{problem} No checkpoint of this run holds the best parameters either.") from None
-    params, record = kept
-    step, source = (record.get("best") or {}).get("step"), f"the checkpoint at step {record['step']}"
-    if repair:
-        repair_best_file(run_dir, params, step, source)
-    else:
-        print(
-            f"metajax: {problem} Using the best parameters (step {step}) kept in {source} instead.",
-            file=sys.stderr,
-            flush=True,
-        )
-    return params
 
 
 def check_resume(config: Any, run_dir: Path) -> None:
@@ -480,20 +397,16 @@ def check_resume(config: Any, run_dir: Path) -> None:
             f"step {reached}; give at least {reached} to continue it, or choose a new --run-dir."
         )
     if "train.num_steps" in change:
-        print(
+        say(
             f"metajax train: continuing the run in {run_dir} to {config.train.num_steps} meta-steps "
-            f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})",
-            file=sys.stderr,
-            flush=True,
+            f"(it was configured for {old['train']['num_steps']}; checkpoints up to step {reached})"
         )
     moved = [k for k in change if k.startswith(RESUMABLE_PREFIX)]
     if moved:
-        print(
+        say(
             "metajax train: resuming with other runtime settings ("
             + ", ".join(f"{k}: {get_dotted(old, k)!r} -> {get_dotted(new, k)!r}" for k in moved)
-            + "); they decide where it executes, not what it computes (the float rounding may differ)",
-            file=sys.stderr,
-            flush=True,
+            + "); they decide where it executes, not what it computes (the float rounding may differ)"
         )
 
 
@@ -535,17 +448,15 @@ def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | No
         return None
     recorded = read_plan(run_dir)
     if recorded is not None and recorded[1:] == (mode, requested) and checkpoint_steps(run_dir):
-        print(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}", file=sys.stderr, flush=True)
+        say(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}")
         return recorded
     budget = budget_bytes(requested)
     exp = build(config)
     tasks = config.data.meta_batch_size // exp.runtime.mesh.size
     skip = config.train.get("nan_policy", "stop") == "skip"
-    print(
+    say(
         f"metajax train: planning memory for a {format_bytes(budget)} budget, {tasks} tasks per device "
-        f"(runtime.memory_plan={mode}) ...",
-        file=sys.stderr,
-        flush=True,
+        f"(runtime.memory_plan={mode}) ..."
     )
     try:
         chosen = plan_memory(
@@ -555,7 +466,7 @@ def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | No
             gradient_ladder(config, mode),
             tasks,
             budget,
-            log=lambda line: print(f"metajax train: memory plan: {line}", file=sys.stderr, flush=True),
+            log=lambda line: say(f"metajax train: memory plan: {line}"),
         )
     except MemoryError as err:
         raise MemoryError(
@@ -567,7 +478,7 @@ def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | No
         raise ValueError(
             f"runtime.memory_plan={mode}: {err}; set data.task_chunk and inner.gradient yourself instead."
         ) from None
-    print(f"metajax train: memory plan chosen: {chosen.summary()}", file=sys.stderr, flush=True)
+    say(f"metajax train: memory plan chosen: {chosen.summary()}")
     release_host_memory()
     return chosen, mode, requested
 
@@ -577,7 +488,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     planned = memory_plan(config, run_dir)
     exp = build(config if planned is None else planned_config(config, planned[0]))
     if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
-        initial_run_params(exp.learner, exp.model, jax.random.PRNGKey(0), config.train.init)
+        initial_run_params(exp, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
     write_atomic(run_dir / "config.json", config.to_json_best_effort(indent=1))
     write_atomic(run_dir / "versions.json", json.dumps(versions(), indent=1))
@@ -586,7 +497,7 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
         write_atomic(run_dir / PLAN_FILE, strict_json(record))
     meta_params, train_info = meta_train(exp, run_dir, progress)
     save_params(run_dir / "meta_params.msgpack", meta_params)
-    print(f"evaluating on {config.eval.num_tasks} held-out tasks ...", file=sys.stderr, flush=True)
+    say(f"evaluating on {config.eval.num_tasks} held-out tasks ...")
     t = time.perf_counter()
     evals = {"final": exp.evaluate(meta_params, run_dir, "final", progress=progress)}
     if train_info.get("best_step") == train_info["steps"]:

@@ -4,8 +4,8 @@ tiered-ImageNet has 608 ImageNet classes grouped into 34 categories, split by ca
 351 training, 97 validation and 160 test classes, 732 to 1,300 images per class (779,165 in all) at 84x84. As one
 uint8 array that is 16.5 GB, too much to keep on an accelerator beside a ResNet-12, so metajax keeps each split
 as one flat, class-major uint8 file memory-mapped on the host (:class:`RaggedClassImages`) and draws episodes
-there (:func:`host_episodes`; inside ``jit`` through a host callback, :func:`episode_sampler`): only the images of
-the episodes drawn are read and sent to the device.
+there (:func:`host_episodes`; inside ``jit`` through a host callback, :func:`tiered_episode_sampler`): only the
+images of the episodes drawn are read and sent to the device.
 
 The data cannot be downloaded by metajax (ImageNet's licence). Supported layouts under a root directory
 (``data_dir`` argument, else ``$METAJAX_TIEREDIMAGENET_DIR``):
@@ -309,7 +309,7 @@ def to_float(tasks: Task) -> Task:
     return Task((jnp.asarray(xs).astype(jnp.float32) / 255.0, ys), (jnp.asarray(xq).astype(jnp.float32) / 255.0, yq))
 
 
-def episode_sampler(
+def tiered_episode_sampler(
     data: RaggedClassImages, num_tasks: int, ways: int, shots: int, queries: int
 ) -> Callable[[jax.Array], Task]:
     """``sample(key) -> Task``, traceable: :func:`host_episodes` through ``jax.pure_callback``, float32 images.
@@ -343,7 +343,9 @@ def host_classification_images(key: np.ndarray, data: RaggedClassImages, batch_s
     return _gather(data, flat), y.astype(np.int32)
 
 
-def classification_sampler(data: RaggedClassImages, batch_size: int) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
+def tiered_classification_sampler(
+    data: RaggedClassImages, batch_size: int
+) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
     """``draw(key) -> (x, y)``, traceable: :func:`host_classification_images` through ``jax.pure_callback``
     (uint8 images); pass it as ``images`` to :func:`metajax.pretrain.classification_batch`."""
     batch_size = check_positive_int("batch_size", batch_size)
