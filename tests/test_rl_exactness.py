@@ -75,15 +75,19 @@ def test_dice_is_unbiased_and_reinforce_is_not():
         params, task, metas = _setup()
         truth = _true_meta_gradient(params, task, metas["dice"])
 
-        def both(key):
-            # Both estimators draw the same trajectories (their inner surrogates have the same gradient).
+        def estimates(key):
+            # The estimators draw the same trajectories (their inner surrogates have the same gradient).
             samples = metas["dice"].sample(params, task, key)
-            grad = lambda m: -jax.grad(lambda p: m.objective(p, task, samples)[0])(params)["head"]["b"]  # noqa: E731
-            return grad(metas["dice"]), grad(metas["reinforce"])
+
+            def grad(meta, baseline=0.0):
+                loss = lambda p: meta.objective(p, task, samples, baseline)[0]  # noqa: E731
+                return -jax.grad(loss)(params)["head"]["b"]
+
+            return grad(metas["dice"]), grad(metas["reinforce"]), grad(metas["dice"], 0.5)
 
         keys = jax.random.split(jax.random.PRNGKey(0), NUM_BATCHES)
         # lax.map, not vmap: one batch's program compiled once (vmapping random draws compiles slowly on CPU).
-        dice, reinforce = (np.asarray(g) for g in jax.jit(lambda ks: jax.lax.map(both, ks))(keys))
+        dice, reinforce, dice_baseline = (np.asarray(g) for g in jax.jit(lambda ks: jax.lax.map(estimates, ks))(keys))
 
     def mean_se(g):
         return g.mean(axis=0), g.std(axis=0, ddof=1) / np.sqrt(len(g))
@@ -95,6 +99,9 @@ def test_dice_is_unbiased_and_reinforce_is_not():
     # (b) REINFORCE differentiated twice misses the support term: many standard errors away.
     z = np.abs(reinforce_mean - truth) / reinforce_se
     assert np.max(z) > 6, (truth, reinforce_mean, reinforce_se)
+    # A support baseline independent of the samples keeps DiCE unbiased and lowers its variance.
+    baseline_mean, baseline_se = mean_se(dice_baseline)
+    assert np.all(np.abs(baseline_mean - truth) <= 3 * baseline_se) and np.all(baseline_se < dice_se)
     # The bias is the support term, which the paired difference of the two estimators measures directly.
     diff_mean, diff_se = mean_se(dice - reinforce)
     assert np.all(np.abs(diff_mean - (truth - reinforce_mean)) <= 3 * np.hypot(diff_se, reinforce_se))

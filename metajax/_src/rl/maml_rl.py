@@ -26,6 +26,7 @@ from metajax._src.rl.envs import Environment, check_env_task
 from metajax._src.rl.estimators import (
     check_estimator,
     inner_surrogate,
+    magic_box,
     outer_surrogate,
     ratio_surrogate,
     support_log_weight,
@@ -105,9 +106,18 @@ class MetaRL(NamedTuple):
       adapt: ``adapt(params, task, samples) -> (adapted_params, log_weight)``, the inner steps replayed on the
         fixed support batches of ``samples`` (differentiable; ``log_weight`` is the DiCE weight of the support, 0
         in value; the query fields of ``samples`` may be ``None``).
-      objective: ``objective(params, task, samples) -> (loss, aux)``: minus the estimator's post-adaptation
-        objective; at the parameters that drew ``samples`` its gradient is the meta-gradient estimate.
+      objective: ``objective(params, task, samples, support_baseline=0.0) -> (loss, aux)``: minus the
+        estimator's post-adaptation objective; at the parameters that drew ``samples`` its gradient is the
+        meta-gradient estimate. ``support_baseline`` (``"dice"`` only) is subtracted from the query return in the
+        support batches' score term; any value that does not depend on this task's samples keeps the estimate
+        unbiased.
+      batch_objective: ``batch_objective(params, tasks, samples) -> (loss, aux)``: the mean of ``objective`` over
+        a task batch (leading task axis on ``tasks`` and ``samples``), every task's support baseline the mean
+        discounted query return of the *other* tasks (independent of its own samples, so still unbiased).
       meta_loss: ``meta_loss(params, task, key) -> (loss, aux)``: ``objective`` on freshly drawn samples.
+      meta_grad: ``meta_grad(params, tasks, key) -> (grads, metrics)``: the gradient of ``batch_objective`` on
+        fresh samples (task ``i`` samples with ``split(key, num_tasks)[i]``), for any Optax outer optimiser;
+        ``metrics`` holds the mean ``loss``, ``support_return`` and ``query_return``.
       surrogate: ``surrogate(params, task, samples) -> loss``: minus TRPO's importance-ratio surrogate on the query
         batch after replaying the adaptation (the line search's loss).
       query_dists: ``query_dists(params, task, samples)``: the adapted policy's distributions on the query batch.
@@ -126,6 +136,8 @@ class MetaRL(NamedTuple):
     adapt: Callable
     objective: Callable
     meta_loss: Callable
+    batch_objective: Callable
+    meta_grad: Callable
     surrogate: Callable
     query_dists: Callable
     kl: Callable
@@ -313,10 +325,13 @@ def maml_rl(
         (adapted, weight), _ = jax.lax.scan(body, (params, weight), xs)
         return adapted, weight
 
-    def objective(params, task, samples):
+    def objective(params, task, samples, support_baseline=0.0):
         check_call(params, task)
         adapted, weight = adapt(params, task, samples)
         value = query_objective(adapted, samples.query, samples.query_advantages, weight)
+        # The support batches' baseline term (Mao et al. 2019): zero in value and in expectation, it subtracts
+        # score(S) * b from the gradient; b must not depend on this task's samples.
+        value = value + (1.0 - magic_box(weight)) * jax.lax.stop_gradient(support_baseline)
         aux = {
             "support_return": jnp.mean(episode_returns(_first(samples.support))),
             "query_return": jnp.mean(episode_returns(samples.query)),
@@ -325,6 +340,18 @@ def maml_rl(
 
     def meta_loss(params, task, key):
         return objective(params, task, sample(params, task, key))
+
+    def batch_objective(params, tasks, samples):
+        """Mean of ``objective`` over a task batch, each task's support baseline from the other tasks."""
+        baselines = leave_one_out_mean(jnp.mean(samples.query_advantages.returns[..., 0], axis=-1))
+        losses, aux = jax.vmap(objective, (None, 0, 0, 0))(params, tasks, samples, baselines)
+        return jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, aux)
+
+    def meta_grad(params, tasks, key):
+        num_tasks = check_env_task(env, tasks, "tasks", batched=True)
+        samples = jax.vmap(sample, (None, 0, 0))(params, tasks, jax.random.split(key, num_tasks))
+        (loss, aux), grads = jax.value_and_grad(batch_objective, has_aux=True)(params, tasks, samples)
+        return grads, {"loss": loss, **aux}
 
     def surrogate(params, task, samples):
         adapted, _ = adapt(params, task, samples)
@@ -370,6 +397,8 @@ def maml_rl(
         adapt=adapt,
         objective=objective,
         meta_loss=meta_loss,
+        batch_objective=batch_objective,
+        meta_grad=meta_grad,
         surrogate=surrogate,
         query_dists=query_dists,
         kl=kl,
@@ -382,6 +411,14 @@ def maml_rl(
         estimator=estimator,
         gradient=gradient,
     )
+
+
+def leave_one_out_mean(values: jax.Array) -> jax.Array:
+    """For each entry, the mean of the *other* entries (0 for a single entry): a baseline independent of its own."""
+    n = values.shape[0]
+    if n == 1:
+        return jnp.zeros_like(values)
+    return (jnp.sum(values) - values) / (n - 1)
 
 
 def _first(tree: Any) -> Any:
@@ -410,10 +447,11 @@ def maml_trpo_step(
 ) -> tuple[Params, MAMLTRPOMetrics]:
     """One MAML-TRPO meta-iteration over a batch of tasks, as one jit-able function.
 
-    Samples every task's trajectories (task ``i`` with ``split(key, num_tasks)[i]``), takes the task-averaged
-    meta-gradient of ``meta.objective`` (the estimator's), and hands it to :func:`~metajax._src.rl.trpo.trpo_step`
-    with the line-search loss ``meta.surrogate`` and the KL of the adapted policies on the query batches, both
-    recomputed by replaying the adaptation on the same support batches (as pytorch-maml-rl's ``MAMLTRPO.step``).
+    Samples every task's trajectories (task ``i`` with ``split(key, num_tasks)[i]``), takes the meta-gradient of
+    ``meta.batch_objective`` (the estimator's, averaged over the tasks), and hands it to
+    :func:`~metajax._src.rl.trpo.trpo_step` with the line-search loss ``meta.surrogate`` and the KL of the adapted
+    policies on the query batches, both recomputed by replaying the adaptation on the same support batches (as
+    pytorch-maml-rl's ``MAMLTRPO.step``).
 
     Args:
       meta: a :class:`MetaRL` from :func:`maml_rl`.
@@ -434,12 +472,7 @@ def maml_trpo_step(
     num_tasks = check_env_task(meta.env, tasks, "tasks", batched=True)
     keys = jax.random.split(key, num_tasks)
     samples = jax.vmap(meta.sample, (None, 0, 0))(params, tasks, keys)
-
-    def mean_objective(p):
-        losses, aux = jax.vmap(meta.objective, (None, 0, 0))(p, tasks, samples)
-        return jnp.mean(losses), aux
-
-    grads, aux = jax.grad(mean_objective, has_aux=True)(params)
+    grads, aux = jax.grad(meta.batch_objective, has_aux=True)(params, tasks, samples)
     old_dists = jax.vmap(meta.query_dists, (None, 0, 0))(params, tasks, samples)
 
     def loss_fn(p):
@@ -459,5 +492,5 @@ def maml_trpo_step(
         ls_max_steps=ls_max_steps,
         ls_backtrack_ratio=ls_backtrack_ratio,
     )
-    metrics = MAMLTRPOMetrics(info, jnp.mean(aux["support_return"]), jnp.mean(aux["query_return"]))
+    metrics = MAMLTRPOMetrics(info, aux["support_return"], aux["query_return"])
     return new_params, metrics
