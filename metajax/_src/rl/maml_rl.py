@@ -32,7 +32,7 @@ from metajax._src.rl.estimators import (
     support_log_weight,
 )
 from metajax._src.rl.policies import Policy, check_policy
-from metajax._src.rl.returns import BASELINES, Advantages, _check_discount, compute_advantages, trajectory_mean
+from metajax._src.rl.returns import BASELINES, Advantages, check_discount, compute_advantages, trajectory_mean
 from metajax._src.rl.rollout import (
     Trajectories,
     episode_returns,
@@ -58,8 +58,8 @@ class AdvantageSpec(NamedTuple):
 
     def check(self, argname: str) -> AdvantageSpec:
         try:
-            _check_discount("gamma", self.gamma)
-            _check_discount("gae_lambda", self.gae_lambda)
+            check_discount("gamma", self.gamma)
+            check_discount("gae_lambda", self.gae_lambda)
         except ValueError as err:
             raise ValueError(f"{argname}: {err}") from None
         if self.baseline not in BASELINES:

@@ -17,7 +17,8 @@ from metajax._src.rl.rollout import Trajectories
 BASELINES = ("linear", "none")
 
 
-def _check_discount(name: str, value: float) -> None:
+def check_discount(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a number in [0, 1] (a discount or GAE lambda)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
 
@@ -41,7 +42,7 @@ def discounted_returns(rewards: jax.Array, masks: jax.Array, gamma: float) -> ja
     >>> discounted_returns(jnp.array([1.0, 1.0, 1.0]), jnp.array([1.0, 1.0, 0.0]), 0.5).tolist()
     [1.5, 1.0, 0.0]
     """
-    _check_discount("gamma", gamma)
+    check_discount("gamma", gamma)
     return _discounted_sum(rewards * masks, gamma)
 
 
@@ -59,8 +60,8 @@ def gae(rewards: jax.Array, values: jax.Array, masks: jax.Array, gamma: float, g
     >>> gae(jnp.array([1.0, 2.0]), jnp.array([0.5, 0.5]), jnp.ones(2), 1.0, 1.0).tolist()
     [2.5, 1.5]
     """
-    _check_discount("gamma", gamma)
-    _check_discount("gae_lambda", gae_lambda)
+    check_discount("gamma", gamma)
+    check_discount("gae_lambda", gae_lambda)
     values = values * masks
     next_values = jnp.concatenate([values[..., 1:], jnp.zeros_like(values[..., :1])], axis=-1)
     deltas = rewards * masks + gamma * next_values - values
@@ -194,8 +195,8 @@ def compute_advantages(
     Raises:
       ValueError: ``gamma`` or ``gae_lambda`` outside [0, 1], or an unknown ``baseline``.
     """
-    _check_discount("gamma", gamma)
-    _check_discount("gae_lambda", gae_lambda)
+    check_discount("gamma", gamma)
+    check_discount("gae_lambda", gae_lambda)
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}.")
     traj = jax.lax.stop_gradient(trajectories)
