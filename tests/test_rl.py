@@ -55,8 +55,9 @@ def test_bandit_rewards_have_the_task_means():
         return reward, done, obs
 
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+    pulls = jax.jit(jax.vmap(pull, (0, None)))
     for arm in range(3):
-        rewards, done, obs = jax.vmap(pull, (0, None))(keys, jnp.int32(arm))
+        rewards, done, obs = pulls(keys, jnp.int32(arm))
         assert bool(jnp.all(done)) and obs.shape == (4000, 1)
         assert abs(float(rewards.mean()) - float(task[arm])) < 0.03
 
@@ -106,38 +107,52 @@ def test_cartpole_terminates_past_the_angle_limit():
 
 def test_gaussian_policy_log_prob_and_kl():
     policy = rl.gaussian_mlp(2, (3,), init_std=0.5)
-    params = policy.init(jax.random.PRNGKey(0), 4)
     obs, action = jnp.arange(4.0) / 4, jnp.array([0.3, -0.2])
-    mean, log_std = policy.apply(params, obs)
+
+    @jax.jit
+    def values(key):
+        params = policy.init(key, 4)
+        dist = policy.apply(params, obs)
+        other = (dist[0] + 0.1, dist[1] + 0.2)
+        return dist, policy.log_prob(params, obs, action), policy.kl(dist, other), policy.kl(dist, dist)
+
+    (mean, log_std), log_prob, kl, kl_self = values(jax.random.PRNGKey(0))
     np.testing.assert_allclose(log_std, math.log(0.5) * np.ones(2), rtol=1e-6)
-    ref = sum(
+    terms = [
         -0.5 * ((a - m) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)
         for a, m in zip(action, mean, strict=True)
-    )
-    np.testing.assert_allclose(policy.log_prob(params, obs, action), ref, rtol=1e-5)
-    other = (mean + 0.1, log_std + 0.2)
+    ]
+    np.testing.assert_allclose(log_prob, sum(terms), rtol=1e-5)
     # KL of diagonal Gaussians, per dimension: log(s2/s1) + (s1^2 + (m1-m2)^2) / (2 s2^2) - 1/2
     s1, s2 = 0.5, 0.5 * math.exp(0.2)
-    expected = 2 * (math.log(s2 / s1) + (s1**2 + 0.01) / (2 * s2**2) - 0.5)
-    np.testing.assert_allclose(policy.kl((mean, log_std), other), expected, rtol=1e-5)
-    assert float(policy.kl((mean, log_std), (mean, log_std))) == 0.0
+    np.testing.assert_allclose(kl, 2 * (math.log(s2 / s1) + (s1**2 + 0.01) / (2 * s2**2) - 0.5), rtol=1e-5)
+    assert float(kl_self) == 0.0
 
 
 def test_categorical_policy_samples_its_distribution():
     policy = rl.categorical_mlp(3, ())
     params = {"head": {"w": jnp.zeros((1, 3)), "b": jnp.log(jnp.array([0.2, 0.3, 0.5]))}}
     keys = jax.random.split(jax.random.PRNGKey(0), 5000)
-    actions = jax.vmap(lambda k: policy.sample(params, k, jnp.zeros(1)))(keys)
+
+    @jax.jit
+    def draw(keys):
+        actions = jax.vmap(lambda k: policy.sample(params, k, jnp.zeros(1)))(keys)
+        return actions, policy.log_prob(params, jnp.zeros(1), jnp.int32(2))
+
+    actions, log_prob = draw(keys)
     np.testing.assert_allclose(np.bincount(np.asarray(actions), minlength=3) / 5000, [0.2, 0.3, 0.5], atol=0.03)
-    np.testing.assert_allclose(policy.log_prob(params, jnp.zeros(1), jnp.int32(2)), math.log(0.5), rtol=1e-5)
+    np.testing.assert_allclose(log_prob, math.log(0.5), rtol=1e-5)
 
 
 def test_policy_from_model():
     from metajax.models import mlp
 
     policy = rl.policy_from_model(mlp(2, (4,), 2), "gaussian", 2)
-    params = policy.init(jax.random.PRNGKey(0), 2)
-    rl.check_policy(policy, rl.navigation2d(), params)
+    params = jax.eval_shape(lambda k: policy.init(k, 2), jax.random.PRNGKey(0))
+    assert params["log_std"].shape == (2,)
+    rl.check_policy(policy, rl.navigation2d(), params)  # on shapes
+    with pytest.raises(ValueError, match="got a continuous policy with dim 2"):
+        rl.check_policy(policy, rl.bernoulli_bandit(2), params)
     with pytest.raises(ValueError, match="obs_dim must match the model's input shape"):
         policy.init(jax.random.PRNGKey(0), 3)
 

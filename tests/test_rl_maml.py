@@ -9,7 +9,7 @@ from metajax import rl
 from metajax._src.rl.estimators import outer_surrogate
 from metajax._src.rl.rollout import trajectory_log_probs
 
-LRS = (0.5, 0.25)
+LRS = (0.5,)
 
 
 def bandit_meta(lrs=LRS, **kwargs):
@@ -49,6 +49,33 @@ def test_stateful_loss_gives_the_direct_meta_gradient():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     # Without the differentiable state (state=None) the support term is gone: the REINFORCE estimator.
     assert jax.eval_shape(meta.loss_fn, params, None, task, jnp.int32(0), key)[1][0] is None
+
+
+def test_a_metajax_learner_drives_the_loss():
+    """``metajax.maml(..., stateful=True)`` with the RL losses gives the direct meta-gradient (same key).
+
+    The learner's inner loop stops gradients through the model state, so through it ``"dice"`` loses its support
+    term; ``"reinforce"`` (no state needed) matches exactly.
+    """
+    import metajax
+
+    no_baseline = rl.AdvantageSpec(baseline="none", normalize=False)
+    meta, params, task = bandit_meta((0.5, 0.5), estimator="reinforce", advantages=no_baseline)
+    learner = metajax.maml(
+        meta.loss_fn, "sgd", 2, inner_lr=0.5, stateful=True, has_aux=True, query_loss_fn=meta.query_loss_fn
+    )
+    key = jax.random.PRNGKey(2)
+    context = metajax.MetaContext(jnp.int32(0), meta.init_state(), key)
+
+    @jax.jit
+    def both(p):
+        grads, metrics, _ = learner.task_direction(learner.init(p), metajax.Task(task, task), context)
+        return grads, jax.grad(lambda q: meta.meta_loss(q, task, key)[0])(p), metrics
+
+    grads, direct, metrics = both(params)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direct), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert "query_return" in metrics
 
 
 def test_first_order_is_the_query_gradient_at_the_adapted_parameters():
