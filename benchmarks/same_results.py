@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be an integer >= 1, got {args.rounds}")
-    runs = _runs(args.data_dir, args.skip_default)
+    # the runs start in temporary worktrees: a relative data directory would point elsewhere there
+    data_dir = None if args.data_dir is None else str(Path(args.data_dir).resolve())
+    runs = _runs(data_dir, args.skip_default)
     if not runs:
         raise SystemExit("nothing to run: give --data-dir or leave out --skip-default")
     revs = {name: _git("rev-parse", "--verify", f"{name}^{{commit}}") for name in (args.base, args.new)}
