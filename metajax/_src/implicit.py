@@ -125,6 +125,7 @@ class Implicit(AbstractMetaGradient):
         eval_fn: Callable[[Params], Any] | None = None,
         after_step: Callable | None = None,
         batch_size: int | None = None,
+        state_gradient: bool = False,
     ) -> InnerResult:
         """As :meth:`AbstractMetaGradient.inner_loop`, on the proximal objective, differentiated implicitly.
 
@@ -137,6 +138,7 @@ class Implicit(AbstractMetaGradient):
           ValueError: a model state or ``after_step`` was given: the implicit gradient assumes a stationary
             point of a loss without state.
         """
+        del state_gradient  # no state to differentiate: a state is refused below
         if state is not None or after_step is not None:
             raise ValueError(
                 "gradient=Implicit() (iMAML) does not support models with state or per-step objectives: its "

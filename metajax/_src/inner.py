@@ -340,6 +340,7 @@ class AbstractMetaGradient:
         eval_fn: Callable[[Params], Any] | None = None,
         after_step: Callable[[Params, Any, jax.Array, Any], Any] | None = None,
         batch_size: int | None = None,
+        state_gradient: bool = False,
     ) -> InnerResult:
         """Run ``num_steps`` steps of ``inner_opt`` on ``loss_fn`` over ``batch``: the one inner scan.
 
@@ -374,6 +375,10 @@ class AbstractMetaGradient:
             i.e. consecutive minibatches cycling through the batch (Reptile's
             inner minibatches; order the examples so that consecutive ones mix
             classes).
+          state_gradient: let meta-gradients flow through the model state from step to step (through
+            :meth:`grad_hook`, so first-order strategies still cut it). For a state that is a function of the
+            parameters whose derivative matters, such as the DiCE log-likelihood weight of sampled rollouts
+            (:mod:`metajax.rl`); running statistics keep the default ``False``.
 
         Returns:
           An :class:`InnerResult`.
@@ -385,6 +390,9 @@ class AbstractMetaGradient:
 
         def full(p):
             return p if mask is None else combine(p, frozen)
+
+        def cut(state):
+            return self.grad_hook(state) if state_gradient else jax.lax.stop_gradient(state)
 
         def key_at(i):
             return None if key is None else jax.random.fold_in(key, i)
@@ -399,7 +407,7 @@ class AbstractMetaGradient:
             (loss, new_state), grads = jax.value_and_grad(inner_loss, has_aux=True)(p)
             # The state keeps its dtypes (a float32 statistic updated from float64 activations stays float32).
             s = jax.tree_util.tree_map(lambda n, o: jnp.asarray(n).astype(jnp.result_type(o)), new_state, s)
-            s = jax.lax.stop_gradient(s)
+            s = cut(s)
             grads = self.grad_hook(grads)
             record = eval_fn(full(p)) if eval_fn is not None else None
             updates, opt_state = inner_opt.update(grads, opt_state, p)

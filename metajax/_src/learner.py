@@ -175,6 +175,7 @@ def make_adapt(
     fixed_steps: bool = False,
     check_meta_params: Callable[[Any], None] | None = None,
     head_name: str = "head",
+    state_gradient: bool = False,
 ) -> Callable[..., InnerResult]:
     """The learners' ``adapt(meta_params, support, *, model_state, key, num_steps, eval_fn, batch_size)``.
 
@@ -213,6 +214,7 @@ def make_adapt(
             eval_fn=eval_fn,
             after_step=after_step,
             batch_size=size,
+            state_gradient=state_gradient,
         )
 
     def adapt(meta_params, support, *, model_state=None, key=None, num_steps=None, eval_fn=None,
@@ -320,6 +322,7 @@ def gradient_learner(
     fixed_steps: bool = False,
     check_meta_params: Callable[[Any], None] | None = None,
     head_name: str = "head",
+    state_gradient: bool = False,
 ) -> MetaLearner:
     """Build a learner whose direction is the gradient of the post-adaptation query loss.
 
@@ -342,6 +345,8 @@ def gradient_learner(
       fixed_steps: refuse ``adapt(num_steps=...)`` other than ``num_inner_steps`` (per-step rates or model).
       check_meta_params: optional check of the meta-parameters, run at trace time.
       head_name: the argument name of ``head`` in the factory, for error messages.
+      state_gradient: differentiate through the model state across inner steps (see
+        :meth:`~metajax.AbstractMetaGradient.inner_loop`).
     """
     num_inner_steps = check_positive_int("num_inner_steps", num_inner_steps)
     if inner_batch_size is not None:
@@ -357,7 +362,7 @@ def gradient_learner(
     qloss = query_loss(loss_fn, query_loss_fn, has_aux, stateful)
     adapt = make_adapt(
         loss, inner_opt_of, model_params, head, num_inner_steps, inner_batch_size, gradient, fixed_steps,
-        check_meta_params, head_name,
+        check_meta_params, head_name, state_gradient,
     )  # fmt: skip
     objective = query_objective(adapt, qloss, num_inner_steps, msl_weights_fn)
 

@@ -27,6 +27,7 @@ def maml(
     task_spec: Task | None = None,
     inner_batch_size: int | None = None,
     stateful: bool = False,
+    state_gradient: bool = False,
 ) -> MetaLearner:
     r"""Model-Agnostic Meta-Learning.
 
@@ -62,6 +63,9 @@ def maml(
         statistics) or randomness (dropout, sampled rollouts): ``step`` is the inner step (a traced int32) and
         ``key`` the task's key for that step, or ``None`` in a run without keys; ``query_loss_fn`` then is
         ``fn(params, state, query, support, step, key)``.
+      state_gradient: with ``stateful``, let meta-gradients flow through the state from one inner step to the
+        next (cut under first order): for a state whose dependence on the parameters is part of the objective,
+        such as the DiCE weight of sampled rollouts (:func:`metajax.rl.maml_rl`). Running statistics: ``False``.
 
     Returns:
       A :class:`MetaLearner`.
@@ -96,6 +100,7 @@ def maml(
         task_spec=task_spec,
         inner_batch_size=inner_batch_size,
         stateful=stateful,
+        state_gradient=state_gradient,
     )
 
 

@@ -59,6 +59,7 @@ def meta_sgd(
     task_spec: Task | None = None,
     inner_batch_size: int | None = None,
     stateful: bool = False,
+    state_gradient: bool = False,
 ) -> MetaLearner:
     r"""Meta-SGD: the inner update is :math:`\theta' = \theta - a \circ \nabla f^s(\theta)`.
 
@@ -77,7 +78,7 @@ def meta_sgd(
       granularity: ``"parameter"`` (one rate per parameter entry, the paper),
         ``"tensor"`` (one per parameter array) or ``"scalar"`` (one rate: MAML
         with a learned alpha).
-      gradient, has_aux, query_loss_fn, head, task_chunk, task_spec, inner_batch_size, stateful: as in
+      gradient, has_aux, query_loss_fn, head, task_chunk, task_spec, inner_batch_size, stateful, state_gradient: as in
         :func:`maml`.
 
     Raises:
@@ -134,4 +135,5 @@ def meta_sgd(
         task_spec=task_spec,
         inner_batch_size=inner_batch_size,
         stateful=stateful,
+        state_gradient=state_gradient,
     )
