@@ -175,7 +175,13 @@ def build_learner(
     has_aux: bool = False,
     query_loss_fn: Callable | None = None,
     task_chunk: int | None = None,
+    **extra: Any,
 ) -> MetaLearner:
-    """Build one of :data:`ALGORITHMS` from an ``inner`` config section."""
+    """Build one of :data:`ALGORITHMS` from an ``inner`` config section.
+
+    ``extra``: further keyword arguments of the factory (meta-RL passes ``stateful=True, state_gradient=True``:
+    its losses draw rollouts with a key and carry the DiCE log-weight as the model state).
+    """
     common = {"has_aux": has_aux, "query_loss_fn": query_loss_fn, "task_spec": task_spec, "task_chunk": task_chunk}
+    common.update(extra)
     return algorithm_spec(algorithm).build(loss_fn, inner, inner_optimizer(inner), common)

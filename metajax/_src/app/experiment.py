@@ -93,6 +93,13 @@ class Experiment:
     learner_for: Callable[[str | None, int | None], MetaLearner] | None = None
     """``learner_for(gradient, task_chunk)``: the training learner with another ``inner.gradient`` (``None``: the
     config's) and task chunk (``None``: vmap over all): the memory planner's candidates."""
+    meta_step_for: Callable[..., Any] | None = None
+    """``meta_step_for(learner, skip_nonfinite=False, mesh=None) -> MetaStep``: the outer step training uses
+    instead of ``make_meta_step(learner, outer_opt, ...)`` (meta-RL's TRPO: an outer step that is no Optax
+    optimiser); ``None``: :func:`~metajax._src.meta_step.make_meta_step`."""
+    keeps_state: bool | None = None
+    """Whether the run keeps a model state and a PRNG key in the meta-state (``None``: the algorithm's registry
+    entry says; meta-RL runs keep the key for their rollouts and the DiCE log-weight as the state)."""
 
     @property
     def spec(self) -> Any:
@@ -101,8 +108,19 @@ class Experiment:
 
     @property
     def stateful(self) -> bool:
-        """Whether the model has state (its runs keep the model state and a key in the meta-state)."""
-        return self.spec.stateful
+        """Whether the run keeps a model state and a key in the meta-state (the model has state, or its losses
+        draw randomness)."""
+        return self.spec.stateful if self.keeps_state is None else self.keeps_state
+
+    def make_meta_step(self, learner: Any = None, skip_nonfinite: bool = False, mesh: Any = None) -> Any:
+        """The training meta-step of ``learner`` (default: ``self.learner``): ``meta_step_for`` when set, else
+        :func:`~metajax._src.meta_step.make_meta_step` with ``outer_opt``."""
+        from metajax._src.meta_step import make_meta_step
+
+        learner = self.learner if learner is None else learner
+        if self.meta_step_for is not None:
+            return self.meta_step_for(learner, skip_nonfinite=skip_nonfinite, mesh=mesh)
+        return make_meta_step(learner, self.outer_opt, skip_nonfinite=skip_nonfinite, mesh=mesh)
 
     @property
     def eval_mesh(self) -> Any:
@@ -126,7 +144,9 @@ def build_outer_opt(outer: Any, num_steps: int) -> optax.GradientTransformation:
     return make_optimizer(outer.opt, lr, argnames=("outer.opt", "outer.lr"))
 
 
-TASKS = ("sinusoid", "omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub")
+RL_TASKS = ("navigation2d", "cartpole", "bandit")
+"""Meta-reinforcement-learning tasks (:mod:`metajax._src.app.rl`)."""
+TASKS = ("sinusoid", "omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub", *RL_TASKS)
 
 
 def build(config: Any, runtime: Runtime | None = None) -> Experiment:
@@ -142,6 +162,10 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
     for name in ("checkpoint_every", "eval_every"):
         check_positive_int(f"train.{name}", config.train.get(name, 0), minimum=0)  # 0: never (only at the end)
     runtime = resolve_runtime(config) if runtime is None else runtime
+    if config.task in RL_TASKS:
+        from metajax._src.app.rl import build_rl
+
+        return build_rl(config, runtime)
     outer_opt = build_outer_opt(config.outer, config.train.num_steps)
     if config.task == "sinusoid":
         return build_sinusoid(config, outer_opt, runtime)

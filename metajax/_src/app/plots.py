@@ -105,7 +105,12 @@ def plot_learning_curves(run_dir: Path) -> Path:
         panels.append((key, "training accuracy" if supervised else "training query accuracy", "accuracy", False))
     if any("val_accuracy" in r for r in rows):
         panels.append(("val_accuracy", "validation accuracy", "accuracy", False))
-    panels.append(("grad_norm", "gradient norm" if supervised else "meta-gradient norm", "norm", True))
+    if "query_return" in rows[0]:  # meta-RL: the adapted policies' mean return on the training tasks
+        panels.append(("query_return", "training return after adaptation", "return", False))
+    if "grad_norm" in rows[0] or "kl" not in rows[0]:
+        panels.append(("grad_norm", "gradient norm" if supervised else "meta-gradient norm", "norm", True))
+    else:  # meta-RL's TRPO outer step: the KL of the accepted step instead of a gradient norm
+        panels.append(("kl", "TRPO step KL", "KL", False))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for ax, (key, title, ylabel, log) in zip(np.atleast_1d(axes), panels, strict=True):
         pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -161,3 +166,66 @@ def plot_curves_file(path: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_rl_adaptation(path: Path, curves: dict[str, np.ndarray], env_name: str, actions: str | None = None) -> None:
+    """Meta-RL: the mean return (± 95% CI over the test tasks) against inner policy-gradient steps, per init."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for name, c in curves.items():
+        steps = np.arange(c.shape[1])
+        rows = summarize(c, steps)
+        mean = np.array([r["mean"] for r in rows])
+        ci = np.array([r["ci95"] for r in rows])
+        color = COLORS.get(name, "tab:blue")
+        ax.plot(steps, mean, marker="o", label=name, color=color)
+        ax.fill_between(steps, mean - ci, mean + ci, color=color, alpha=0.25)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("inner policy-gradient steps")
+    ax.set_ylabel(f"return, mean ± 95% CI ({curves[next(iter(curves))].shape[0]} tasks)")
+    ax.set_title(env_name + (f" ({actions} actions)" if actions else ""))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_navigation_trajectories(
+    path: Path,
+    goals: np.ndarray,
+    rollouts: dict[str, tuple[np.ndarray, np.ndarray]],
+    num_examples: int = 4,
+    actions: str | None = None,
+) -> None:
+    """2D navigation: trajectories on the plane before and after adaptation, one panel per test goal (a star).
+
+    ``rollouts[name] = (observations, masks)`` with shapes ``(tasks, steps + 1, trajectories, T, 2)`` and
+    ``(tasks, steps + 1, trajectories, T)``; the meta-learned init (the first entry) is drawn after 0, 1 and the
+    last number of inner steps, light to dark.
+    """
+    name = next(iter(rollouts))
+    obs, masks = rollouts[name]
+    last = obs.shape[1] - 1
+    shown = sorted({0, min(1, last), last})
+    shades = {0: "#9ecae1", 1: "#3182bd"}
+    fig, axes = plt.subplots(1, num_examples, figsize=(3.6 * num_examples, 3.8), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        for s in shown:
+            color = shades.get(s, "#08306b") if s != last or s == 0 else "#08306b"
+            for i in range(obs.shape[2]):
+                alive = masks[j, s, i] > 0
+                xy = np.concatenate([np.zeros((1, 2)), obs[j, s, i][alive]])
+                ax.plot(xy[:, 0], xy[:, 1], color=color, lw=1.2, alpha=0.8, label=f"{s} steps" if i == 0 else None)
+        ax.scatter([0.0], [0.0], color="k", marker="o", s=25, zorder=5, label="start")
+        ax.scatter(goals[j, 0], goals[j, 1], color="tab:red", marker="*", s=160, zorder=6, label="goal")
+        ax.set_xlim(-0.6, 0.6)
+        ax.set_ylim(-0.6, 0.6)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"goal ({goals[j, 0]:.2f}, {goals[j, 1]:.2f})")
+        if j == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{name}: trajectories before and after adaptation" + (f" ({actions} actions)" if actions else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

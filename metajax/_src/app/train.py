@@ -66,7 +66,7 @@ from metajax._src.memory import (
     plan_memory,
     release_host_memory,
 )
-from metajax._src.meta_step import make_meta_step, make_train_loop
+from metajax._src.meta_step import make_train_loop
 from metajax._src.sharding import replicate, replicated
 from metajax._src.validation import check_task_values
 
@@ -151,7 +151,7 @@ def training_step_estimate(exp: Experiment, learner: Any, skip_nonfinite: bool =
     """XLA's memory estimate of ``learner``'s training step as :func:`meta_train` compiles it (one meta-step per
     call; the steps of a call share their buffers), from the shapes alone: nothing is allocated or run."""
     mesh = exp.runtime.mesh
-    ms = make_meta_step(learner, exp.outer_opt, skip_nonfinite=skip_nonfinite, mesh=mesh)
+    ms = exp.make_meta_step(learner, skip_nonfinite=skip_nonfinite, mesh=mesh)
 
     def start(key):
         p = initial_run_params(exp, key, learner=learner)
@@ -201,7 +201,7 @@ def meta_train(
     if nan_policy not in ("stop", "skip"):
         raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
     mesh = exp.runtime.mesh
-    ms = make_meta_step(exp.learner, exp.outer_opt, skip_nonfinite=nan_policy == "skip", mesh=mesh)
+    ms = exp.make_meta_step(skip_nonfinite=nan_policy == "skip", mesh=mesh)  # meta-RL's TRPO: its own outer step
     # a model with state (mamlpp) keeps it and a key for per-task randomness in the meta-state
     state = initial_meta_state(exp, ms, start, jax.random.fold_in(key, 1))
 
@@ -300,7 +300,8 @@ def meta_train(
             }
             params_ok = all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(meta_params))
             if not params_ok or (
-                nan_policy == "stop" and not math.isfinite(metrics.get("query_loss", metrics["support_loss"]))
+                nan_policy == "stop"
+                and not math.isfinite(metrics["query_loss" if "query_loss" in metrics else "support_loss"])
             ):
                 for sink in sinks:
                     sink.write(rec)
@@ -308,7 +309,7 @@ def meta_train(
                 last = f"the last good checkpoint is step {steps[-1]}" if steps else "no checkpoint was written yet"
                 raise FloatingPointError(
                     f"meta-training hit a non-finite value in steps {done - n + 1}..{done} "
-                    f"(query_loss={metrics.get('query_loss', metrics['support_loss'])}); {last}. "
+                    f"(query_loss={metrics.get('query_loss', metrics.get('support_loss'))}); {last}. "
                     "train.nan_policy=skip skips such updates, --debug-nans finds the operation"
                 )
             if eval_every and (done % eval_every == 0 or done == total):
@@ -328,6 +329,8 @@ def meta_train(
             shown = {key: metrics[key]}
             if "query_accuracy" in metrics:
                 shown["acc"] = metrics["query_accuracy"]
+            if "query_return" in metrics:  # meta-RL: the adapted policy's mean episode return
+                shown["return"] = metrics["query_return"]
             if "val_accuracy" in rec:
                 shown["val_acc"] = rec["val_accuracy"]
             bar.update(done, shown)

@@ -1,0 +1,18 @@
+"""MAML-TRPO on 2D navigation with the MAML paper code's settings (normalised actions, inner step 0.5).
+
+Source: Finn et al. 2017, section 5.3 and its code (rllab's ``normalize``: the policy acts in [-1, 1], scaled to
++-0.1); the rest follows pytorch-maml-rl's 2D-navigation config (configs/navigation2d_common.py). Exact DiCE
+meta-gradient (inner.estimator=reinforce for the reference code's surrogate).
+Paper: Figure 5, about -40 before adaptation, -12 after one step, about -3 after two or three; a random
+initialisation about -83 before and -47 after three steps.
+
+Run:      metajax train --config navigation2d_maml_trpo   (--smoke: two tiny meta-steps, seconds)
+Runtime:  on 2 CPU cores a few seconds per meta-iteration (500 by default; --set train.num_steps=N for fewer).
+Measured: not yet reproduced at full length here; metajax eval RUN_DIR writes the table.
+"""
+
+from .navigation2d_common import meta_rl_config
+
+
+def get_config(smoke: bool = False):
+    return meta_rl_config("navigation2d", "maml", "trpo", 0.5, smoke, actions="normalized")

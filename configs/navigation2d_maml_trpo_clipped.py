@@ -1,0 +1,16 @@
+"""MAML-TRPO on 2D navigation with pytorch-maml-rl's own config (raw actions clipped to +-0.1, inner step 0.1).
+
+Source: tristandeleu/pytorch-maml-rl, configs/maml/2d-navigation.yaml (64x64 tanh, 20 tasks x 20 trajectories,
+fast-lr 0.1, TRPO max KL 0.01, 500 batches). Its returns are not comparable with the normalised-action
+configuration's: eval.md says which convention a result used.
+
+Run:      metajax train --config navigation2d_maml_trpo_clipped   (--smoke: seconds)
+Runtime:  on 2 CPU cores a few seconds per meta-iteration.
+Measured: not yet reproduced at full length here.
+"""
+
+from .navigation2d_common import meta_rl_config
+
+
+def get_config(smoke: bool = False):
+    return meta_rl_config("navigation2d", "maml", "trpo", 0.1, smoke, actions="clipped")
