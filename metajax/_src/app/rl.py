@@ -257,12 +257,15 @@ def adaptation_rollouts(meta: MetaRL, num_trajectories: int, scales: tuple[float
     return run
 
 
-def inner_transform(config: Any, meta_params: Any) -> tuple[Any, optax.GradientTransformation, str]:
-    """The policy parameters, the inner update (``-rate * grad``) and its description, from meta-parameters."""
+def inner_transform(
+    config: Any, meta_params: Any, fixed_rate: optax.GradientTransformation
+) -> tuple[Any, optax.GradientTransformation, str]:
+    """The policy parameters, the inner update (``-rate * grad``) and its description, from meta-parameters:
+    Meta-SGD's learned rates, else ``fixed_rate`` (``optax.scale(-inner.lr)``)."""
     if isinstance(meta_params, MetaSGDParams):
         granularity = config.inner.get("granularity", "parameter")
         return meta_params.params, scale_by_learned_rates(meta_params.lrs, granularity), "learned Meta-SGD rates"
-    return meta_params, optax.scale(-config.inner.lr), f"alpha={config.inner.lr}"
+    return meta_params, fixed_rate, f"alpha={config.inner.lr}"
 
 
 def evaluate_rl(exp: Experiment, meta: MetaRL, run_params: Any, run_dir: Path, tag: str = "final") -> dict[str, Any]:
@@ -277,13 +280,17 @@ def evaluate_rl(exp: Experiment, meta: MetaRL, run_params: Any, run_dir: Path, t
     k_tasks, k_roll, k_init = jax.random.split(key, 3)
     tasks = meta.env.sample_tasks(k_tasks, ev.num_tasks)
     keys = jax.random.split(k_roll, ev.num_tasks)
-    policy_params, tx, rule = inner_transform(cfg, meta_params)
+    fixed_rate = optax.scale(-cfg.inner.lr)
+    policy_params, tx, rule = inner_transform(cfg, meta_params, fixed_rate)
     random_params = meta.policy.init(k_init, meta.env.obs_dim)
-    inits = {exp.learner.name: (policy_params, tx), "random": (random_params, optax.scale(-cfg.inner.lr))}
-    curves, rollouts = {}, {}
+    inits = {exp.learner.name: (policy_params, tx), "random": (random_params, fixed_rate)}
+    curves, rollouts, compiled = {}, {}, {}
     for name, (params, transform) in inits.items():
-        batched = jax.jit(jax.vmap(lambda p, t, k, transform=transform: run(p, transform, t, k), (None, 0, 0)))
-        returns, obs, masks = jax.device_get(batched(params, tasks, keys))
+        if id(transform) not in compiled:  # one program per inner rule: MAML's init and the random one share it
+            compiled[id(transform)] = jax.jit(
+                jax.vmap(lambda p, t, k, transform=transform: run(p, transform, t, k), (None, 0, 0))
+            )
+        returns, obs, masks = jax.device_get(compiled[id(transform)](params, tasks, keys))
         curves[name], rollouts[name] = np.asarray(returns, np.float64), (np.asarray(obs), np.asarray(masks))
     steps = list(range(ev.max_steps + 1))
     results = {name: summarize(c, steps) for name, c in curves.items()}
