@@ -87,7 +87,9 @@ def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
     devices = config.get("runtime", {}).get("devices", 1)
     if devices != 1:
         where += f", {'all' if devices in (None, -1) else devices} devices"
-    exp_summary = f"{config.algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
+    outer = config.get("outer", {}).get("opt")
+    algorithm = f"{config.algorithm}-{outer}" if outer == "trpo" else config.algorithm  # meta-RL: MAML-TRPO
+    exp_summary = f"{algorithm} on {config.task}, {config.train.num_steps} meta-steps, {where}"
     say(f"metajax train: {exp_summary} -> {run_dir}")
     progress = False if args.no_progress else None
     try:
