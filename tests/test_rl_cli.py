@@ -40,6 +40,7 @@ def test_every_rl_config_loads_and_builds(name):
         ("eval.num_tasks=0", "eval.num_tasks"),
         ("algorithm='meta_sgd'", "outer.opt='trpo' takes algorithm in"),
         ("algorithm='mamlpp'", "meta-RL policies have none"),
+        ("runtime.memory_plan='auto'", "runtime.memory_plan must be 'off'"),
     ],
 )
 def test_bad_settings_fail_before_any_compute(override, message):

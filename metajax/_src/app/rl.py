@@ -136,6 +136,11 @@ def build_rl(config: Any, runtime: Runtime) -> Experiment:
             f"algorithm {config.algorithm!r} trains a model with running statistics; meta-RL policies have none. "
             "Use maml, fomaml or meta_sgd."
         )
+    if config.get("runtime", {}).get("memory_plan", "off") != "off":
+        raise ValueError(
+            "runtime.memory_plan must be 'off' for meta-RL tasks (its candidates are the few-shot learners' task "
+            f"chunks and gradient strategies), got {config.runtime.memory_plan!r}."
+        )
     env = build_env(config)
     policy = build_policy(config, env)
     d, inner, ev = config.data, config.inner, config.eval
