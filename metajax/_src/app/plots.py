@@ -218,8 +218,11 @@ def plot_navigation_trajectories(
                 ax.plot(xy[:, 0], xy[:, 1], color=color, lw=1.2, alpha=0.8, label=f"{s} steps" if i == 0 else None)
         ax.scatter([0.0], [0.0], color="k", marker="o", s=25, zorder=5, label="start")
         ax.scatter(goals[j, 0], goals[j, 1], color="tab:red", marker="*", s=160, zorder=6, label="goal")
-        ax.set_xlim(-0.6, 0.6)
-        ax.set_ylim(-0.6, 0.6)
+        alive = masks[j][shown] > 0
+        reach = float(np.abs(obs[j][shown][alive]).max()) if alive.any() else 0.0
+        lim = max(0.6, reach + 0.05)  # the goal square, widened to where the trajectories go
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
         ax.set_title(f"goal ({goals[j, 0]:.2f}, {goals[j, 1]:.2f})")
