@@ -11,7 +11,8 @@ This is the only part of metajax that reads configs; everything it builds takes 
 
 from metajax._src.app.algorithms import ALGORITHMS, REGISTRY, AlgorithmSpec, algorithm_spec, build_learner
 from metajax._src.app.configs import apply_overrides, available_configs, load_config
-from metajax._src.app.experiment import TASKS, Experiment, build, build_outer_opt
+from metajax._src.app.experiment import TASKS, build
+from metajax._src.app.experiment_base import Experiment, build_outer_opt
 from metajax._src.app.fewshot import BN_POLICIES, FewShot
 from metajax._src.app.rundir import RunDirectoryError, RunLock, load_params, save_params
 from metajax._src.app.runtime import Runtime, resolve_runtime

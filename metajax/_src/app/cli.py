@@ -338,7 +338,8 @@ def _load_run(
     import jax
 
     from metajax._src.app.checkpoint import load_best
-    from metajax._src.app.experiment import build, initial_run_params
+    from metajax._src.app.experiment import build
+    from metajax._src.app.experiment_base import initial_run_params
     from metajax._src.app.rundir import load_params
 
     exp = build(config)

@@ -25,7 +25,8 @@ import optax
 from ml_collections import ConfigDict
 
 from metajax._src.app.checkpoint import Checkpointer, restore_best, save_checkpoint
-from metajax._src.app.experiment import build, join_run_params, split_model_init
+from metajax._src.app.experiment import build
+from metajax._src.app.experiment_base import split_model_init
 from metajax._src.app.fewshot import build_model
 from metajax._src.app.progress import Progress, say
 from metajax._src.app.rundir import (
@@ -36,6 +37,7 @@ from metajax._src.app.rundir import (
     truncate_metrics,
     versions,
 )
+from metajax._src.app.runparams import join_run_params
 from metajax._src.app.train import (
     Interrupted,
     JsonLinesSink,

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from metajax._src.app.algorithms import algorithm_spec, build_learner
-from metajax._src.app.experiment import NULL_NOTE, Experiment, build_outer_opt
+from metajax._src.app.experiment_base import NULL_NOTE, Experiment, build_outer_opt
 from metajax._src.app.progress import say
 from metajax._src.app.runparams import split_run_params
 from metajax._src.app.runtime import Runtime

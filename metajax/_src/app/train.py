@@ -26,14 +26,8 @@ from metajax._src.app.checkpoint import (
     save_checkpoint,
     stored_meta_state,
 )
-from metajax._src.app.experiment import (
-    Experiment,
-    build,
-    initial_meta_state,
-    initial_run_params,
-    join_run_params,
-    split_run_params,
-)
+from metajax._src.app.experiment import build
+from metajax._src.app.experiment_base import Experiment, initial_meta_state, initial_run_params
 from metajax._src.app.memplan import (
     PLAN_FILE,
     budget_bytes,
@@ -55,6 +49,7 @@ from metajax._src.app.rundir import (
     truncate_metrics,
     versions,
 )
+from metajax._src.app.runparams import join_run_params, split_run_params
 from metajax._src.compile_cache import compilation_cache_events
 from metajax._src.files import strict_json, write_atomic
 from metajax._src.memory import (
