@@ -1,8 +1,8 @@
 """Meta-SGD on 2D navigation: per-parameter inner rates learned with the policy (normalised actions).
 
 Source: Li et al. 2017 (section 4.3 adapts policies with learned rates); rates start at 0.5 (the MAML config's
-step); exact DiCE meta-gradient through the learner's inner loop; Adam 1e-3 outer. Evaluation applies the
-learned rates at the first step and half of them after.
+step); the references' surrogate (inner.estimator=dice: the exact meta-gradient, through the learner's inner
+loop); Adam 1e-3 outer. Evaluation applies the learned rates at the first step and half of them after.
 
 Run:      metajax train --config navigation2d_meta_sgd   (--smoke: seconds)
 Runtime:  on 2 CPU cores a few seconds per meta-iteration.
