@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import shared_run
 
 from metajax._src.app import cli
 from metajax._src.app.configs import available_configs
@@ -84,22 +85,14 @@ def test_unwritable_run_dir_is_a_file(tmp_path, capsys):
     assert "--run-dir: cannot write" in capsys.readouterr().err
 
 
-def test_smoke_run_writes_everything(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    rc = cli.main(
-        [
-            "train",
-            "--smoke",
-            "--run-dir",
-            str(run_dir),
-            "--no-progress",
-            "--set",
-            "runtime.cpu_threads=0",
-            "--set",
-            "train.num_steps=250",
-        ]
-    )
-    assert rc == 0
+def sinusoid_smoke_run():
+    """The default job's smoke run (250 steps: two calls of 100 and a remainder), trained once per test session."""
+    sets = ["runtime.cpu_threads=0", "train.num_steps=250"]
+    return shared_run("sinusoid_maml_smoke", "--smoke", *(a for s in sets for a in ("--set", s)))
+
+
+def test_smoke_run_writes_everything():
+    run_dir, err = sinusoid_smoke_run()
     for name in (
         "metrics.jsonl",
         "eval.json",
@@ -116,7 +109,6 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["results"]) == {"maml", "random", "pretrained"}
     assert [r["steps"] for r in summary["results"]["maml"]] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 32]
-    err = capsys.readouterr().err
     assert "meta-train 250/250" in err and "it/s" in err and "eta" in err
     assert (run_dir / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
     assert (run_dir / "learning.png").is_file()
@@ -190,28 +182,7 @@ def test_divergence_stops_with_a_clear_message_or_is_skipped(tmp_path, capsys):
 
 
 def test_resolved_config_reruns_to_the_same_metrics(tmp_path):
-    common = ["--no-progress", "--set", "runtime.cpu_threads=0"]
-    first = tmp_path / "a"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--smoke",
-                "--run-dir",
-                str(first),
-                *common,
-                "--set",
-                "train.num_steps=200",
-                "--set",
-                "inner.lr=0.02",
-                "--set",
-                "eval.num_tasks=5",
-                "--set",
-                "eval.pretrain_steps=5",
-            ]
-        )
-        == 0
-    )
+    first, _ = sinusoid_smoke_run()
     second = tmp_path / "b"
     assert cli.main(["train", "--config", str(first / "config.json"), "--run-dir", str(second), "--no-progress"]) == 0
 
@@ -304,7 +275,10 @@ def test_a_step_that_cannot_fit_is_refused_before_it_runs(tmp_path, capsys, monk
     """XLA's memory analysis against the free memory (here an override of 1 MB) stops the run after compiling."""
     monkeypatch.setenv("METAJAX_MEMORY_LIMIT_MB", "1")
     run = tmp_path / "r"
-    rc = cli.main(["train", "--smoke", "--no-progress", "--run-dir", str(run), "--set", "runtime.cpu_threads=0"])
+    sets = ["runtime.cpu_threads=0", "data.meta_batch_size=50"]  # 50 tasks: ~2 MB in float32
+    rc = cli.main(
+        ["train", "--smoke", "--no-progress", "--run-dir", str(run), *(a for s in sets for a in ("--set", s))]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "the training step (100 meta-steps per call) will not fit: XLA estimates" in err

@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from conftest import mlp_loss, regression_tasks, tanh_mlp_init
 
 from metajax._src import diagnostics as dg

@@ -5,6 +5,7 @@ import math
 import jax
 import numpy as np
 import optax
+import pytest
 
 import metajax as mj
 from metajax._src.data import sinusoid
