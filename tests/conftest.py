@@ -58,8 +58,6 @@ SLOW_TESTS = {
     "tests/test_resume.py::test_sigterm_saves_and_resumes",
     "tests/test_sharding.py::test_train_command_on_four_devices",
     "tests/test_sharding.py::test_train_command_splits_the_cpu_into_task_streams",
-    "tests/test_tfds_sets.py::test_a_new_config_trains_and_evaluates_on_mock_data",
-    "tests/test_tiered.py::test_every_config_builds_and_one_trains_and_evaluates",
     "tests/test_tiered.py::test_pretraining_reads_the_host_split_and_train_starts_from_it",
     # the whole Omniglot copy read and converted (~15 s), and the 8-device subprocess (~30 s) behind the sharding checks
     "tests/test_omniglot.py::test_standard_splits",

@@ -162,13 +162,7 @@ def smoke_train(name, tfds_dir, tmp_path):
     assert final and all(0.0 <= v["accuracy"] <= 1.0 for v in final.values() if isinstance(v, dict))
 
 
-def test_a_new_config_trains_and_evaluates_on_mock_data(tfds_dir, tmp_path):
-    # one in the default suite (a smoke run compiles training, validation and test programs: ~1-2 minutes);
-    # every one of them under -m slow below
-    smoke_train("cifar_fs_5w1s_maml", tfds_dir, tmp_path)
-
-
-@pytest.mark.slow
+@pytest.mark.slow  # a smoke run compiles training, validation and test programs: ~1-2 minutes each
 @pytest.mark.parametrize("name", NEW_CONFIGS)
 def test_every_new_config_trains_on_mock_data(name, tfds_dir, tmp_path):
     smoke_train(name, tfds_dir, tmp_path)
