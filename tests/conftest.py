@@ -38,6 +38,7 @@ SLOW_FILES = {
 SLOW_TESTS = {
     # metajax train / pretrain / eval runs of a config, in-process or in subprocesses; kill -9 / SIGTERM resumes
     "tests/test_cli.py::test_benchmark_harness_runs_a_tiny_variant",
+    "tests/test_cli.py::test_benchmark_run_writes_results_after_every_variant",
     "tests/test_cli.py::test_divergence_stops_with_a_clear_message_or_is_skipped",
     "tests/test_cli.py::test_eval_command_on_a_sinusoid_run",
     "tests/test_device_check.py::test_a_dropped_second_order_term_fails",
@@ -93,6 +94,7 @@ SLOW_TESTS = {
     "tests/test_models.py::test_relu_max_pool_second_order_under_jit_matches_eager",
     "tests/test_models.py::test_relu_max_pool_splits_tied_gradients_like_autodiff",
     "tests/test_models.py::test_strided_conv4_is_the_reference_network_in_float64",
+    "tests/test_models.py::test_vmapped_lax_conv_tasks_match_a_loop_in_float64",
     "tests/test_models.py::test_vmapped_tasks_match_a_loop_in_float64",
     "tests/test_models.py::test_winograd_conv3x3_is_lax_conv_with_correct_derivatives_to_third_order",
     "tests/test_models.py::test_winograd_layer_chooses_per_call_by_channels_size_and_batch",
