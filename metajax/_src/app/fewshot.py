@@ -126,9 +126,11 @@ class FewShot:
             if policy not in BN_POLICIES:
                 raise ValueError(f"eval.bn entries must be in {BN_POLICIES}, got {policy!r}.")
             if policy == "running" and not self.stateful:
-                keeping = tuple(name for name, other in REGISTRY.items() if other.stateful)
+                keeping = [repr(name) for name, other in REGISTRY.items() if other.stateful]
+                many = f"algorithms {', '.join(keeping)} keep"
+                which = f"algorithm {keeping[0]} keeps" if len(keeping) == 1 else many
                 raise ValueError(
-                    f"eval.bn 'running' needs running statistics, which only algorithms {keeping} keep; got algorithm "
+                    f"eval.bn 'running' needs running statistics, which only {which}; got algorithm "
                     f"{c.algorithm!r}. Use 'transductive' and 'support'."
                 )
         if self.stateful:
