@@ -9,9 +9,7 @@ initialisation about -83 before and -47 after three steps.
 Run:      metajax train --config navigation2d_maml_trpo   (--smoke: two tiny meta-steps, seconds)
 Runtime:  on 2 CPU cores about 7-10 s per meta-iteration (500 by default: about an hour and a half;
           --set train.num_steps=N for fewer); --smoke in under a minute, mostly compiling.
-Measured: after 100 meta-iterations (one seed), test return -38.1 +- 5.2 / -14.3 +- 2.5 / -7.8 +- 1.9 /
--9.7 +- 1.9 after 0 / 1 / 2 / 3 inner steps; random init -74.7 / -55.9 / -44.2 / -40.4 (2026-12-07;
-benchmarks/results/20261207-214955-maml-rl-navigation.md). With inner.estimator=dice: -75.1 / -56.6 / -32.4 / -28.7.
+Measured: no result file yet.
 """
 
 from .navigation2d_common import meta_rl_config

@@ -3,12 +3,11 @@
 Source: tristandeleu/pytorch-maml-rl, configs/maml/2d-navigation.yaml (64x64 tanh, 20 tasks x 20 trajectories,
 fast-lr 0.1, TRPO max KL 0.01, 500 batches). Its returns are not comparable with the normalised-action
 configuration's: eval.md says which convention a result used.
+Paper: the MAML paper's Figure 5 (about -40 / -12 / -3) used normalised actions; pytorch-maml-rl publishes no table.
 
 Run:      metajax train --config navigation2d_maml_trpo_clipped   (--smoke: seconds)
 Runtime:  on 2 CPU cores about 7-10 s per meta-iteration (500 by default); --smoke in under a minute.
-Measured: after 100 meta-iterations (one seed), test return -39.2 +- 5.1 / -15.4 +- 2.6 / -10.5 +- 1.2 /
--10.8 +- 1.3 after 0 / 1 / 2 / 3 inner steps (0.1, then 0.05); random init -97.0 / -87.0 / -79.7 / -75.3
-(2026-12-07; benchmarks/results/20261207-220805-maml-rl-navigation.md).
+Measured: no result file yet.
 """
 
 from .navigation2d_common import meta_rl_config

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-CLAIM = re.compile(r"(?<![\d.])(\d+\.\d+) ± (\d+\.\d+)(?![\d.])")
+CLAIM = re.compile(r"(?<![\d.])(-?\d+\.\d+) ± (\d+\.\d+)(?![\d.])")  # returns are negative
 
 
 @pytest.fixture(scope="module")
