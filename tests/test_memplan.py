@@ -107,15 +107,32 @@ def test_settings_are_checked_by_name():
         budget_bytes(None, lambda: None)
 
 
-def test_the_plan_file_round_trips_and_a_damaged_one_is_ignored(tmp_path):
+def test_the_plan_file_round_trips_and_a_damaged_or_edited_one_is_refused_naming_it(tmp_path):
     p = plan(fake()[0], REMAT_LADDER, tasks=12, budget=420)
-    (tmp_path / "memory_plan.json").write_text(json.dumps(plan_record(p, "auto", 4.2e-7)))
-    assert read_plan(tmp_path) == (p, "auto", 4.2e-7)
-    for damaged in ('{"mode": "auto", "chunk": 5, "tasks"', json.dumps({**plan_record(p, "auto", None), "chunk": 5})):
-        (tmp_path / "memory_plan.json").write_text(damaged)
-        assert read_plan(tmp_path) is None
-    assert read_plan(tmp_path / "nowhere") is None
+    path = tmp_path / "memory_plan.json"
+    record = plan_record(p, "auto", 4.2e-7)
+    path.write_text(json.dumps(record))
     config = cli.load_config("omniglot_5w1s_maml", smoke=True)
+    assert read_plan(tmp_path) == read_plan(tmp_path, config, 12) == (p, "auto", 4.2e-7)
+    assert read_plan(tmp_path / "nowhere") is None
+    legacy = {k: v for k, v in record.items() if k != "digest"}  # written before plans had a digest
+    path.write_text(json.dumps(legacy))
+    assert read_plan(tmp_path, config, 12) == (p, "auto", 4.2e-7)
+
+    def refused(text, match, **kw):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=match) as err:
+            read_plan(tmp_path, **kw)
+        assert str(path) in str(err.value) and "delete it to plan again" in str(err.value)
+
+    refused('{"mode": "auto", "chunk": 5, "tasks"', "not a readable memory plan")
+    refused(json.dumps({**record, "chunk": 5}), "not a readable memory plan")  # 5 does not divide 12 tasks
+    refused(json.dumps({**record, "chunk": 4}), "its digest does not match its contents")
+    # a plan may choose how the exact meta-gradient is computed, never another one, even without a digest
+    first_order = {**legacy, "gradient": "first_order"}
+    only = "says gradient 'first_order', but this run's planner may choose only 'exact' or"
+    refused(json.dumps(first_order), only, config=config)
+    refused(json.dumps(plan_record(p, "auto", None)), "plans 12 tasks per device, but this run has 6", tasks=6)
     out = planned_config(config, p)
     assert (out.data.task_chunk, out.inner.gradient, config.data.task_chunk) == ("6", "exact", "auto")
 

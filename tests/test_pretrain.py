@@ -73,6 +73,7 @@ def _pretrain(run_dir, *sets):
 @needs_data
 def test_pretrain_resumes_exactly_and_train_starts_from_its_backbone(tmp_path, capsys):
     from metajax._src.app import experiment
+    from metajax._src.app.experiment_base import initial_run_params
     from metajax._src.app.rundir import load_params
 
     a = tmp_path / "a"
@@ -111,8 +112,8 @@ def test_pretrain_resumes_exactly_and_train_starts_from_its_backbone(tmp_path, c
     cfg.data.data_dir = DATA_DIR
     exp = experiment.build(cfg)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed))[0]
-    scratch = experiment.initial_run_params(exp.learner, exp.model, key)
-    started = experiment.initial_run_params(exp.learner, exp.model, key, str(a))
+    scratch = initial_run_params(exp, key)
+    started = initial_run_params(exp, key, str(a))
     backbone = load_params(a / "backbone.msgpack", pt.backbone_of(scratch))
     for name, module in started["params"].items():
         want = scratch["params"]["head"] if name == "head" else backbone["params"][name]
@@ -122,8 +123,8 @@ def test_pretrain_resumes_exactly_and_train_starts_from_its_backbone(tmp_path, c
     pp = cli.load_config("omniglot_5w1s_mamlpp", smoke=True)
     pp.data.data_dir = DATA_DIR
     exp_pp = experiment.build(pp)
-    fresh = experiment.initial_run_params(exp_pp.learner, exp_pp.model, key)
-    from_backbone = experiment.initial_run_params(exp_pp.learner, exp_pp.model, key, str(a))
+    fresh = initial_run_params(exp_pp, key)
+    from_backbone = initial_run_params(exp_pp, key, str(a))
     steps = pp.inner.steps
     for i in range(4):
         for leaf in ("scale", "bias"):

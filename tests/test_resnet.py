@@ -163,7 +163,10 @@ def test_exact_meta_gradient_with_drop_block_and_running_statistics_matches_fini
         return grad_fn(mj.MAMLPlusPlusParams(p, None), tasks, ctx)[1]["query_loss"]
 
     v = jax.tree.map(lambda a: jax.random.normal(jax.random.PRNGKey(a.size), a.shape, a.dtype), params)
-    h = 1e-6  # leaky ReLU and max-pool have kinks: a small step that does not cross one
+    # Two inner steps at rate 0.3 through batch norm over six examples make the meta-objective sharply curved
+    # (and leaky ReLU / max-pool add kinks): the central difference along v is 8641 at h=1e-6, -152.705 at 1e-7 and
+    # agrees with the analytic -152.695007 to ~1e-9 at 1e-8 and 3e-9; its rounding error there is ~1e-7.
+    h = 1e-8
     fd = (
         objective(jax.tree.map(lambda a, b: a + h * b, params, v))
         - objective(jax.tree.map(lambda a, b: a - h * b, params, v))
@@ -171,7 +174,7 @@ def test_exact_meta_gradient_with_drop_block_and_running_statistics_matches_fini
     analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(direction.params), jax.tree.leaves(v), strict=True))
     norm = float(jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree.leaves(direction.params))))
     vnorm = float(jnp.sqrt(sum(jnp.vdot(d, d) for d in jax.tree.leaves(v))))
-    assert abs(float(analytic - fd)) < 1e-7 * norm * vnorm, (float(analytic), float(fd))
+    assert abs(float(analytic - fd)) < 1e-9 * norm * vnorm, (float(analytic), float(fd))
     # DropBlock follows the keys: other keys another meta-gradient, the same keys the same bits
     other_keys = jax.random.split(jax.random.key(4), 2)
     other = grad_fn(learner.init(params), tasks, mj.MetaContext(ctx.step, state, other_keys))

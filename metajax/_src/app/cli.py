@@ -319,8 +319,7 @@ def _load_run(
         from metajax._src.app.runtime import DEFAULT_EVAL_TASKS_PER_CALL
 
         config.runtime.eval_tasks_per_call = DEFAULT_EVAL_TASKS_PER_CALL  # a run from before the setting existed
-    recorded = read_plan(run_dir)
-    if recorded is not None and config.get("runtime", {}).get("memory_plan", "off") != "off":
+    if config.get("runtime", {}).get("memory_plan", "off") != "off" and (recorded := read_plan(run_dir, config)):
         config = planned_config(config, recorded[0])  # the task chunk the run's memory plan chose (--set overrides it)
     config = apply_overrides(config, overrides)
     if data_dir is not None and "data_dir" in config.get("data", {}):

@@ -35,10 +35,12 @@ RL_TASKS = ("navigation2d", "cartpole", "bandit")
 TASKS = ("sinusoid", "omniglot", "miniimagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub", *RL_TASKS)
 
 
-def build(config: Any, runtime: Runtime | None = None) -> Experiment:
+def build(config: Any, runtime: Runtime | None = None, reuse: Experiment | None = None) -> Experiment:
     """Validate a config and build the experiment (data loaded, nothing compiled yet).
 
-    ``runtime``: where it executes (default: resolved from the config's ``runtime`` section).
+    ``runtime``: where it executes (default: resolved from the config's ``runtime`` section). ``reuse``: an
+    experiment built from a config with the same data settings (the memory planner's: another task chunk or
+    gradient strategy) whose loaded data this one takes instead of reading it again.
     """
     if config.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {config.task!r}.")
@@ -55,7 +57,7 @@ def build(config: Any, runtime: Runtime | None = None) -> Experiment:
     outer_opt = build_outer_opt(config.outer, config.train.num_steps)
     if config.task == "sinusoid":
         return build_sinusoid(config, outer_opt, runtime)
-    return build_fewshot(config, outer_opt, runtime)
+    return build_fewshot(config, outer_opt, runtime, None if reuse is None else reuse.loaded)
 
 
 def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime: Runtime) -> Experiment:
@@ -112,14 +114,20 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
     return exp
 
 
-def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime: Runtime) -> Experiment:
-    """Few-shot classification (Omniglot, Mini-ImageNet): episodes, Conv4, validation and test protocol."""
+def build_fewshot(
+    config: Any, outer_opt: optax.GradientTransformation, runtime: Runtime, loaded: Any = None
+) -> Experiment:
+    """Few-shot classification (Omniglot, Mini-ImageNet, ...): episodes, backbone, validation and test protocol.
+
+    ``loaded``: the data another experiment of the same data settings loaded (its ``loaded``).
+    """
     fs = FewShot(
         config,
         lambda loss_fn, algorithm=None, inner=None, **kw: build_learner(
             algorithm or config.algorithm, loss_fn, inner or config.inner, **{"task_chunk": runtime.task_chunk, **kw}
         ),
         runtime,
+        loaded,
     )
     return Experiment(
         config,
@@ -137,6 +145,7 @@ def build_fewshot(config: Any, outer_opt: optax.GradientTransformation, runtime:
         runtime=runtime,
         host_data=fs.host,
         learner_for=fs.train_learner,
+        loaded=fs.loaded,
     )
 
 

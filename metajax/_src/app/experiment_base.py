@@ -93,6 +93,9 @@ class Experiment:
     keeps_state: bool | None = None
     """Whether the run keeps a model state and a PRNG key in the meta-state (``None``: the algorithm's registry
     entry says; meta-RL runs keep the key for their rollouts and the DiCE log-weight as the state)."""
+    loaded: Any = None
+    """The data as loaded and placed (few-shot tasks), which :func:`~metajax._src.app.experiment.build`'s
+    ``reuse`` hands to an experiment of the same data settings instead of reading it again."""
 
     @property
     def spec(self) -> Any:

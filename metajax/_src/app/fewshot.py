@@ -94,6 +94,29 @@ def build_model(c: Any, ways: int, size: int, channels: int, compute_dtype: str,
     return model, cross_entropy_loss(model.apply)
 
 
+def load_splits(c: Any) -> tuple[Any, dict[str, jax.Array], dict[str, tuple[int, int]], tuple[int, ...]]:
+    """The few-shot task's splits: ``(host, images, sizes, shape)``.
+
+    ``host``: tiered-ImageNet's splits memory-mapped on the host (``None`` otherwise); ``images``: the other
+    tasks' splits on the device (``{}`` for tiered-ImageNet); ``sizes``: ``{split: (classes, images in the
+    smallest class)}``; ``shape``: one image's shape.
+    """
+    d = c.data
+    if c.task == "tiered_imagenet":
+        host = load_tieredimagenet(d.data_dir, d.get("allow_pickle", False))
+        sizes = {k: (v.num_classes, int(v.counts.min())) for k, v in host.items()}  # classes of different sizes
+        return host, {}, sizes, tuple(host["train"].images.shape[1:])
+    if c.task == "omniglot":
+        parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
+    elif c.task == "miniimagenet":
+        parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
+    else:
+        parts = load_tfds_fewshot(c.task, d.data_dir, **({"crop": d.crop} if c.task == "cub" else {}))
+    sizes = {k: (len(v.character), v.images.shape[1]) for k, v in parts.items()}
+    images = {k: jnp.asarray(v.images) for k, v in parts.items()}
+    return None, images, sizes, tuple(parts["train"].images.shape[2:])
+
+
 class FewShot:
     """A few-shot classification experiment: the data on the device, the backbone, the learner and the
     validation and test protocol.
@@ -101,7 +124,7 @@ class FewShot:
     The config is read once, here; the methods use the plain values kept from it.
     """
 
-    def __init__(self, config: Any, learner_factory: Callable, runtime: Runtime):
+    def __init__(self, config: Any, learner_factory: Callable, runtime: Runtime, loaded: Any = None):
         c, d = config, config.data
         for name in ("ways", "shots", "queries", "meta_batch_size"):
             check_positive_int(f"data.{name}", d[name])
@@ -157,21 +180,10 @@ class FewShot:
         if "lslr" in algorithm_spec(c.algorithm).inner_keys and c.inner.get("lslr", True):
             self.inner_description = f"SGD with learned per-layer per-step rates (from {c.inner.lr})"
         self._scorers: dict[str, Callable] = {}
-        self.host = None  # tiered-ImageNet: the splits memory-mapped on the host, episodes drawn there
-        if c.task == "omniglot":
-            parts = omniglot.load_omniglot(d.data_dir, d.split, d.rotations, d.split_seed)
-        elif c.task == "tiered_imagenet":
-            self.host = load_tieredimagenet(d.data_dir, d.get("allow_pickle", False))
-        elif c.task == "miniimagenet":
-            parts = load_miniimagenet(d.data_dir, d.get("allow_pickle", False))
-        else:
-            parts = load_tfds_fewshot(c.task, d.data_dir, **({"crop": d.crop} if c.task == "cub" else {}))
-        if self.host is not None:  # classes of different sizes: the smallest bounds shots + queries
-            sizes = {k: (v.num_classes, int(v.counts.min())) for k, v in self.host.items()}
-            shape = self.host["train"].images.shape[1:]
-        else:
-            sizes = {k: (len(v.character), v.images.shape[1]) for k, v in parts.items()}
-            shape = parts["train"].images.shape[2:]
+        # the splits as loaded, the device copies and the episode sizes: another experiment of the same data
+        # settings (the memory planner's) takes them as they are
+        self.loaded = load_splits(c) if loaded is None else loaded
+        self.host, self.images, sizes, shape = self.loaded
         # Fail before compiling anything if the episodes cannot be drawn.
         check_episode_args(*sizes["train"], d.ways, d.shots, d.queries)
         for split in ("val", "test"):
@@ -179,10 +191,8 @@ class FewShot:
         if c.eval.ways != d.ways:
             raise ValueError(f"eval.ways={c.eval.ways} must equal data.ways={d.ways} (the head has {d.ways} outputs).")
         self.counts = {k: n for k, (n, _) in sizes.items()}
-        if self.host is None:
-            self.images = {k: jnp.asarray(v.images) for k, v in parts.items()}
-        else:
-            e, self.images = self.train_episodes, {}
+        if self.host is not None:
+            e = self.train_episodes
             self._host_train = tiered_episode_sampler(
                 self.host["train"], self.meta_batch_size, e.ways, e.shots, e.queries
             )

@@ -10,6 +10,7 @@ choice is recorded in the run directory (:data:`PLAN_FILE`) and kept when the ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -73,20 +74,55 @@ def planned_config(config: Any, chosen: MemoryPlan) -> Any:
     return out
 
 
+def plan_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of a plan record (everything in it but this digest)."""
+    body = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def plan_record(chosen: MemoryPlan, mode: str, requested_gb: float | None) -> dict[str, Any]:
-    """What :data:`PLAN_FILE` holds: the plan, with the settings that asked for it."""
-    return {"mode": mode, "requested_gb": requested_gb, **chosen.to_dict()}
+    """What :data:`PLAN_FILE` holds: the plan, with the settings that asked for it and their digest."""
+    record = {"mode": mode, "requested_gb": requested_gb, **chosen.to_dict()}
+    return {**record, "digest": plan_digest(record)}
 
 
-def read_plan(run_dir: Path) -> tuple[MemoryPlan, str, float | None] | None:
-    """The plan recorded in a run directory with its mode and requested budget (``None``: none, or unreadable)."""
+def read_plan(
+    run_dir: Path, config: Any = None, tasks: int | None = None
+) -> tuple[MemoryPlan, str, float | None] | None:
+    """The plan recorded in a run directory with its mode and requested budget (``None``: there is none).
+
+    A plan file that cannot be read, whose digest does not match its contents (edited or damaged), or, given the
+    run's ``config``, that chose a strategy the planner may not choose for it (``inner.gradient`` outside
+    :func:`gradient_ladder`: the planner never changes which meta-gradient is computed), or, given ``tasks``
+    (per device), that planned another number, raises ``ValueError`` naming the file. A plan written before
+    plans had a digest is accepted when it passes the checks against ``config``.
+    """
     path = Path(run_dir) / PLAN_FILE
     if not path.is_file():
         return None
+
+    def bad(why: str) -> ValueError:
+        return ValueError(
+            f"{path}: {why}. The run computes as its plan says; restore the file, or delete it to plan again "
+            "(the same meta-gradient, possibly computed in other chunks and rounded differently)."
+        )
+
     try:
         d = json.loads(path.read_text())
         if d["mode"] not in MODES[1:]:
-            return None
-        return MemoryPlan.from_dict(d), d["mode"], d["requested_gb"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+            raise ValueError(f"mode {d['mode']!r}")
+        plan = MemoryPlan.from_dict(d)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise bad(f"not a readable memory plan ({type(err).__name__}: {err})") from None
+    if "digest" in d and d["digest"] != plan_digest(d):
+        raise bad("its digest does not match its contents (the file was edited or damaged)")
+    if config is not None:
+        ladder = gradient_ladder(config, d["mode"])
+        if plan.gradient not in ladder:
+            allowed = " or ".join(repr(g) for g in ladder)
+            raise bad(f"it says gradient {plan.gradient!r}, but this run's planner may choose only {allowed}")
+    if tasks is not None and plan.tasks != tasks:
+        raise bad(
+            f"it plans {plan.tasks} tasks per device, but this run has {tasks} (data.meta_batch_size over the devices)"
+        )
+    return plan, d["mode"], d["requested_gb"]

@@ -432,25 +432,27 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
         ckpt.close()
 
 
-def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | None] | None:
+def memory_plan(exp: Experiment, run_dir: Path) -> tuple[MemoryPlan, str, float | None] | None:
     """The task chunk and gradient strategy that fit the run's memory budget (``runtime.memory_plan``).
 
+    ``exp``: the experiment built from the run's config (its candidates are compiled from it, its data reused).
     Returns the plan with the ``runtime.memory_plan`` mode and the requested budget (what ``memory_plan.json``
     records), ``None`` when the config asks for no plan. A plan recorded in ``run_dir`` for the same
     ``runtime.memory_plan`` and ``runtime.memory_budget_gb`` is kept when the run has checkpoints (a resumed run
-    computes as it did); otherwise the candidates are compiled (:func:`~metajax._src.memory.plan_memory`) and what
-    was chosen is said.
+    computes as it did; an edited or damaged one is refused, :func:`~metajax._src.app.memplan.read_plan`);
+    otherwise the candidates are compiled (:func:`~metajax._src.memory.plan_memory`) and what was chosen is said.
     """
+    config = exp.config
     mode, requested = memory_settings(config)
     if mode == "off":
         return None
-    recorded = read_plan(run_dir)
-    if recorded is not None and recorded[1:] == (mode, requested) and checkpoint_steps(run_dir):
-        say(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}")
-        return recorded
-    budget = budget_bytes(requested)
-    exp = build(config)
     tasks = config.data.meta_batch_size // exp.runtime.mesh.size
+    if checkpoint_steps(run_dir):
+        recorded = read_plan(run_dir, config, tasks)
+        if recorded is not None and recorded[1:] == (mode, requested):
+            say(f"metajax train: keeping this run's memory plan: {recorded[0].summary()}")
+            return recorded
+    budget = budget_bytes(requested)
     skip = config.train.get("nan_policy", "stop") == "skip"
     say(
         f"metajax train: planning memory for a {format_bytes(budget)} budget, {tasks} tasks per device "
@@ -483,8 +485,10 @@ def memory_plan(config: Any, run_dir: Path) -> tuple[MemoryPlan, str, float | No
 
 def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     check_resume(config, run_dir)
-    planned = memory_plan(config, run_dir)
-    exp = build(config if planned is None else planned_config(config, planned[0]))
+    exp = build(config)
+    planned = memory_plan(exp, run_dir)
+    if planned is not None:  # the same data, the learners the plan chose
+        exp = build(planned_config(config, planned[0]), reuse=exp)
     if config.train.get("init"):  # a backbone that does not fit this model is refused before anything is written
         initial_run_params(exp, jax.random.PRNGKey(0), config.train.init)
     # read back at start by a resumed run (and by the other processes of this one)
