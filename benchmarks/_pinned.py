@@ -39,9 +39,11 @@ def child_result(stdout: str):
     return json.loads([ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
-def write(out: str, suffix: str, payload: dict, intro: str, header: list[str], cells: list[list[str]]) -> None:
+def write(
+    out: str, suffix: str, payload: dict, intro: str, header: list[str], cells: list[list[str]], config=None
+) -> None:
     """``<out>/<timestamp>-<suffix>.json`` (``payload``) and ``.md`` (``intro`` and a table), then print the table."""
     from harness import write_results
 
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c) + " |" for c in cells]
-    write_results(out, suffix, payload, intro + "\n\n" + "\n".join(rows) + "\n")
+    write_results(out, suffix, payload, intro + "\n\n" + "\n".join(rows) + "\n", config=config)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -145,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine()
     meta = {"base": {"name": args.base, "commit": revs[args.base]}, "new": {"name": args.new, "commit": revs[args.new]}}
-    (args.out / f"{stamp}-commits.json").write_text(json.dumps({"machine": info, **meta, "rows": rows}, indent=1))
+    from provenance import provenance, write_json
+
+    write_json(args.out / f"{stamp}-commits.json", {"machine": info, **meta, "rows": rows}, provenance(config=args))
     md = _table(rows, pairs, info, meta, args)
     (args.out / f"{stamp}-commits.md").write_text(md)
     print(md)

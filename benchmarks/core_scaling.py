@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"process pinned per core; median of {args.repeats} calls.",
         ["round", "algorithm", "k", "alone s/it", "two at once s/it (core 0 / core 1)", "slowdown"],
         cells,
+        config=args,
     )
     return 0
 

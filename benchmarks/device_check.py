@@ -466,7 +466,7 @@ def plan(args) -> int:
             f"{_fmt(r['temp_mb_per_task'], '.1f')} | " + " | ".join(cells) + " |"
         )
     meta = {"machine": info, "workload": dataclasses.asdict(w), "fraction": args.plan_fraction, "peaks": PEAKS}
-    write_results(args.out, "plan", {**meta, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(args.out, "plan", {**meta, "rows": rows}, "\n".join(lines) + "\n", config=args)
     return 0
 
 
@@ -614,7 +614,7 @@ def main(argv: list[str] | None = None, perturb=None) -> int:
         f"{'all passed' if not failed else f'{len(failed)} of {len(rows)} FAILED'}.\n\n" + table(rows)
     )
     meta = {"machine": info, "compute_dtype": args.compute_dtype, "matmul_precision": args.matmul_precision}
-    write_results(args.out, "device", {**meta, "rows": rows}, md)
+    write_results(args.out, "device", {**meta, "rows": rows}, md, config=args)
     return 1 if failed else 0
 
 

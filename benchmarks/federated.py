@@ -22,7 +22,6 @@ the per-client accounting only (compiled, not run).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from harness import machine
+from provenance import provenance, write_json
 
 import metajax as mj
 import metajax.data as mjd
@@ -143,7 +143,8 @@ def main() -> int:
         )
     md = "\n".join(lines) + "\n"
     (out / "federated.md").write_text(md)
-    (out / "federated.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    config = {"pool": POOL, "clients": CLIENTS, "rounds": ROUNDS, "k": K}  # the script takes no arguments
+    write_json(out / "federated.json", {"machine": info, "rows": rows}, provenance(argv=[], config=config))
     print(md)
     return 0
 

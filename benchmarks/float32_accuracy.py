@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             line += " - | - | - |"
         lines.append(line)
     meta = {"machine": info, "data": data, "conv": args.conv, "seeds": args.seeds, "tasks": args.tasks}
-    write_results(args.out, "float32", {**meta, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(
+        args.out, "float32", {**meta, "rows": rows}, "\n".join(lines) + "\n", config=args, data_dir=args.data_dir
+    )
     return 0
 
 

@@ -470,11 +470,18 @@ def algo_name(r: dict) -> str:
     return r["algorithm"] + (" (remat)" if r.get("gradient") == "exact_remat" else "")
 
 
-def write_results(out: Path | str, suffix: str, payload: dict, md: str) -> str:
-    """``<out>/<timestamp>-<suffix>.json`` (``payload``) and ``.md`` (``md``), print ``md``; returns the stamp."""
+def write_results(out: Path | str, suffix: str, payload: dict, md: str, *, config=None, data_dir=None) -> str:
+    """``<out>/<timestamp>-<suffix>.json`` (``payload`` with its ``"provenance"``: benchmarks/provenance.py) and
+    ``.md`` (``md``), print ``md``; returns the stamp. ``config``: the parsed arguments (default: the payload's
+    ``"args"``); ``data_dir``: the data directory in use (recorded as ``$DATA_DIR``, never as a local path)."""
+    from provenance import portable, provenance
+
     where = Path(out)
     where.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    config = payload.get("args") if config is None else config
+    prov = provenance(config=config, data_dir=data_dir)
+    payload = {**portable(payload, data_dir), "provenance": prov}
     (where / f"{stamp}-{suffix}.json").write_text(json.dumps(payload, indent=1))
     (where / f"{stamp}-{suffix}.md").write_text(md)
     print(md)
@@ -482,6 +489,7 @@ def write_results(out: Path | str, suffix: str, payload: dict, md: str) -> str:
 
 
 def machine() -> dict:
+    """The short machine record a results file's tables print (the full one is its ``"provenance"``)."""
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -582,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     specs = variants(args.full, args.only)
     results = []
     info = machine()
+    from provenance import code_commit, provenance
+
+    code = code_commit()  # the code as it was when the run began
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -590,7 +601,15 @@ def main(argv: list[str] | None = None) -> int:
         """The results so far (rewritten after every variant: an interrupted run keeps what it measured)."""
         done = "" if len(results) == len(specs) else f" (partial: {len(results)} of {len(specs)} variants)"
         (out / f"{stamp}.json").write_text(
-            json.dumps({"machine": info, "complete": not done, "results": results}, indent=1)
+            json.dumps(
+                {
+                    "machine": info,
+                    "complete": not done,
+                    "results": results,
+                    "provenance": provenance(argv=argv, config=vars(args), code=code),
+                },
+                indent=1,
+            )
         )
         md = (
             f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, jax {info['jax']}, "

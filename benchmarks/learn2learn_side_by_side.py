@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "samples": {f"{a}|{b}|{c}": v for (a, b, c), v in samples.items()},
     }
-    (out / f"l2l-{stamp}.json").write_text(json.dumps(raw, indent=1))
+    from provenance import provenance, write_json
+
+    write_json(out / f"l2l-{stamp}.json", raw, provenance(config=args))
     (out / f"l2l-{stamp}.md").write_text(md)
     print(md)
     return 0

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "results": results,
     }
-    write_results(args.out, "maml-rl-navigation", payload, "\n".join(lines) + "\n")
+    write_results(args.out, "maml-rl-navigation", payload, "\n".join(lines) + "\n", config=args)
     return 0
 
 

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{100 * r['eval'][p]['accuracy']:.2f} ± {100 * r['eval'][p]['ci95']:.2f}" for p in policies]
         md.append(f"| {name} | {r['train_wall_s']:.0f} | " + " | ".join(cells) + " |")
     payload = {"machine": info, "args": vars(args), "variants": table, "results": results}
-    write_results(args.out, "mamlpp-ablation", payload, "\n".join(md) + "\n")
+    write_results(args.out, "mamlpp-ablation", payload, "\n".join(md) + "\n", config=args, data_dir=args.data_dir)
     return 0
 
 

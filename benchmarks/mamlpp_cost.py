@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "k steps instead of once."
     )
     payload = {"machine": info, "args": vars(args), "rows": rows, "times": {k: v["times"] for k, v in runs.items()}}
-    write_results(args.out, "mamlpp-cost", payload, "\n".join(md) + "\n")
+    write_results(args.out, "mamlpp-cost", payload, "\n".join(md) + "\n", config=args)
     return 0
 
 

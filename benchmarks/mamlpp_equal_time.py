@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         f"MAML evaluates {policies}; MAML++ adds the running-statistics column.",
     ]
     payload = {"machine": info, "args": vars(args), "results": results, "summary": summary}
-    stamp = write_results(args.out, "mamlpp-equal-time", payload, "\n".join(md) + "\n")
+    stamp = write_results(
+        args.out, "mamlpp-equal-time", payload, "\n".join(md) + "\n", config=args, data_dir=args.data_dir
+    )
     plot_curves(
         Path(args.out) / f"{stamp}-mamlpp-equal-time.png",
         {algo: (color, results[algo]) for algo, color in (("maml", "tab:blue"), ("mamlpp", "tab:red"))},

@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['run_s']:.0f} |"
             )
     payload = {"machine": info, "args": vars(args), "estimates": rows, "measured": measured}
-    write_results(args.out, "memory-plan", payload, "\n".join(md) + "\n")
+    write_results(args.out, "memory-plan", payload, "\n".join(md) + "\n", config=args)
     return 0
 
 
@@ -299,7 +299,7 @@ def planner_table(args, widths, child) -> int:
                 cells.append(f"{p['gradient']}, {chunk}, {p['peak'] / GB:.1f} GB")
         md.append(f"| {r['shots']} | {r['k']} | " + " | ".join(cells) + f" | {r['compiled']} |")
     payload = {"machine": info, "args": vars(args), "planner": rows}
-    write_results(args.out, "memory-planner", payload, "\n".join(md) + "\n")
+    write_results(args.out, "memory-planner", payload, "\n".join(md) + "\n", config=args)
     return 0
 
 

@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{temp} | {r['s_per_step']:.3f} | {r['s_per_step'] / base['s_per_step']:.2f}x |"
         )
     meta = {"machine": info, "data": data, "conv": args.conv, "tasks": args.tasks}
-    write_results(args.out, "mixed", {**meta, "rows": rows}, "\n".join(lines) + "\n")
+    write_results(
+        args.out, "mixed", {**meta, "rows": rows}, "\n".join(lines) + "\n", config=args, data_dir=args.data_dir
+    )
     return 0
 
 

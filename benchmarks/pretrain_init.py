@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "pretrain": {**pre_summary, "val_curve": pre_curve},
         "results": results,
     }
-    stamp = write_results(args.out, "pretrain-init", payload, "\n".join(md) + "\n")
+    stamp = write_results(args.out, "pretrain-init", payload, "\n".join(md) + "\n", config=args, data_dir=args.data_dir)
     plot_curves(
         Path(args.out) / f"{stamp}-pretrain-init.png",
         {kind: (color, results[kind]) for kind, color in (("scratch", "tab:blue"), ("pretrained", "tab:green"))},

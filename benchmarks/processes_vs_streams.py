@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "compile s (streams / proc.)",
         ],
         cells,
+        config=args,
     )
     return 0
 

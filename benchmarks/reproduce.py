@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import code_commit, portable, provenance
 from rows import NOT_BACKED, ROOT, ROWS, STORE, Row, load
 from tables import update_tables
 
@@ -53,29 +54,6 @@ def machine() -> dict[str, object]:
     }
 
 
-def code_commit() -> dict[str, object]:
-    """The commit of the metajax that runs (the package ``import metajax`` finds), and whether it was clean."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-P",
-            "-c",
-            "import metajax, pathlib; print(pathlib.Path(metajax.__file__).resolve().parents[1])",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    src = out.stdout.strip()
-
-    def git(*a: str) -> str:
-        r = subprocess.run(["git", "-C", src, *a], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else ""
-
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "metajax", "configs")
-    return {"commit": git("rev-parse", "HEAD") or "unknown", "clean": not dirty}
-
-
 # ----------------------------------------------------------------------------------------------- run, record
 
 
@@ -94,7 +72,7 @@ def run(row: Row, runs: Path, data_dir: str | None) -> Path:
     # -P: the metajax that `import metajax` finds (installed, or $PYTHONPATH), not one in the working directory
     subprocess.run([sys.executable, "-P", "-m", "metajax", *cmd[1:]], check=True)
     wall = time.time() - t
-    record(row, run_dir, wall_s=wall, command=cmd, load_at_start=start["loadavg_1_5_15"], code=code)
+    record(row, run_dir, wall_s=wall, command=cmd, load_at_start=start["loadavg_1_5_15"], code=code, data_dir=data_dir)
     return run_dir
 
 
@@ -105,6 +83,7 @@ def record(
     command: list[str] | None = None,
     load_at_start: object = None,
     code: dict[str, object] | None = None,
+    data_dir: str | None = None,
 ) -> Path:
     run_dir = Path(run_dir)
     if row.kind == "finetune":
@@ -121,23 +100,35 @@ def record(
         config.get("data", {}).pop(key, None)
     m = machine()
     m["loadavg_1_5_15_at_start"] = load_at_start
+    code = code or code_commit()
+    command_line = (
+        "python benchmarks/reproduce.py run " + row.name + (" --data-dir DIR" if row.kind != "sinusoid" else "")
+    )
     entry = {
         "name": row.name,
         "kind": row.kind,
         "config": row.config,
         "overrides": list(row.overrides),
-        "command": "python benchmarks/reproduce.py run "
-        + row.name
-        + (" --data-dir DIR" if row.kind != "sinusoid" else ""),
-        "metajax_command": shlex.join(command) if command else None,
+        "command": command_line,
+        # the run's own command, local paths made portable ($DATA_DIR, $LOCAL/NAME)
+        "metajax_command": shlex.join(portable(command, data_dir)) if command else None,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        **(code or code_commit()),
+        "commit": code["commit"],
+        "clean": code["clean"],
         "machine": m,
         "versions": versions,
         "wall_s": None if wall_s is None else round(wall_s, 1),
         "train": summary,
         "results": results,
         "resolved_config": config,
+        # the schema of every result file (benchmarks/provenance.py); the keys above are what the tables read
+        "provenance": provenance(
+            command=command_line,
+            config={"name": row.config, "overrides": list(row.overrides)},
+            wall_s=wall_s,
+            code=code,
+            data_dir=data_dir,
+        ),
     }
     STORE.mkdir(parents=True, exist_ok=True)
     out = STORE / f"{row.name}.json"

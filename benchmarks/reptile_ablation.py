@@ -178,7 +178,9 @@ def run_combos(fs: FewShot, init, args, out: Path) -> str:
     ]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['accuracy'] * 100:.2f} ± {r['ci95'] * 100:.2f} % | {r['train_s']:.0f} s |")
-    (out / "reptile_ablation.json").write_text(json.dumps(rows, indent=1))
+    from provenance import provenance, write_json
+
+    write_json(out / "reptile_ablation.json", rows, provenance(config=args, data_dir=args.data_dir))
 
     def draw(ax):
         ax.bar(range(len(rows)), [r["accuracy"] * 100 for r in rows], yerr=[r["ci95"] * 100 for r in rows])
@@ -202,7 +204,10 @@ def run_tail(fs: FewShot, init, args, out: Path) -> str:
                 f"B={batch} {mode}: {r['accuracy'] * 100:.2f} +- {r['ci95'] * 100:.2f} % ({r['train_s']:.0f} s)",
                 file=sys.stderr,
             )
-            (out / "reptile_tail.json").write_text(json.dumps(rows, indent=1))  # partial results survive a crash
+            from provenance import provenance, write_json
+
+            # partial results survive a crash; the provenance is beside them (reptile_tail.provenance.json)
+            write_json(out / "reptile_tail.json", rows, provenance(config=args, data_dir=args.data_dir))
     return report_tail(rows, args.steps, args.eval_tasks, out)
 
 

@@ -126,7 +126,7 @@ def compare(args: argparse.Namespace, reference: Path | None) -> int:
             f"{r['seconds']:.0f} |"
         )
     payload = {"machine": info, "args": vars(args), "parameters": count, "rows": rows}
-    write_results(args.out, "resnet12-reference", payload, "\n".join(md) + "\n")
+    write_results(args.out, "resnet12-reference", payload, "\n".join(md) + "\n", config=args)
     return 0
 
 

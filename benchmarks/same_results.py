@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             base, new = statistics.median(by["base"]), statistics.median(by["new"])
             lines.append(f"| {run} | {base:.2f} | {new:.2f} | {new / base:.3f} |")
     payload = {"machine": info, "revisions": revs, "runs": result, "train_wall_s": walls}
-    write_results(args.out, "same", payload, "\n".join(lines) + "\n")
+    write_results(args.out, "same", payload, "\n".join(lines) + "\n", config=args, data_dir=args.data_dir)
     return 0 if same and deterministic else 1
 
 

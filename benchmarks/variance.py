@@ -10,7 +10,6 @@ fitted on the small-alpha points (alpha <= 1e-3), where the first-order
 expansion of the inner step holds.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -55,7 +54,10 @@ def main() -> int:
     lines += [f"Fitted support ~ alpha^p for alpha <= 1e-3: {k} p = {p:.2f}" for k, p in fits.items()]
     text = "\n".join(lines) + "\n"
     (out / "variance.md").write_text(text)
-    (out / "variance.json").write_text(json.dumps({"rows": rows, "support_exponent": fits}, indent=1))
+    from provenance import provenance, write_json
+
+    config = {"alphas": ALPHAS}  # the script takes no arguments
+    write_json(out / "variance.json", {"rows": rows, "support_exponent": fits}, provenance(argv=[], config=config))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, name in zip(axes, ("maml", "fomaml"), strict=True):
         sel = [r for r in rows if r["algorithm"] == name]

@@ -16,7 +16,6 @@ variance of the inner gradient itself, and fits
 ``support / (alpha^2 Var_s(grad L_s)) ~ lambda^p``; the prediction is p = 2.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -111,7 +110,10 @@ def main() -> int:
         )
     text = "\n".join(lines) + "\n"
     (out / "variance_curvature.md").write_text(text)
-    (out / "variance_curvature.json").write_text(json.dumps({"rows": rows, "exponents": fits}, indent=1))
+    from provenance import provenance, write_json
+
+    config = {"curvatures": CURVATURES}  # the script takes no arguments
+    write_json(out / "variance_curvature.json", {"rows": rows, "exponents": fits}, provenance(argv=[], config=config))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, marker in (("maml", "o"), ("fomaml", "s")):
         sel = [r for r in rows if r["algorithm"] == name]
