@@ -99,24 +99,39 @@ def test_result_files_are_complete_and_small(tables):
             assert name in names or name in unbacked, f"row {name!r} has neither a result file nor an earlier entry"
 
 
-def test_every_published_mean_and_ci_has_a_result_file(tables):
-    """Outside the generated blocks, each 'a ± b' number on a published page is one a result file holds."""
+def _pairs_and_texts(paths):
     pairs, texts = [], []
-    for path in RESULTS.rglob("*"):
-        if path.name == "unbacked.json":
-            continue  # earlier claims: shown only inside the generated table, marked as not backed
+    for rel in paths:
+        path = ROOT / rel
         if path.suffix == ".json":
             _pairs(json.loads(path.read_text()), pairs)
-        elif path.suffix == ".md":
+        else:
             texts.append(path.read_text())
+    return pairs, texts
+
+
+def test_every_published_mean_and_ci_has_a_result_file(tables):
+    """Outside the generated blocks, each 'a ± b' number on a published page is one that the file it cites holds:
+    the file and key of its inline citation (compared there, tests/test_published_numbers.py), or one of the files
+    its paragraph names, as a pair (a mean beside its ci95, or the printed 'a ± b' text). A pair no file is cited
+    for fails, and so does one that only another file holds."""
     missing = []
-    for page in PAGES:
-        text = tables.BLOCK.sub("", page.read_text())
-        for line in text.splitlines():
-            for claim in CLAIM.findall(line):
-                if not _matches(claim, pairs, texts):
-                    missing.append(f"{page.relative_to(ROOT)}: '{claim[0]} ± {claim[1]}' in: {line.strip()[:100]}")
-    assert not missing, "numbers without a result file:\n" + "\n".join(missing)
+    for page in tables.PUBLISHED:
+        cited = {(e["line"], e["number"]) for e in tables.prose_numbers(page) if e["status"] == "cited"}
+        for first, para in tables.paragraphs(page):
+            sources = [
+                p for m in tables.SOURCES.finditer(re.sub(r"`[^`\n]*`", "", para)) for p in m.group("paths").split()
+            ]
+            pairs, texts = _pairs_and_texts(sources)
+            prose = re.sub(r"`[^`\n]*`", "", para)
+            for n, line in enumerate(prose.split("\n"), first):
+                for claim in CLAIM.findall(line):
+                    if (n, claim[0]) in cited and (n, claim[1]) in cited:
+                        continue
+                    if not sources or not _matches(claim, pairs, texts):
+                        where = " ".join(sources) or "no file cited"
+                        missing.append(f"{page}:{n}: '{claim[0]} ± {claim[1]}' ({where}) in: {line.strip()[:100]}")
+    assert not missing, "numbers not held by the file they cite:\n" + "\n".join(missing)
 
 
 def test_unbacked_rows_say_so(tables):
