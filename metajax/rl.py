@@ -9,7 +9,7 @@ meta-gradient estimators (exact DiCE, ProMP's LVC, plain REINFORCE) and TRPO.
   :func:`dice_objective`, :func:`ratio_surrogate`.
 * TRPO: :func:`trpo_step`, :func:`conjugate_gradient`.
 * MAML for RL: :func:`maml_rl` (a :class:`MetaRL` of pure functions: the learners' stateful loss, the direct
-  per-task meta-loss, the pieces of TRPO) and :func:`maml_trpo_step`.
+  per-task meta-loss, the pieces of TRPO) and :func:`maml_trpo_step` (its KL product: :func:`gauss_newton_kl_hvp`).
 """
 
 from metajax._src.rl.envs import (
@@ -36,6 +36,7 @@ from metajax._src.rl.maml_rl import (
     MAMLTRPOMetrics,
     MetaRL,
     MetaRLSamples,
+    gauss_newton_kl_hvp,
     maml_rl,
     maml_trpo_step,
 )
