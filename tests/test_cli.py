@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,23 @@ def test_bad_values_fail_before_training(tmp_path, capsys):
     )
     assert rc == 2
     assert "data.meta_batch_size must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("eval.num_tasks=0", "eval.num_tasks must be an integer >= 1, got 0"),
+        ("eval.query_shots=0", "eval.query_shots must be an integer >= 1, got 0"),
+        ("eval.diverged_above=-1", "eval.diverged_above must be a number > 0"),
+        ("eval.report_steps=[0,100]", r"eval.report_steps must be step counts in \[0, eval.max_steps=32\]"),
+        ("eval.max_steps=0", "eval.max_steps must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_eval_settings_fail_before_training_and_leave_no_run_directory(tmp_path, capsys, setting, message):
+    run = tmp_path / "r"
+    assert cli.main(["train", "--smoke", "--run-dir", str(run), "--no-progress", "--set", setting]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not run.exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -71,6 +71,7 @@ def build_sinusoid(config: Any, outer_opt: optax.GradientTransformation, runtime
         )
     for name in ("shots", "query_shots"):
         check_positive_int(f"data.{name}", d[name])
+    check_sinusoid_eval(config.eval)
     for i, width in enumerate(config.model.hidden):
         check_positive_int(f"model.hidden[{i}]", width)
     compute_dtype = check_compute_dtype(config.model.get("compute_dtype", "float32"))
@@ -147,6 +148,26 @@ def build_fewshot(
         learner_for=fs.train_learner,
         loaded=fs.loaded,
     )
+
+
+def check_sinusoid_eval(ev: Any) -> None:
+    """The sinusoid's ``eval`` settings, checked when the experiment is built (before any training): ``ValueError``
+    naming the key."""
+    for name in ("num_tasks", "query_shots", "max_steps", "num_examples"):
+        check_positive_int(f"eval.{name}", ev[name], minimum=0 if name == "num_examples" else 1)
+    check_positive_int("eval.pretrain_steps", ev.pretrain_steps, minimum=0)
+    check_positive_int("eval.seed", ev.seed, minimum=0)
+    diverged = ev.diverged_above
+    if isinstance(diverged, bool) or not isinstance(diverged, (int, float)) or not diverged > 0:
+        raise ValueError(f"eval.diverged_above must be a number > 0 (an MSE; inf: never), got {diverged!r}.")
+    steps = ev.report_steps
+    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__len__") or not len(steps):
+        raise ValueError(f"eval.report_steps must be a non-empty list of inner-step counts, got {steps!r}.")
+    for s in steps:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= ev.max_steps:
+            raise ValueError(
+                f"eval.report_steps must be step counts in [0, eval.max_steps={ev.max_steps}], got {list(steps)!r}."
+            )
 
 
 def evaluate_sinusoid(exp: Experiment, meta_params: Any, run_dir: Path, mesh: Any = None) -> dict[str, Any]:
