@@ -167,3 +167,22 @@ def test_pretrain_refuses_bad_settings_before_loading_data(argv, message, tmp_pa
     )
     assert message in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_a_backbone_pre_trained_on_another_split_is_refused(tmp_path):
+    from metajax._src.app.rundir import check_backbone_split
+
+    config = cli.load_config("omniglot_5w1s_maml", smoke=True)
+    run = tmp_path / "pre"
+    run.mkdir()
+    (run / "config.json").write_text(config.to_json())
+    check_backbone_split(run, config)  # the same split: accepted
+    other = cli.apply_overrides(config.copy_and_resolve_references(), ["data.split_seed=7"])
+    (run / "config.json").write_text(other.to_json())
+    with pytest.raises(
+        ValueError, match=r"pre-trained with data.split_seed=7, this run has data.split_seed=0: .*inflate"
+    ):
+        check_backbone_split(run, config)
+    (run / "config.json").write_text(cli.load_config("miniimagenet_5w1s_maml", smoke=True).to_json())
+    with pytest.raises(ValueError, match="pre-trained with task='miniimagenet', this run has task='omniglot'"):
+        check_backbone_split(run, config)

@@ -44,7 +44,7 @@ def initial_run_params(exp: Experiment, key: jax.Array, init: str | None = None,
     if init is not None:
         from metajax._src.app.rundir import load_backbone
 
-        params = load_backbone(init, params)
+        params = load_backbone(init, params, config=exp.config)
     return join_run_params(learner.init(params), state)
 
 

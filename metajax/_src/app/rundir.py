@@ -321,9 +321,39 @@ def check_init_run(run_dir: str | Path, what: str = "--init") -> Path:
     return path
 
 
-def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init") -> Any:
-    """``params`` (a freshly initialised few-shot model) with the backbone of the pre-training run ``run_dir``."""
+# the data settings that decide which classes are training classes: a backbone pre-trained on another split has
+# seen classes this run tests on
+SPLIT_KEYS = ("task", "data.split", "data.split_seed")
+
+
+def check_backbone_split(run_dir: str | Path, config: Any, what: str = "train.init") -> None:
+    """Refuse a pre-training run whose training classes are not this config's (``ValueError`` naming both)."""
+    stored = read_json(Path(run_dir) / "config.json", "the pre-training run's configuration")
+
+    def get(tree, dotted):
+        for k in dotted.split("."):
+            if not hasattr(tree, "get"):
+                return None
+            tree = tree.get(k)
+        return tree
+
+    for key in SPLIT_KEYS:
+        mine, theirs = get(config, key), get(stored, key)
+        if mine != theirs:
+            raise ValueError(
+                f"{what}: {str(run_dir)!r} pre-trained with {key}={theirs!r}, this run has {key}={mine!r}: its "
+                "backbone has seen other training classes, some of them this run's test classes, and would inflate "
+                "the test accuracy. Pre-train with the same data settings (metajax pretrain --set "
+                f"{key}={mine!r} ...)."
+            )
+
+
+def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init", config: Any = None) -> Any:
+    """``params`` (a freshly initialised few-shot model) with the backbone of the pre-training run ``run_dir``;
+    given the run's ``config``, a backbone pre-trained on another split is refused (:func:`check_backbone_split`)."""
     path = check_init_run(run_dir, what)
+    if config is not None:
+        check_backbone_split(run_dir, config, what)
     try:
         # as stored: a per-step model (MAML++) takes a stateless backbone in another layout (with_backbone maps it)
         return with_backbone(params, load_params(path, None))
