@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 
 import jax
 import numpy as np
@@ -113,6 +114,45 @@ def test_published_files_need_allow_pickle_and_load_only_arrays(tmp_path):
         pickle.dump({"label_specific": Boom()}, f)
     with pytest.raises(DataError, match=r"refusing to load posix.system|refusing to load os.system"):
         load_tieredimagenet(evil, allow_pickle=True)
+
+
+def test_a_cache_converted_from_other_files_is_refused_and_a_failed_conversion_leaves_nothing(tmp_path):
+    root = _folder_tree(tmp_path / "folders")
+    load_tieredimagenet(root)
+    cache = root / "metajax_cache"
+    # a class folder deleted and two added after the conversion: the cache would return the old classes
+    for d in sorted((root / "train").iterdir())[:1]:
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+    for name in ("n9000001", "n9000002"):
+        (root / "train" / name).mkdir()
+        Image.new("RGB", (8, 8)).save(root / "train" / name / "0.png")
+    with pytest.raises(
+        DataError,
+        match=r"train: the cache in .* was converted from other files: class folders since "
+        r"the conversion: added 2 \(n9000001, n9000002\); removed 1 \(n00000000\)\. Delete",
+    ):
+        load_tieredimagenet(root)
+    Image.new("RGB", (8, 8)).save(root / "val" / "n10000000" / "extra.png")  # one more image in a class
+    shutil.rmtree(cache)
+    load_tieredimagenet(root)  # converted again: fresh
+    Image.new("RGB", (8, 8)).save(root / "val" / "n10000000" / "extra2.png")
+    with pytest.raises(DataError, match=r"val: .*changed image count 1 \(n10000000\)"):
+        load_tieredimagenet(root)
+    # the published layout: its files' sizes and modification times
+    (tmp_path / "published").mkdir()
+    pub = _published(tmp_path / "published")
+    load_tieredimagenet(pub, allow_pickle=True)
+    np.savez(pub / "val_images.npz", images=np.zeros((38, 84, 84, 3), np.uint8))
+    with pytest.raises(DataError, match=r"val: .*the files val_\* changed since the conversion"):
+        load_tieredimagenet(pub, allow_pickle=True)
+    # a conversion that fails half-way leaves no partial image file
+    bad = _folder_tree(tmp_path / "bad")
+    (bad / "val" / "n10000000" / "0.png").write_bytes(b"not an image")
+    with pytest.raises(DataError):
+        load_tieredimagenet(bad)
+    assert not list((bad / "metajax_cache").glob("*.partial.npy"))
 
 
 def test_splits_sharing_a_class_or_category_are_refused(tmp_path):

@@ -193,6 +193,43 @@ def _cache_paths(root: Path, split: str) -> tuple[Path, Path]:
     return root / CACHE_DIR / f"{split}.images.npy", root / CACHE_DIR / f"{split}.index.npz"
 
 
+def _source_stamp(root: Path, split: str) -> str:
+    """What the published layout's cache was converted from: its files' names, sizes and modification times
+    (``""`` for the folder layout, whose class folders and image counts are compared instead)."""
+    if (root / split).is_dir():
+        return ""
+    files = sorted(root.glob(f"{split}_*"))
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files if p.is_file())
+
+
+def _check_fresh(root: Path, split: str, names: np.ndarray, counts: np.ndarray, source: str | None, where: Path):
+    """Refuse a cache converted from other files than those now in ``root`` (``DataError`` saying what changed)."""
+    stale = None
+    if (root / split).is_dir():  # the folder layout: the class folders and their image counts
+        now = {
+            d.name: sum(1 for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for d in (root / split).iterdir()
+            if d.is_dir()
+        }
+        then = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+        added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
+        changed = sorted(n for n in set(now) & set(then) if now[n] != then[n])
+        if added or removed or changed:
+            parts = [
+                f"{what} {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+                for what, v in (("added", added), ("removed", removed), ("changed image count", changed))
+                if v
+            ]
+            stale = f"class folders since the conversion: {'; '.join(parts)}"
+    elif source is not None and source != _source_stamp(root, split):  # before the stamp existed: not checked
+        stale = f"the files {split}_* changed since the conversion (size or modification time)"
+    if stale:
+        raise DataError(
+            f"tiered-ImageNet {split}: the cache in {where} was converted from other files: {stale}. Delete "
+            f"{where} to convert again from the files now in {root}."
+        )
+
+
 def load_split(root: Path, split: str, allow_pickle: bool = False) -> RaggedClassImages:
     """One split, memory-mapped from the cache (converted from the user's files on first use)."""
     if split not in SPLITS:
@@ -203,18 +240,23 @@ def load_split(root: Path, split: str, allow_pickle: bool = False) -> RaggedClas
             raise DataNotFoundError(missing_message(root))
         images_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = images_path.with_name(f"{split}.images.partial.npy")
-        if (root / split).is_dir():
-            offsets, names, category = _folders_to_cache(root, split, tmp)
-        else:
-            out = _from_published(root, split, allow_pickle)
-            np.save(tmp, out.images)
-            offsets, names, category = out.offsets, out.names, out.category
-        np.savez(index_path, offsets=offsets, names=names, category=category)
-        tmp.replace(images_path)  # the image file last: a cache is complete when both exist
+        try:
+            if (root / split).is_dir():
+                offsets, names, category = _folders_to_cache(root, split, tmp)
+            else:
+                out = _from_published(root, split, allow_pickle)
+                np.save(tmp, out.images)
+                offsets, names, category = out.offsets, out.names, out.category
+            np.savez(index_path, offsets=offsets, names=names, category=category, source=_source_stamp(root, split))
+            tmp.replace(images_path)  # the image file last: a cache is complete when both exist
+        except BaseException:  # a failed or interrupted conversion leaves no full-size partial file behind
+            tmp.unlink(missing_ok=True)
+            raise
     try:
         images = np.load(images_path, mmap_mode="r", allow_pickle=False)
         with np.load(index_path, allow_pickle=False) as z:
             offsets, names, category = z["offsets"], z["names"], z["category"]
+            source = str(z["source"]) if "source" in z.files else None
     except (OSError, ValueError, KeyError) as err:
         raise DataError(
             f"tiered-ImageNet: the cache in {images_path.parent} is damaged ({err}); delete it to convert again."
@@ -223,6 +265,7 @@ def load_split(root: Path, split: str, allow_pickle: bool = False) -> RaggedClas
         raise DataError(
             f"tiered-ImageNet: the cache in {images_path.parent} is inconsistent; delete it to convert again."
         )
+    _check_fresh(root, split, names, np.diff(offsets), source, images_path.parent)
     return RaggedClassImages(images, offsets.astype(np.int64), names, category.astype(np.int64))
 
 
