@@ -85,6 +85,7 @@ __all__ = [
     "episode_returns",
     "fit_linear_baseline",
     "gae",
+    "gauss_newton_kl_hvp",
     "gaussian_mlp",
     "inner_surrogate",
     "linear_baseline",

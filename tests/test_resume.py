@@ -229,6 +229,14 @@ try:
     out["declined"] = ""
 except RuntimeError as err:
     out["declined"] = str(err)
+# the record digest deleted and the step edited: the step is still checked against the directory
+import re
+ck.save(3, {"w": tree["w"] + 3}, {"best": None})
+for p in [p for p in (root / "3").rglob("*") if p.is_file() and '"step": 3' in p.read_text(errors="ignore")]:
+    text = re.sub(r',?\s*"record_digest":\s*"[0-9a-f]+"', "", p.read_text())
+    p.write_text(text.replace('"step": 3', '"step": 9'))
+_, record = ck.restore_latest(tree)
+out["without_digest"] = [record["step"], sorted(p.name for p in root.iterdir() if p.name.startswith("corrupt-"))]
 print(json.dumps(out))
 """
 
@@ -246,6 +254,7 @@ def test_checkpoint_record_is_verified_set_aside_and_saved_again(tmp_path):
     assert any("corrupt-2" in w for w in r["warnings"])
     assert r["resaved"] == [2, 2.0]
     assert "was not written" in r["declined"]
+    assert r["without_digest"] == [2, ["corrupt-2", "corrupt-3"]]
 
 
 def test_no_checkpoint_returns_none(tmp_path):

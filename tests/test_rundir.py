@@ -6,6 +6,7 @@ import sys
 import time
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
@@ -94,7 +95,7 @@ def test_a_run_directory_the_command_created_is_removed_when_nothing_was_written
     assert not run.exists()
 
 
-def test_parameters_are_verified_on_read(tmp_path):
+def test_parameters_are_verified_on_read(tmp_path, capsys):
     path = tmp_path / "best.msgpack"
     save_params(path, {"w": jnp.arange(4.0)})
     assert float(load_params(path, {"w": jnp.zeros(4)})["w"][3]) == 3.0
@@ -109,6 +110,11 @@ def test_parameters_are_verified_on_read(tmp_path):
         load_params(path, {"w": jnp.zeros(4)})
     with pytest.raises(RunDirectoryError, match="does not exist"):
         load_params(tmp_path / "nope.msgpack", {"w": jnp.zeros(4)})
+    # a flipped bit with the digest deleted still reads, but not silently
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert not np.array_equal(load_params(path, {"w": jnp.zeros(4)})["w"], np.arange(4.0))
+    assert "has no best.msgpack.sha256 beside it, so its contents cannot be verified" in capsys.readouterr().err
 
 
 def test_a_damaged_metrics_line_is_reported_and_set_aside_never_dropping_good_lines(tmp_path, capsys):

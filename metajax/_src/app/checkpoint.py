@@ -171,9 +171,15 @@ class Checkpointer:
             if _shapes(tree) != _shapes(template):
                 mismatch = f"shapes {_shapes(tree)} != {_shapes(template)}"
                 continue
-            damaged = tree_digest(tree) != record.get("digest")
-            if not damaged and "record_digest" in record:  # checkpoints written before 0.2 carry no record digest
-                damaged = record_digest(record) != record["record_digest"] or record.get("step") != step
+            # the step a record names is its directory's, digest or not (an edited step would resume elsewhere)
+            damaged = tree_digest(tree) != record.get("digest") or record.get("step") != step
+            if not damaged and "record_digest" in record:
+                damaged = record_digest(record) != record["record_digest"]
+            elif not damaged:  # written before 0.2, or its digest deleted: only the arrays and the step are verified
+                say(
+                    f"checkpoint {self.directory / str(step)}: its record has no record_digest (written before "
+                    "metajax 0.2, or removed); its arrays and step are verified, the rest of the record is not."
+                )
             if damaged:
                 aside = self.set_aside(step)
                 warnings.warn(

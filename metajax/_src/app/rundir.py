@@ -233,7 +233,12 @@ def load_params(path: Path, template: Any) -> Any:
         raise RunDirectoryError(f"{str(path)!r} does not exist.")
     data = path.read_bytes()
     sidecar = digest_path(path)
-    if sidecar.is_file() and sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+    if not sidecar.is_file():
+        print(
+            f"warning: {str(path)!r} has no {sidecar.name} beside it, so its contents cannot be verified.",
+            file=sys.stderr,
+        )
+    elif sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
         raise RunDirectoryError(
             f"{str(path)!r} is damaged: its SHA-256 differs from the one written with it ({sidecar.name}). Use "
             "another checkpoint (metajax eval --checkpoint meta_params or best), or retrain."
