@@ -155,6 +155,41 @@ def test_a_cache_converted_from_other_files_is_refused_and_a_failed_conversion_l
     assert not list((bad / "metajax_cache").glob("*.partial.npy"))
 
 
+def test_mutated_label_pickles_load_or_raise_data_error_and_run_no_code(tmp_path):
+    """Random byte flips, insertions and truncations of a protocol-2 labels pickle: every one loads arrays or raises
+    DataError (never MemoryError, OverflowError, LookupError, ...); protocol 2's _codecs.encode takes latin1 only."""
+    from metajax._src.data.tieredimagenet import _unpickle
+
+    d = {"label_specific": np.arange(12) % 3, "label_specific_str": [b"n01", b"n02", b"n03"]}
+    good = pickle.dumps(d, protocol=2)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "labels.pkl"
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(400):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(len(data)))
+            kind = rng.integers(3)
+            if kind == 0:
+                data[i] = int(rng.integers(256))
+            elif kind == 1:
+                data.insert(i, int(rng.integers(256)))
+            else:
+                del data[i:]
+                break
+        path.write_bytes(bytes(data))
+        try:
+            _unpickle(path)
+            outcomes["loaded"] += 1
+        except DataError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 100, outcomes
+    codec = b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00abq\x01X\x06\x00\x00\x00rot_13q\x02\x86q\x03Rq\x04."
+    path.write_bytes(codec)
+    with pytest.raises(DataError, match=r"refusing _codecs.encode\(str, 'rot_13'\)"):
+        _unpickle(path)
+
+
 def test_splits_sharing_a_class_or_category_are_refused(tmp_path):
     root = _folder_tree(tmp_path / "a")
     (root / "test" / "n00000000").mkdir()  # a training class name in the test split

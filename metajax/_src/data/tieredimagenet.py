@@ -109,21 +109,29 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy._core.numeric", "_frombuffer"),
         ("builtins", "list"),
         ("builtins", "dict"),
-        ("_codecs", "encode"),  # bytes in protocol 2
     }
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):  # bytes in protocol 2: encode(text, "latin1"), nothing else
+            return _latin1_bytes
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays, lists and dicts")
+
+
+def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """What protocol 2 pickles bytes as, ``_codecs.encode(text, "latin1")``, and only that (no other codec)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}): only latin1 text")
+    return text.encode("latin1")
 
 
 def _unpickle(path: Path):
     try:
         with open(path, "rb") as f:
             return _ArraysOnly(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise DataError(f"tiered-ImageNet: cannot read {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged pickle raises anything (MemoryError, OverflowError, ...)
+        raise DataError(f"tiered-ImageNet: cannot read {path}: {type(err).__name__}: {err}") from None
 
 
 def _folders_to_cache(root: Path, split: str, out_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
