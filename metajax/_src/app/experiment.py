@@ -49,6 +49,15 @@ def build(config: Any, runtime: Runtime | None = None, reuse: Experiment | None 
     check_positive_int("train.steps_per_call", config.train.steps_per_call)
     for name in ("checkpoint_every", "eval_every"):
         check_positive_int(f"train.{name}", config.train.get(name, 0), minimum=0)  # 0: never (only at the end)
+    nan_policy = config.train.get("nan_policy", "stop")
+    if nan_policy not in ("stop", "skip"):
+        raise ValueError(f"train.nan_policy must be 'stop' or 'skip', got {nan_policy!r}.")
+    val_tasks = check_positive_int("train.val_tasks", config.train.get("val_tasks", 0), minimum=0)
+    if val_tasks == 0 and config.train.get("eval_every", 0) and config.task not in ("sinusoid", *RL_TASKS):
+        raise ValueError(
+            f"train.val_tasks must be >= 1 to validate every train.eval_every={config.train.eval_every} steps, got 0; "
+            "set train.eval_every=0 to train without validation (no best.msgpack)."
+        )
     runtime = resolve_runtime(config) if runtime is None else runtime
     if config.task in RL_TASKS:
         from metajax._src.app.rl import build_rl
