@@ -79,6 +79,8 @@ def test_bad_values_fail_before_training(tmp_path, capsys):
         ("eval.report_steps=[0,100]", r"eval.report_steps must be step counts in \[0, eval.max_steps=32\]"),
         ("eval.max_steps=0", "eval.max_steps must be an integer >= 1, got 0"),
         ("train.nan_policy=maybe", "train.nan_policy must be 'stop' or 'skip', got 'maybe'"),
+        ("inner.lr=nan", "inner_lr must be finite, got nan"),
+        ("outer.lr=-inf", "outer.lr must be"),
     ],
 )
 def test_bad_eval_and_train_settings_fail_before_training_and_leave_no_run_directory(tmp_path, capsys, setting, message):

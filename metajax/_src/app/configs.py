@@ -69,9 +69,13 @@ def available_configs() -> list[str]:
 
 
 def parse_value(text: str) -> Any:
+    """A ``--set`` value: a Python literal, ``nan`` / ``inf`` / ``-inf`` as floats (for the checks to name them),
+    else the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+            return float(text)
         return text
 
 
