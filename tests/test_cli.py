@@ -83,7 +83,7 @@ def test_bad_values_fail_before_training(tmp_path, capsys):
         ("outer.lr=-inf", "outer.lr must be"),
     ],
 )
-def test_bad_eval_and_train_settings_fail_before_training_and_leave_no_run_directory(tmp_path, capsys, setting, message):
+def test_bad_eval_and_train_settings_fail_before_training_leaving_no_run_directory(tmp_path, capsys, setting, message):
     run = tmp_path / "r"
     assert cli.main(["train", "--smoke", "--run-dir", str(run), "--no-progress", "--set", setting]) == 2
     assert re.search(message, capsys.readouterr().err)
@@ -305,3 +305,13 @@ def test_a_step_that_cannot_fit_is_refused_before_it_runs(tmp_path, capsys, monk
     assert "the training step (100 meta-steps per call) will not fit: XLA estimates" in err
     assert "1 MB free" in err and "task_chunk" in err
     assert not (run / "metrics.jsonl").read_text().strip()  # nothing was trained
+
+
+def test_the_resume_hint_names_the_run_directory_the_command_chose():
+    import argparse
+
+    chosen = Path("runs/sinusoid_maml-20261208-000000")
+    assert cli.resume_hint(argparse.Namespace(run_dir=None), chosen) == (
+        f"Run the same command again with --run-dir {chosen}"
+    )
+    assert cli.resume_hint(argparse.Namespace(run_dir="mine"), Path("mine")) == "Run the same command again"

@@ -101,11 +101,19 @@ def _train(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
         )
         return 1
     except train.Interrupted as err:
-        say(f"metajax train: {err}. Run the same command again to resume from step {err.step}.")
+        say(f"metajax train: {err}. {resume_hint(args, run_dir)} to resume from step {err.step}.")
         return 128 + err.signum
     shown = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     say(f"wrote {run_dir}/: {', '.join(shown)}")
     return 0
+
+
+def resume_hint(args: argparse.Namespace, run_dir: Path) -> str:
+    """How to resume: the same command, with ``--run-dir`` when the directory was chosen by the command (a new
+    one is chosen at every start)."""
+    if getattr(args, "run_dir", None):
+        return "Run the same command again"
+    return f"Run the same command again with --run-dir {run_dir}"
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -135,7 +143,7 @@ def _pretrain(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
         say(f"metajax pretrain: {err}; the metrics are in {run_dir / 'metrics.jsonl'}.")
         return 1
     except train.Interrupted as err:
-        say(f"metajax pretrain: {err}. Run the same command again to resume from step {err.step}.")
+        say(f"metajax pretrain: {err}. {resume_hint(args, run_dir)} to resume from step {err.step}.")
         return 128 + err.signum
     best = summary["best_val_accuracy"]
     chosen = f"step {summary['backbone_step']}" + ("" if best is None else f", validation accuracy {best:.4f}")
