@@ -315,3 +315,16 @@ def test_the_resume_hint_names_the_run_directory_the_command_chose():
         f"Run the same command again with --run-dir {chosen}"
     )
     assert cli.resume_hint(argparse.Namespace(run_dir="mine"), Path("mine")) == "Run the same command again"
+
+
+def test_eval_refuses_an_output_directory_it_cannot_write_before_loading_anything(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")  # never read: the output directory is checked first
+    (tmp_path / "file").write_text("")
+    assert cli.main(["eval", str(run), "--out", str(tmp_path / "file" / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "--out: cannot write the evaluation to" in err and "file/eval" in err
+    (run / "eval").write_text("")  # the default RUN_DIR/eval cannot be a directory: --out is suggested
+    assert cli.main(["eval", str(run)]) == 2
+    assert "Pass --out DIR to write the evaluation elsewhere" in capsys.readouterr().err

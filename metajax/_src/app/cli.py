@@ -156,6 +156,14 @@ def _pretrain(args: argparse.Namespace, config: Any, run_dir: Path) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
+    out = run_dir / "eval" if args.out is None else Path(args.out)
+    try:  # before anything loads or compiles (a directory that is no run is refused by _load_run below)
+        if (run_dir / "config.json").is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            check_writable(out)
+    except OSError as err:
+        hint = " Pass --out DIR to write the evaluation elsewhere." if args.out is None else ""
+        raise ValueError(f"--out: cannot write the evaluation to {str(out)!r}: {err.strerror or err}.{hint}") from None
     config, exp, meta_params, name, ckpt, where = _load_run(
         run_dir, args.checkpoint, args.set or [], args.data_dir, args.compile_cache
     )
@@ -164,8 +172,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"metajax eval: {config.eval.num_tasks} held-out tasks (the run's eval.num_tasks; "
         "--set eval.num_tasks=N to change it)"
     )
-    out = run_dir / "eval" if args.out is None else Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     ev = exp.evaluate(meta_params, out, name, progress=False if args.no_progress else None)
     print(ev["table"])
     say(f"wrote {out}/")
