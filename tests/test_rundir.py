@@ -263,3 +263,22 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_naming_the_checkpoint(tmp_path,
     other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
     hook(other)
     assert seen == [other]
+
+
+def test_a_damaged_parameter_file_is_set_aside_never_overwritten_and_its_message_names_a_remedy(tmp_path):
+    from metajax._src.app.rundir import set_aside_if_damaged
+
+    path = tmp_path / "meta_params.msgpack"
+    save_params(path, {"w": jnp.arange(4.0)})
+    assert set_aside_if_damaged(path) is None and path.is_file()  # intact: left alone
+    data = bytearray(path.read_bytes())
+    data[len(data) - 9] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunDirectoryError, match=r"is damaged: .* Use another checkpoint of the run \(metajax eval "
+                       r"--checkpoint best\)"):  # fmt: skip
+        load_params(path, {"w": jnp.zeros(4)})
+    with pytest.raises(RunDirectoryError, match="Do this instead"):
+        load_params(path, {"w": jnp.zeros(4)}, "Do this instead.")
+    aside = set_aside_if_damaged(path)
+    assert aside == tmp_path / "meta_params.msgpack.damaged" and aside.read_bytes() == bytes(data)
+    assert (tmp_path / "meta_params.msgpack.damaged.sha256").is_file() and not path.exists()

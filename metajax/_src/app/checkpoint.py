@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from metajax._src.app.progress import say
-from metajax._src.app.rundir import RunDirectoryError, digest_path, load_params, save_params
+from metajax._src.app.rundir import RunDirectoryError, load_params, save_params, set_aside
 from metajax._src.base import MetaState
 
 
@@ -273,17 +273,7 @@ def repair_best_file(run_dir: Path, params: Any, best_step: int, source: str) ->
         return
     except RunDirectoryError as err:
         problem = str(err)
-    aside = None
-    if path.exists():
-        aside = path.with_name(path.name + ".damaged")
-        n = 1
-        while aside.exists():
-            n += 1
-            aside = path.with_name(f"{path.name}.damaged.{n}")
-        path.rename(aside)
-        sidecar = digest_path(path)
-        if sidecar.exists():
-            sidecar.rename(aside.with_name(aside.name + ".sha256"))
+    aside = set_aside(path) if path.exists() else None
     save_params(path, params)
     say(
         f"metajax: {problem} It was rewritten with the best parameters (step {best_step}) kept in {source}"

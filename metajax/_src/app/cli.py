@@ -358,7 +358,13 @@ def _load_run(
     exp = build(config)
     template = initial_run_params(exp, jax.random.PRNGKey(0))
     try:
-        meta_params = load_best(run_dir, template) if name == "best" else load_params(ckpt, template)
+        remedy = (
+            f"Use --checkpoint best, or run metajax train again with --run-dir {run_dir}: it restores the run's last "
+            "checkpoint and writes meta_params.msgpack again (the damaged file is set aside)."
+            if name == "meta_params"
+            else None
+        )
+        meta_params = load_best(run_dir, template) if name == "best" else load_params(ckpt, template, remedy)
     except ValueError as err:
         raise ValueError(f"--checkpoint: {err}") from None
     return config, exp, meta_params, name, ckpt, where

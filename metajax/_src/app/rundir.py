@@ -218,9 +218,36 @@ def digest_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
-def load_params(path: Path, template: Any) -> Any:
+def set_aside(path: Path) -> Path:
+    """Move a parameter file and its digest to ``PATH.damaged`` (``.damaged.N`` when taken): never deleted."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged.{n}")
+    path.rename(aside)
+    sidecar = digest_path(path)
+    if sidecar.exists():
+        sidecar.rename(aside.with_name(aside.name + ".sha256"))
+    return aside
+
+
+def set_aside_if_damaged(path: Path) -> Path | None:
+    """:func:`set_aside` a parameter file whose SHA-256 differs from the one written with it (before it is written
+    again); where it went, or ``None`` (missing, intact, or without a digest to tell)."""
+    path, sidecar = Path(path), digest_path(path)
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    if sidecar.read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest():
+        return None
+    return set_aside(path)
+
+
+def load_params(path: Path, template: Any, remedy: str | None = None) -> Any:
     """Read a parameter tree written by :func:`save_params` into ``template``'s structure (``None``: as stored,
-    nested dictionaries of arrays), verifying its digest.
+    nested dictionaries of arrays), verifying its digest. ``remedy``: what the damaged-file message advises
+    (default: another checkpoint of the run, or retraining).
 
     Raises:
       RunDirectoryError: the file is missing, damaged (its SHA-256 differs from the one written with it) or not
@@ -239,9 +266,10 @@ def load_params(path: Path, template: Any) -> Any:
             file=sys.stderr,
         )
     elif sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+        other = "best" if path.name == "meta_params.msgpack" else "meta_params"
         raise RunDirectoryError(
-            f"{str(path)!r} is damaged: its SHA-256 differs from the one written with it ({sidecar.name}). Use "
-            "another checkpoint (metajax eval --checkpoint meta_params or best), or retrain."
+            f"{str(path)!r} is damaged: its SHA-256 differs from the one written with it ({sidecar.name}). "
+            + (remedy or f"Use another checkpoint of the run (metajax eval --checkpoint {other}), or retrain.")
         )
     try:
         return serialization.msgpack_restore(data) if template is None else serialization.from_bytes(template, data)
@@ -361,6 +389,9 @@ def load_backbone(run_dir: str | Path, params: Any, what: str = "train.init", co
         check_backbone_split(run_dir, config, what)
     try:
         # as stored: a per-step model (MAML++) takes a stateless backbone in another layout (with_backbone maps it)
-        return with_backbone(params, load_params(path, None))
+        remedy = (
+            "Pre-train again into a new directory (metajax pretrain --config CONFIG --run-dir NEW) and pass it instead."
+        )
+        return with_backbone(params, load_params(path, None, remedy))
     except (RunDirectoryError, ValueError) as err:
         raise ValueError(f"{what}: {err}") from None

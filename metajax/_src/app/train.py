@@ -46,6 +46,7 @@ from metajax._src.app.rundir import (
     read_json,
     resume_change,
     save_params,
+    set_aside_if_damaged,
     truncate_metrics,
     versions,
 )
@@ -498,6 +499,9 @@ def _run(config: Any, run_dir: Path, progress: bool | None) -> dict[str, Any]:
     if record is not None:
         write_atomic(run_dir / PLAN_FILE, strict_json(record))
     meta_params, train_info = meta_train(exp, run_dir, progress)
+    aside = set_aside_if_damaged(run_dir / "meta_params.msgpack")  # a rerun of a finished run writes it again
+    if aside is not None:
+        say(f"metajax train: meta_params.msgpack was damaged (its SHA-256 differs); set aside as {aside}.")
     save_params(run_dir / "meta_params.msgpack", meta_params)
     say(f"evaluating on {config.eval.num_tasks} held-out tasks ...")
     t = time.perf_counter()
