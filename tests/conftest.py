@@ -280,3 +280,25 @@ def regression_tasks(key, num_tasks=3, shots=5, query=7, din=2):
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+def trace_training_step(config):
+    """Build a config's experiment and trace (not compile) its training step on a sampled batch's shapes.
+
+    The cheap half of an every-config check: the config's settings, data, model and learner fit together and the
+    meta-step traces; the configs whose smoke run shares model and algorithm with another config's are checked
+    this way, the others by a real smoke run (compiling and running training, validation and test)."""
+    from metajax._src.app.experiment import build
+    from metajax._src.app.experiment_base import initial_meta_state, initial_run_params
+    from metajax._src.app.runparams import split_run_params
+
+    exp = build(config)
+    key = jax.random.PRNGKey(0)
+    start = initial_run_params(exp, key)
+    ms = exp.make_meta_step()
+    state = initial_meta_state(exp, ms, start, key)
+    tasks = jax.eval_shape(lambda k, *data: exp.sample_tasks(k, *data), key, *exp.data)
+    params, new_state, metrics = jax.eval_shape(ms.step, split_run_params(start)[0], state, tasks)
+    assert jax.tree.structure(params) == jax.tree.structure(split_run_params(start)[0])
+    assert "query_loss" in metrics or metrics, metrics
+    return metrics

@@ -162,7 +162,38 @@ def smoke_train(name, tfds_dir, tmp_path):
     assert final and all(0.0 <= v["accuracy"] <= 1.0 for v in final.values() if isinstance(v, dict))
 
 
+# One real smoke run per algorithm and backbone, every data set and both shot counts among them; the other 25
+# configs differ from one of these only in data set or shots, and their training step is traced instead.
+SMOKE_RUNS = [
+    "cifar_fs_5w1s_maml",
+    "fc100_5w5s_fomaml",
+    "cub_5w1s_anil",
+    "fc100_5w1s_mamlpp",
+    "cifar_fs_5w1s_maml_resnet12",
+]
+
+
+def test_the_smoke_runs_cover_every_algorithm_backbone_data_set_and_shot_count():
+    assert set(SMOKE_RUNS) <= set(NEW_CONFIGS)
+    kinds = {n.split("_5w")[1][3:] for n in NEW_CONFIGS}  # maml, fomaml, anil, mamlpp, maml_resnet12
+    assert {n.split("_5w")[1][3:] for n in SMOKE_RUNS} == kinds
+    assert {n.split("_5w")[0] for n in SMOKE_RUNS} == set(SOURCES)
+    assert {n.split("_5w")[1][:2] for n in SMOKE_RUNS} == {"1s", "5s"}
+
+
 @pytest.mark.slow  # a smoke run compiles training, validation and test programs: ~1-2 minutes each
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_every_new_config_trains_on_mock_data(name, tfds_dir, tmp_path):
+@pytest.mark.parametrize("name", SMOKE_RUNS)
+def test_one_config_per_algorithm_trains_on_mock_data(name, tfds_dir, tmp_path):
     smoke_train(name, tfds_dir, tmp_path)
+
+
+@pytest.mark.slow  # builds each config on mock data and traces its training step (no compile): seconds each
+@pytest.mark.parametrize("name", [n for n in NEW_CONFIGS if n not in SMOKE_RUNS])
+def test_every_other_new_config_traces_its_training_step_on_mock_data(name, tfds_dir):
+    from conftest import trace_training_step
+
+    cfg = load_config(name, smoke=True)
+    cfg.data.data_dir = str(tfds_dir)
+    with mocked(SOURCES[cfg.task]):
+        metrics = trace_training_step(cfg)
+    assert "query_loss" in metrics, sorted(metrics)

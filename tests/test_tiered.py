@@ -267,9 +267,21 @@ def test_pretraining_reads_the_host_split_and_train_starts_from_it(tree, tmp_pat
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["init"] == str(pre.resolve())
 
 
+@pytest.mark.slow  # builds each 5-shot config and traces its training step (no compile): seconds each
+@pytest.mark.parametrize("name", [n for n in TIERED_CONFIGS if "_5w5s_" in n])
+def test_every_5_shot_config_traces_its_training_step(name, tree):
+    """The 5-shot configs differ from the 1-shot ones (each trained below) only in shots and queries."""
+    from conftest import trace_training_step
+
+    config = cli.load_config(name, smoke=True)
+    config.data.data_dir = str(tree)
+    assert "query_loss" in trace_training_step(config)
+    assert name.replace("_5w5s_", "_5w1s_") in TIERED_CONFIGS
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TIERED_CONFIGS)
-def test_every_config_trains_on_synthetic_data(name, tree, tmp_path):
+@pytest.mark.parametrize("name", [n for n in TIERED_CONFIGS if "_5w1s_" in n])
+def test_every_1_shot_config_trains_on_synthetic_data(name, tree, tmp_path):
     assert smoke_train(tree, tmp_path / "run", name) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 2
