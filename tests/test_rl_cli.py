@@ -16,6 +16,7 @@ RL_CONFIGS = (
     "navigation2d_fomaml",
     "navigation2d_meta_sgd",
     "cartpole_maml_trpo",
+    "bandit_k5_maml_trpo",
 )
 
 
