@@ -27,7 +27,6 @@ the ratio comes from one machine in one run. Output: ``benchmarks/results/DATE-m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import subprocess
@@ -37,27 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from device_check import _unrolled_scans as unrolled_scans  # noqa: E402
 from harness import machine, write_results  # noqa: E402
 
 KL_PRODUCTS = ("gauss_newton", "forward_over_reverse")
 TRPO = {"max_kl": 0.01, "cg_iters": 10, "cg_damping": 1e-5, "ls_max_steps": 15, "ls_backtrack_ratio": 0.8}
-
-
-@contextlib.contextmanager
-def unrolled_scans():
-    """Every ``lax.scan`` traced fully unrolled while active (for XLA's cost analysis, which counts a body once)."""
-    import jax
-
-    real = jax.lax.scan
-
-    def scan(f, init, xs=None, length=None, reverse=False, unroll=1, **kwargs):
-        return real(f, init, xs, length=length, reverse=reverse, unroll=True, **kwargs)
-
-    jax.lax.scan = scan
-    try:
-        yield
-    finally:
-        jax.lax.scan = real
 
 
 def lowered_flops(fn, *args) -> float:
